@@ -1,0 +1,326 @@
+//! The primitive ops every backend implements. Tensors above this layer are always contiguous
+//! row-major f32; views that need no data movement (reshape) never reach a backend.
+//!
+//! Shape legend used throughout: B batch, M/N/K matmul sizes, C channels, H/W height/width,
+//! T tokens, BH batch*heads, D head channels.
+
+use std::fmt::Debug;
+use std::future::Future;
+
+use crate::error::Result;
+
+/// Most dimensions a broadcast or strided copy handles (pixel shuffle of NCHW needs 6,
+/// patchify of (B, C, L, H, W) with three patch axes needs 8).
+pub const MAX_DIMS: usize = 8;
+
+/// Elementwise functions of one input. `p`/`q` are the op's scalar parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary {
+    Neg,
+    Silu,
+    Exp,
+    Log,
+    Sqrt,
+    Rsqrt,
+    Square,
+    Sin,
+    Cos,
+    Abs,
+    /// `x * rsqrt(1 + (x/5)^2)`: the DCAE latent saturation ("softclip2").
+    Softclip,
+    /// `x * s`.
+    Scale(f32),
+    /// `x + s`.
+    AddScalar(f32),
+    /// `min(max(x, lo), hi)`.
+    Clamp(f32, f32),
+    /// `1` where `x > s`, else `0` (dropout masks, comparisons); its gradient is zero.
+    Gt(f32),
+}
+
+impl Unary {
+    /// (op code, p, q) as the WGSL kernels and the CPU reference both decode them.
+    pub fn code(self) -> (u32, f32, f32) {
+        match self {
+            Unary::Neg => (0, 0.0, 0.0),
+            Unary::Silu => (1, 0.0, 0.0),
+            Unary::Exp => (2, 0.0, 0.0),
+            Unary::Log => (3, 0.0, 0.0),
+            Unary::Sqrt => (4, 0.0, 0.0),
+            Unary::Rsqrt => (5, 0.0, 0.0),
+            Unary::Square => (6, 0.0, 0.0),
+            Unary::Sin => (7, 0.0, 0.0),
+            Unary::Cos => (8, 0.0, 0.0),
+            Unary::Abs => (9, 0.0, 0.0),
+            Unary::Softclip => (10, 0.0, 0.0),
+            Unary::Scale(s) => (11, s, 0.0),
+            Unary::AddScalar(s) => (12, s, 0.0),
+            Unary::Clamp(lo, hi) => (13, lo, hi),
+            Unary::Gt(s) => (14, s, 0.0),
+        }
+    }
+}
+
+/// Elementwise functions of two broadcast inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+}
+
+impl Binary {
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+}
+
+/// An output shape and, for each input, the strides (in elements) that map an output index to
+/// it; a stride of 0 broadcasts that axis. `shape.len() <= MAX_DIMS`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broadcast {
+    pub shape: Vec<usize>,
+    pub strides: Vec<Vec<usize>>,
+}
+
+/// A gather from a contiguous buffer: `out[i] = x[offset + sum_d idx_d(i) * strides[d]]`,
+/// out contiguous of `shape`. Negative strides flip axes (conv weight transposes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Strided {
+    pub shape: Vec<usize>,
+    pub strides: Vec<isize>,
+    pub offset: usize,
+}
+
+/// Batched matmul `out[b] = op(a[b]) @ op(b[b]) (+ bias)` where `op` transposes when asked.
+/// a: (batch|1, M, K) or (batch|1, K, M) if `trans_a`; b: (batch|1, K, N) or (batch|1, N, K)
+/// if `trans_b`; bias: (N); out: (batch, M, N). `a_batched = false` shares one `a` across the
+/// batch (likewise `b_batched`), so weights need no broadcast copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulDesc {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub a_batched: bool,
+    pub b_batched: bool,
+}
+
+/// Stride-1 "same" convolution. x: (B, Cin, H, W), w: (Cout, Cin, k, k), bias: (Cout),
+/// out: (B, Cout, H, W); `kernel` is 1 or 3; padding is zeros or circular.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvDesc {
+    pub batch: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kernel: usize,
+    pub circular: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormKind {
+    /// Mean and biased variance (the transformer's layer norm).
+    Layer,
+    /// Mean and unbiased variance, divided by C-1 (the DCAE's channel layer norm).
+    LayerUnbiased,
+    /// Root mean square, no centring.
+    Rms,
+}
+
+/// Normalisation over the middle axis of x viewed as (outer, C, inner): inner = 1 normalises
+/// the last axis of tokens, inner = H*W the channel axis of NCHW. No affine parameters.
+/// Outputs y (same shape) and rstd (outer, inner) = 1/sqrt(var + eps) for the backward pass.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NormDesc {
+    pub outer: usize,
+    pub c: usize,
+    pub inner: usize,
+    pub eps: f32,
+    pub kind: NormKind,
+}
+
+/// Rotary embedding of x: (B, heads, T, D) by angles (T, heads*D/2): head h rotates its channel
+/// pair (2i, 2i+1) by `angles[t, h*D/2 + i]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RopeDesc {
+    pub batch: usize,
+    pub heads: usize,
+    pub tokens: usize,
+    pub dim: usize,
+}
+
+/// softmax(q k^T * scale) v over q, k, v: (BH, T, D) -> (BH, T, D).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionDesc {
+    pub bh: usize,
+    pub tokens: usize,
+    pub dim: usize,
+    pub scale: f32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dist {
+    /// Uniform on (0, 1].
+    Uniform,
+    /// Standard normal (Box-Muller over pairs of uniforms).
+    Normal,
+}
+
+/// One AdamW update with bias correction. `step` counts from 1. The gradient is multiplied by
+/// `min(1, max_norm / sqrt(gnorm_sq))` when a squared global norm is supplied, so clipping
+/// needs no readback.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWDesc {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub step: u32,
+    pub max_norm: f32,
+}
+
+/// A compute backend: storage plus the primitive kernels. Every op returns a new contiguous
+/// storage; sizes are validated by the `Tensor` layer above before they reach a backend.
+pub trait Backend: Clone + Debug + 'static {
+    type Storage: Clone + Debug;
+
+    /// Human-readable description (adapter name and API for the GPU).
+    fn name(&self) -> String;
+    fn len(&self, s: &Self::Storage) -> usize;
+    fn upload(&self, data: &[f32]) -> Result<Self::Storage>;
+    fn fill(&self, len: usize, value: f32) -> Result<Self::Storage>;
+    /// Copies a storage back to the host. The GPU backend submits pending work first.
+    fn read(&self, s: &Self::Storage) -> impl Future<Output = Result<Vec<f32>>>;
+    /// Submits recorded work and surfaces asynchronous errors (GPU validation, OOM, loss).
+    fn sync(&self) -> impl Future<Output = Result<()>>;
+
+    fn unary(&self, op: Unary, x: &Self::Storage) -> Result<Self::Storage>;
+    /// `dx = dy * f'(x)`.
+    fn unary_backward(
+        &self,
+        op: Unary,
+        x: &Self::Storage,
+        dy: &Self::Storage,
+    ) -> Result<Self::Storage>;
+    fn binary(
+        &self,
+        op: Binary,
+        a: &Self::Storage,
+        b: &Self::Storage,
+        layout: &Broadcast,
+    ) -> Result<Self::Storage>;
+    /// `out = mask != 0 ? a : b` with the three inputs broadcast by `layout` (mask, a, b).
+    fn select(
+        &self,
+        mask: &Self::Storage,
+        a: &Self::Storage,
+        b: &Self::Storage,
+        layout: &Broadcast,
+    ) -> Result<Self::Storage>;
+
+    fn copy_strided(&self, x: &Self::Storage, desc: &Strided) -> Result<Self::Storage>;
+    /// Concatenates parts viewed as (outer, n_i, inner) along the middle axis.
+    fn concat(
+        &self,
+        parts: &[(&Self::Storage, usize)],
+        outer: usize,
+        inner: usize,
+    ) -> Result<Self::Storage>;
+    /// Sums x viewed as (outer, r, inner) over r: out (outer, inner).
+    fn sum_axis(
+        &self,
+        x: &Self::Storage,
+        outer: usize,
+        r: usize,
+        inner: usize,
+    ) -> Result<Self::Storage>;
+
+    fn matmul(
+        &self,
+        a: &Self::Storage,
+        b: &Self::Storage,
+        bias: Option<&Self::Storage>,
+        d: &MatmulDesc,
+    ) -> Result<Self::Storage>;
+    fn conv2d(
+        &self,
+        x: &Self::Storage,
+        w: &Self::Storage,
+        bias: Option<&Self::Storage>,
+        d: &ConvDesc,
+    ) -> Result<Self::Storage>;
+    /// dw (Cout, Cin, k, k) from x (B, Cin, H, W) and dy (B, Cout, H, W).
+    fn conv2d_weight_grad(
+        &self,
+        x: &Self::Storage,
+        dy: &Self::Storage,
+        d: &ConvDesc,
+    ) -> Result<Self::Storage>;
+
+    /// Returns (y, rstd).
+    fn norm(&self, x: &Self::Storage, d: &NormDesc) -> Result<(Self::Storage, Self::Storage)>;
+    /// dx from the forward's y and rstd.
+    fn norm_backward(
+        &self,
+        y: &Self::Storage,
+        rstd: &Self::Storage,
+        dy: &Self::Storage,
+        d: &NormDesc,
+    ) -> Result<Self::Storage>;
+    /// Softmax over the last axis of x viewed as (rows, n).
+    fn softmax(&self, x: &Self::Storage, rows: usize, n: usize) -> Result<Self::Storage>;
+    /// `dx = y * (dy - sum(dy * y))` per row.
+    fn softmax_backward(
+        &self,
+        y: &Self::Storage,
+        dy: &Self::Storage,
+        rows: usize,
+        n: usize,
+    ) -> Result<Self::Storage>;
+    /// Rotates x by the angles (`inverse` rotates by minus the angles: the backward for x).
+    fn rope(
+        &self,
+        x: &Self::Storage,
+        angles: &Self::Storage,
+        d: &RopeDesc,
+        inverse: bool,
+    ) -> Result<Self::Storage>;
+    /// d angles (T, heads*D/2) from the forward's output y and dy, summed over the batch.
+    fn rope_angle_grad(
+        &self,
+        y: &Self::Storage,
+        dy: &Self::Storage,
+        d: &RopeDesc,
+    ) -> Result<Self::Storage>;
+    /// Fused attention forward that never stores the (T, T) scores (inference).
+    fn attention(
+        &self,
+        q: &Self::Storage,
+        k: &Self::Storage,
+        v: &Self::Storage,
+        d: &AttentionDesc,
+    ) -> Result<Self::Storage>;
+
+    /// `len` samples of the counter-based stream `seed`, starting at counter `offset`: the same
+    /// numbers on every backend.
+    fn random(&self, dist: Dist, seed: u64, offset: u64, len: usize) -> Result<Self::Storage>;
+    /// One AdamW step; consumes (param, m, v) and returns their updated values (the GPU updates
+    /// in place). `gnorm_sq` is a one-element storage holding the squared global grad norm.
+    fn adamw(
+        &self,
+        p: Self::Storage,
+        m: Self::Storage,
+        v: Self::Storage,
+        g: &Self::Storage,
+        d: &AdamWDesc,
+        gnorm_sq: Option<&Self::Storage>,
+    ) -> Result<(Self::Storage, Self::Storage, Self::Storage)>;
+}

@@ -1,0 +1,244 @@
+//! The CPU backend: plain, readable Rust for every op. It is the oracle every GPU kernel is
+//! tested against and the fallback where no GPU adapter exists. Large loops run on rayon on
+//! native targets; on wasm they run on the calling thread.
+
+mod attention;
+mod elementwise;
+mod layout;
+mod matmul;
+mod norm;
+mod optim;
+mod random;
+
+use std::sync::Arc;
+
+use crate::backend::*;
+use crate::error::Result;
+
+/// Host memory, shared between tensors that view it (reshape) without copying.
+pub type CpuStorage = Arc<Vec<f32>>;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuBackend;
+
+/// Runs `f(chunk_index, chunk)` over `out` in chunks of `chunk` elements, in parallel on
+/// native targets.
+pub(crate) fn par_chunks_mut(
+    out: &mut [f32],
+    chunk: usize,
+    f: impl Fn(usize, &mut [f32]) + Send + Sync,
+) {
+    let chunk = chunk.max(1);
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        if out.len() >= 1 << 14 {
+            out.par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(i, c)| f(i, c));
+            return;
+        }
+    }
+    out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+}
+
+impl Backend for CpuBackend {
+    type Storage = CpuStorage;
+
+    fn name(&self) -> String {
+        let threads = {
+            #[cfg(not(target_arch = "wasm32"))]
+            {
+                rayon::current_num_threads()
+            }
+            #[cfg(target_arch = "wasm32")]
+            {
+                1
+            }
+        };
+        format!("cpu ({threads} threads)")
+    }
+
+    fn len(&self, s: &CpuStorage) -> usize {
+        s.len()
+    }
+
+    fn upload(&self, data: &[f32]) -> Result<CpuStorage> {
+        Ok(Arc::new(data.to_vec()))
+    }
+
+    fn fill(&self, len: usize, value: f32) -> Result<CpuStorage> {
+        Ok(Arc::new(vec![value; len]))
+    }
+
+    async fn read(&self, s: &CpuStorage) -> Result<Vec<f32>> {
+        Ok(s.as_ref().clone())
+    }
+
+    async fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn unary(&self, op: Unary, x: &CpuStorage) -> Result<CpuStorage> {
+        Ok(Arc::new(elementwise::unary(op, x)))
+    }
+
+    fn unary_backward(&self, op: Unary, x: &CpuStorage, dy: &CpuStorage) -> Result<CpuStorage> {
+        Ok(Arc::new(elementwise::unary_backward(op, x, dy)))
+    }
+
+    fn binary(
+        &self,
+        op: Binary,
+        a: &CpuStorage,
+        b: &CpuStorage,
+        layout: &Broadcast,
+    ) -> Result<CpuStorage> {
+        Ok(Arc::new(elementwise::binary(op, a, b, layout)))
+    }
+
+    fn select(
+        &self,
+        mask: &CpuStorage,
+        a: &CpuStorage,
+        b: &CpuStorage,
+        layout: &Broadcast,
+    ) -> Result<CpuStorage> {
+        Ok(Arc::new(elementwise::select(mask, a, b, layout)))
+    }
+
+    fn copy_strided(&self, x: &CpuStorage, desc: &Strided) -> Result<CpuStorage> {
+        Ok(Arc::new(layout::copy_strided(x, desc)))
+    }
+
+    fn concat(
+        &self,
+        parts: &[(&CpuStorage, usize)],
+        outer: usize,
+        inner: usize,
+    ) -> Result<CpuStorage> {
+        let parts: Vec<(&[f32], usize)> = parts.iter().map(|(s, n)| (s.as_slice(), *n)).collect();
+        Ok(Arc::new(layout::concat(&parts, outer, inner)))
+    }
+
+    fn sum_axis(&self, x: &CpuStorage, outer: usize, r: usize, inner: usize) -> Result<CpuStorage> {
+        Ok(Arc::new(layout::sum_axis(x, outer, r, inner)))
+    }
+
+    fn matmul(
+        &self,
+        a: &CpuStorage,
+        b: &CpuStorage,
+        bias: Option<&CpuStorage>,
+        d: &MatmulDesc,
+    ) -> Result<CpuStorage> {
+        Ok(Arc::new(matmul::matmul(
+            a,
+            b,
+            bias.map(|b| b.as_slice()),
+            d,
+        )))
+    }
+
+    fn conv2d(
+        &self,
+        x: &CpuStorage,
+        w: &CpuStorage,
+        bias: Option<&CpuStorage>,
+        d: &ConvDesc,
+    ) -> Result<CpuStorage> {
+        Ok(Arc::new(matmul::conv2d(
+            x,
+            w,
+            bias.map(|b| b.as_slice()),
+            d,
+        )))
+    }
+
+    fn conv2d_weight_grad(
+        &self,
+        x: &CpuStorage,
+        dy: &CpuStorage,
+        d: &ConvDesc,
+    ) -> Result<CpuStorage> {
+        Ok(Arc::new(matmul::conv2d_weight_grad(x, dy, d)))
+    }
+
+    fn norm(&self, x: &CpuStorage, d: &NormDesc) -> Result<(CpuStorage, CpuStorage)> {
+        let (y, rstd) = norm::norm(x, d);
+        Ok((Arc::new(y), Arc::new(rstd)))
+    }
+
+    fn norm_backward(
+        &self,
+        y: &CpuStorage,
+        rstd: &CpuStorage,
+        dy: &CpuStorage,
+        d: &NormDesc,
+    ) -> Result<CpuStorage> {
+        Ok(Arc::new(norm::norm_backward(y, rstd, dy, d)))
+    }
+
+    fn softmax(&self, x: &CpuStorage, rows: usize, n: usize) -> Result<CpuStorage> {
+        Ok(Arc::new(norm::softmax(x, rows, n)))
+    }
+
+    fn softmax_backward(
+        &self,
+        y: &CpuStorage,
+        dy: &CpuStorage,
+        rows: usize,
+        n: usize,
+    ) -> Result<CpuStorage> {
+        Ok(Arc::new(norm::softmax_backward(y, dy, rows, n)))
+    }
+
+    fn rope(
+        &self,
+        x: &CpuStorage,
+        angles: &CpuStorage,
+        d: &RopeDesc,
+        inverse: bool,
+    ) -> Result<CpuStorage> {
+        Ok(Arc::new(attention::rope(x, angles, d, inverse)))
+    }
+
+    fn rope_angle_grad(&self, y: &CpuStorage, dy: &CpuStorage, d: &RopeDesc) -> Result<CpuStorage> {
+        Ok(Arc::new(attention::rope_angle_grad(y, dy, d)))
+    }
+
+    fn attention(
+        &self,
+        q: &CpuStorage,
+        k: &CpuStorage,
+        v: &CpuStorage,
+        d: &AttentionDesc,
+    ) -> Result<CpuStorage> {
+        Ok(Arc::new(attention::attention(q, k, v, d)))
+    }
+
+    fn random(&self, dist: Dist, seed: u64, offset: u64, len: usize) -> Result<CpuStorage> {
+        Ok(Arc::new(random::random(dist, seed, offset, len)))
+    }
+
+    fn adamw(
+        &self,
+        p: CpuStorage,
+        m: CpuStorage,
+        v: CpuStorage,
+        g: &CpuStorage,
+        d: &AdamWDesc,
+        gnorm_sq: Option<&CpuStorage>,
+    ) -> Result<(CpuStorage, CpuStorage, CpuStorage)> {
+        let (mut p, mut m, mut v) = (p, m, v);
+        optim::adamw(
+            Arc::make_mut(&mut p).as_mut_slice(),
+            Arc::make_mut(&mut m).as_mut_slice(),
+            Arc::make_mut(&mut v).as_mut_slice(),
+            g,
+            d,
+            gnorm_sq.map(|s| s[0]),
+        );
+        Ok((p, m, v))
+    }
+}

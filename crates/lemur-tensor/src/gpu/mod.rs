@@ -1,0 +1,423 @@
+//! The GPU backend: WGSL compute shaders driven through wgpu.
+//!
+//! Work is recorded, not executed: every op appends a dispatch to one long-lived compute pass
+//! of a pending command encoder, and nothing is submitted until a result is read back (or
+//! `sync` is called). Buffers come from a size-class pool and return to it when the last
+//! tensor viewing them is dropped; reuse inside one encoder is safe because the queue executes
+//! commands in recording order. Shapes travel in small uniform structs packed into one
+//! uniform arena per submission.
+
+mod attention;
+mod device;
+mod kernels;
+mod matmul;
+mod norm;
+mod ops;
+mod pool;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+pub use device::{AdapterChoice, GpuInfo};
+pub use kernels::{SHADERS, shader_source};
+pub use pool::MemoryStats;
+
+use crate::error::{Error, Result};
+use pool::{GpuBuffer, Pool};
+
+/// A tensor's device memory: a pooled buffer shared by every view of it.
+pub type GpuStorage = Rc<GpuBuffer>;
+
+/// Uniform slots are this far apart: WebGPU's default `minUniformBufferOffsetAlignment`.
+const UNIFORM_ALIGN: usize = 256;
+/// Dispatches per submission before the uniform arena forces a flush.
+const UNIFORM_SLOTS: usize = 4096;
+/// Invocations per workgroup of the 1-D kernels (WebGPU's default maximum).
+pub(crate) const WG: u32 = 256;
+
+#[derive(Clone)]
+pub struct GpuBackend {
+    pub(crate) inner: Rc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) info: GpuInfo,
+    pool: Rc<RefCell<Pool>>,
+    pipelines: RefCell<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
+    modules: RefCell<HashMap<&'static str, wgpu::ShaderModule>>,
+    rec: RefCell<Recorder>,
+    uniforms: wgpu::Buffer,
+    /// Errors that escaped every error scope (reported at the next sync instead of panicking).
+    uncaptured: Arc<Mutex<Vec<String>>>,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+#[derive(Default)]
+struct Recorder {
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+    uniform_bytes: Vec<u8>,
+    scopes: Vec<(&'static str, wgpu::ErrorScopeGuard)>,
+    dispatches: usize,
+    pending: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>>>>>,
+}
+
+impl fmt::Debug for GpuBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GpuBackend({})", self.inner.info)
+    }
+}
+
+impl GpuBackend {
+    /// Opens the adapter chosen by `LEMUR_ADAPTER` / `LEMUR_GPU_BACKEND` (see [`AdapterChoice`]).
+    pub async fn new() -> Result<Self> {
+        Self::with_choice(&AdapterChoice::from_env()).await
+    }
+
+    pub async fn with_choice(choice: &AdapterChoice) -> Result<Self> {
+        let (device, queue, info) = device::open(choice).await?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(e.to_string());
+        }));
+        let lost = Arc::new(Mutex::new(None));
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            *lost_sink.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(format!("{reason:?}: {msg}"));
+        });
+        let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("lemur uniform arena"),
+            size: (UNIFORM_ALIGN * UNIFORM_SLOTS) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(Self {
+            inner: Rc::new(Inner {
+                device,
+                queue,
+                info,
+                pool: Rc::new(RefCell::new(Pool::default())),
+                pipelines: RefCell::new(HashMap::new()),
+                modules: RefCell::new(HashMap::new()),
+                rec: RefCell::new(Recorder::default()),
+                uniforms,
+                uncaptured,
+                lost,
+            }),
+        })
+    }
+
+    /// Blocking constructor for native code.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking() -> Result<Self> {
+        pollster::block_on(Self::new())
+    }
+
+    pub fn info(&self) -> &GpuInfo {
+        &self.inner.info
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// Live (held by tensors), pooled (free for reuse) and peak live bytes.
+    pub fn memory(&self) -> MemoryStats {
+        self.inner.pool.borrow().stats()
+    }
+
+    /// Frees every pooled buffer not held by a tensor.
+    pub fn trim(&self) {
+        self.inner.pool.borrow_mut().trim();
+    }
+
+    /// A pooled buffer of `len` f32 elements (contents undefined).
+    pub(crate) fn alloc(&self, len: usize, label: &'static str) -> GpuStorage {
+        Pool::acquire(&self.inner.pool, &self.inner.device, len, label)
+    }
+
+    fn pipeline(&self, kernel: &'static str, entry: &'static str) -> wgpu::ComputePipeline {
+        if let Some(p) = self.inner.pipelines.borrow().get(&(kernel, entry)) {
+            return p.clone();
+        }
+        let module = {
+            let mut modules = self.inner.modules.borrow_mut();
+            modules
+                .entry(kernel)
+                .or_insert_with(|| {
+                    self.inner
+                        .device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(kernel),
+                            source: wgpu::ShaderSource::Wgsl(shader_source(kernel).into()),
+                        })
+                })
+                .clone()
+        };
+        let label = format!("{kernel}::{entry}");
+        let pipeline =
+            self.inner
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(&label),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
+        self.inner
+            .pipelines
+            .borrow_mut()
+            .insert((kernel, entry), pipeline.clone());
+        pipeline
+    }
+
+    fn begin(&self, rec: &mut Recorder) {
+        if rec.encoder.is_none() {
+            let dev = &self.inner.device;
+            rec.scopes.push((
+                "out-of-memory",
+                dev.push_error_scope(wgpu::ErrorFilter::OutOfMemory),
+            ));
+            rec.scopes.push((
+                "validation",
+                dev.push_error_scope(wgpu::ErrorFilter::Validation),
+            ));
+            rec.encoder = Some(dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("lemur ops"),
+            }));
+        }
+    }
+
+    /// Records one dispatch of `kernel::entry`. Binding 0 is the uniform `params`; bindings
+    /// 1.. are `buffers` in order. Every entry point uses all the bindings it is given.
+    pub(crate) fn dispatch<P: bytemuck::Pod>(
+        &self,
+        kernel: &'static str,
+        entry: &'static str,
+        params: &P,
+        buffers: &[&GpuStorage],
+        groups: [u32; 3],
+    ) {
+        if groups.iter().any(|&g| g == 0) {
+            return;
+        }
+        let pipeline = self.pipeline(kernel, entry);
+        if self.inner.rec.borrow().dispatches >= UNIFORM_SLOTS {
+            self.flush();
+        }
+        let mut rec = self.inner.rec.borrow_mut();
+        self.begin(&mut rec);
+        let offset = rec.dispatches * UNIFORM_ALIGN;
+        let bytes = bytemuck::bytes_of(params);
+        rec.uniform_bytes.resize(offset, 0);
+        rec.uniform_bytes.extend_from_slice(bytes);
+        rec.dispatches += 1;
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.inner.uniforms,
+                offset: offset as u64,
+                size: wgpu::BufferSize::new(bytes.len() as u64),
+            }),
+        }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &b.buffer,
+                    offset: 0,
+                    size: wgpu::BufferSize::new((b.len.max(1) * 4) as u64),
+                }),
+            });
+        }
+        let bind_group = self
+            .inner
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(kernel),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+        if rec.pass.is_none() {
+            let encoder = rec.encoder.as_mut().expect("encoder begun");
+            let pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("lemur compute"),
+                timestamp_writes: None,
+            });
+            rec.pass = Some(pass.forget_lifetime());
+        }
+        let pass = rec.pass.as_mut().expect("pass begun");
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+    }
+
+    /// Records a buffer-to-buffer copy (ends the open compute pass).
+    fn record_copy(
+        &self,
+        src: &wgpu::Buffer,
+        src_offset: u64,
+        dst: &wgpu::Buffer,
+        dst_offset: u64,
+        bytes: u64,
+    ) {
+        let mut rec = self.inner.rec.borrow_mut();
+        self.begin(&mut rec);
+        rec.pass = None;
+        let encoder = rec.encoder.as_mut().expect("encoder begun");
+        encoder.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, bytes);
+    }
+
+    /// Submits everything recorded so far. Errors surface at the next `sync`/`read`.
+    pub fn flush(&self) {
+        let mut rec = self.inner.rec.borrow_mut();
+        rec.pass = None;
+        let Some(encoder) = rec.encoder.take() else {
+            return;
+        };
+        if !rec.uniform_bytes.is_empty() {
+            self.inner
+                .queue
+                .write_buffer(&self.inner.uniforms, 0, &rec.uniform_bytes);
+        }
+        self.inner.queue.submit([encoder.finish()]);
+        rec.uniform_bytes.clear();
+        rec.dispatches = 0;
+        // Pop in reverse push order; the futures resolve once the errors are known.
+        while let Some((_, scope)) = rec.scopes.pop() {
+            rec.pending.push(Box::pin(scope.pop()));
+        }
+    }
+
+    async fn check_errors(&self, context: &str) -> Result<()> {
+        let pending = std::mem::take(&mut self.inner.rec.borrow_mut().pending);
+        let mut first = None;
+        for fut in pending {
+            if let Some(e) = fut.await {
+                let kind = match e {
+                    wgpu::Error::OutOfMemory { .. } => "out-of-memory",
+                    wgpu::Error::Validation { .. } => "validation",
+                    _ => "internal",
+                };
+                first.get_or_insert(Error::Gpu {
+                    kind,
+                    context: context.to_string(),
+                    message: e.to_string(),
+                });
+            }
+        }
+        if let Some(e) = first {
+            return Err(e);
+        }
+        if let Some(msg) = self
+            .inner
+            .lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Err(Error::DeviceLost(msg));
+        }
+        let mut unc = self
+            .inner
+            .uncaptured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !unc.is_empty() {
+            let message = unc.join("; ");
+            unc.clear();
+            return Err(Error::Gpu {
+                kind: "uncaptured",
+                context: context.to_string(),
+                message,
+            });
+        }
+        Ok(())
+    }
+
+    fn poll_wait(&self) {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let _ = self.inner.device.poll(wgpu::PollType::wait_indefinitely());
+        }
+    }
+
+    pub(crate) fn upload_impl(&self, data: &[f32]) -> GpuStorage {
+        use wgpu::util::DeviceExt;
+        let out = self.alloc(data.len(), "tensor");
+        if data.is_empty() {
+            return out;
+        }
+        // A staging copy recorded in the encoder keeps the upload ordered after earlier
+        // recorded work that may still use this pooled buffer.
+        let staging = self
+            .inner
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("lemur upload staging"),
+                contents: bytemuck::cast_slice(data),
+                usage: wgpu::BufferUsages::COPY_SRC,
+            });
+        self.record_copy(&staging, 0, &out.buffer, 0, (data.len() * 4) as u64);
+        out
+    }
+
+    pub(crate) async fn read_impl(&self, s: &GpuStorage) -> Result<Vec<f32>> {
+        let bytes = (s.len * 4) as u64;
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("lemur readback staging"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.record_copy(&s.buffer, 0, &staging, 0, bytes);
+        self.flush();
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.poll_wait();
+        let mapped = rx
+            .await
+            .map_err(|_| Error::Readback("map callback dropped".into()));
+        self.check_errors("readback").await?;
+        mapped?.map_err(|e| Error::Readback(e.to_string()))?;
+        let view = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    pub(crate) async fn sync_impl(&self) -> Result<()> {
+        self.flush();
+        self.poll_wait();
+        self.check_errors("sync").await
+    }
+}
+
+/// Splits `n` workgroups over x and y so neither exceeds WebGPU's 65535 per dimension; kernels
+/// rebuild the linear index as `wg.y * num_workgroups.x + wg.x`.
+pub(crate) fn groups_1d(n_items: usize, per_group: u32) -> [u32; 3] {
+    let groups = n_items.div_ceil(per_group as usize).max(1);
+    let x = groups.min(65535);
+    let y = groups.div_ceil(x);
+    [x as u32, y as u32, 1]
+}

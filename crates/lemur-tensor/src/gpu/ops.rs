@@ -1,0 +1,435 @@
+//! The `Backend` impl of the GPU: host-side launchers for each kernel family. Each launcher
+//! fills the `#[repr(C)]` mirror of its WGSL `Params` struct and records one dispatch.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{GpuBackend, GpuStorage, WG, groups_1d};
+use crate::backend::*;
+use crate::error::{Result, invalid};
+
+/// Mirrors `Params` in shaders/elementwise.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct EwParams {
+    n: u32,
+    ndim: u32,
+    op: u32,
+    _pad0: u32,
+    p: f32,
+    q: f32,
+    _pad1: [f32; 2],
+    shape: [u32; MAX_DIMS],
+    strides: [[u32; MAX_DIMS]; 3],
+}
+
+impl EwParams {
+    fn new(n: usize, op: u32, p: f32, q: f32) -> Self {
+        Self {
+            n: n as u32,
+            op,
+            p,
+            q,
+            ..Self::zeroed()
+        }
+    }
+
+    fn with_layout(mut self, layout: &Broadcast) -> Self {
+        self.ndim = layout.shape.len() as u32;
+        for (d, &s) in layout.shape.iter().enumerate() {
+            self.shape[d] = s as u32;
+        }
+        for (k, strides) in layout.strides.iter().enumerate() {
+            for (d, &s) in strides.iter().enumerate() {
+                self.strides[k][d] = s as u32;
+            }
+        }
+        self
+    }
+}
+
+/// Mirrors `GatherParams` in shaders/layout.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GatherParams {
+    n: u32,
+    ndim: u32,
+    offset: u32,
+    _pad: u32,
+    shape: [u32; MAX_DIMS],
+    strides: [i32; MAX_DIMS],
+}
+
+/// Mirrors `PlaceParams` in shaders/layout.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PlaceParams {
+    n: u32,
+    part_cols: u32,
+    total_cols: u32,
+    dst_off: u32,
+}
+
+/// Mirrors `Params` in shaders/reduce.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ReduceParams {
+    outer: u32,
+    r: u32,
+    inner: u32,
+    _pad: u32,
+}
+
+/// Mirrors `Params` in shaders/random.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RandomParams {
+    n: u32,
+    dist: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    off_lo: u32,
+    off_hi: u32,
+    _pad: [u32; 2],
+}
+
+/// Mirrors `Params` in shaders/adamw.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct AdamParams {
+    n: u32,
+    use_norm: u32,
+    _pad: [u32; 2],
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    max_norm: f32,
+    bc1: f32,
+    bc2: f32,
+}
+
+/// Storage bindings are limited to 2^32 bytes of u32 indexing and to the device's binding size.
+fn check_len(op: &'static str, n: usize) -> Result<()> {
+    if n > u32::MAX as usize / 4 {
+        return Err(invalid(
+            op,
+            format!("{n} elements exceed a single GPU binding"),
+        ));
+    }
+    Ok(())
+}
+
+impl Backend for GpuBackend {
+    type Storage = GpuStorage;
+
+    fn name(&self) -> String {
+        format!("gpu: {}", self.inner.info)
+    }
+
+    fn len(&self, s: &GpuStorage) -> usize {
+        s.len
+    }
+
+    fn upload(&self, data: &[f32]) -> Result<GpuStorage> {
+        check_len("upload", data.len())?;
+        Ok(self.upload_impl(data))
+    }
+
+    fn fill(&self, len: usize, value: f32) -> Result<GpuStorage> {
+        check_len("fill", len)?;
+        let out = self.alloc(len, "fill");
+        self.dispatch(
+            "elementwise",
+            "fill",
+            &EwParams::new(len, 0, value, 0.0),
+            &[&out],
+            groups_1d(len, WG),
+        );
+        Ok(out)
+    }
+
+    async fn read(&self, s: &GpuStorage) -> Result<Vec<f32>> {
+        self.read_impl(s).await
+    }
+
+    async fn sync(&self) -> Result<()> {
+        self.sync_impl().await
+    }
+
+    fn unary(&self, op: Unary, x: &GpuStorage) -> Result<GpuStorage> {
+        let n = x.len;
+        let (code, p, q) = op.code();
+        let out = self.alloc(n, "unary");
+        self.dispatch(
+            "elementwise",
+            "unary",
+            &EwParams::new(n, code, p, q),
+            &[x, &out],
+            groups_1d(n, WG),
+        );
+        Ok(out)
+    }
+
+    fn unary_backward(&self, op: Unary, x: &GpuStorage, dy: &GpuStorage) -> Result<GpuStorage> {
+        let n = x.len;
+        let (code, p, q) = op.code();
+        let out = self.alloc(n, "unary_backward");
+        self.dispatch(
+            "elementwise",
+            "unary_backward",
+            &EwParams::new(n, code, p, q),
+            &[x, dy, &out],
+            groups_1d(n, WG),
+        );
+        Ok(out)
+    }
+
+    fn binary(
+        &self,
+        op: Binary,
+        a: &GpuStorage,
+        b: &GpuStorage,
+        layout: &Broadcast,
+    ) -> Result<GpuStorage> {
+        let n: usize = layout.shape.iter().product();
+        check_len("binary", n)?;
+        let out = self.alloc(n, "binary");
+        let params = EwParams::new(n, op.code(), 0.0, 0.0).with_layout(layout);
+        self.dispatch(
+            "elementwise",
+            "binary",
+            &params,
+            &[a, b, &out],
+            groups_1d(n, WG),
+        );
+        Ok(out)
+    }
+
+    fn select(
+        &self,
+        mask: &GpuStorage,
+        a: &GpuStorage,
+        b: &GpuStorage,
+        layout: &Broadcast,
+    ) -> Result<GpuStorage> {
+        let n: usize = layout.shape.iter().product();
+        check_len("select", n)?;
+        let out = self.alloc(n, "select");
+        let params = EwParams::new(n, 0, 0.0, 0.0).with_layout(layout);
+        self.dispatch(
+            "elementwise",
+            "select_mask",
+            &params,
+            &[mask, a, b, &out],
+            groups_1d(n, WG),
+        );
+        Ok(out)
+    }
+
+    fn copy_strided(&self, x: &GpuStorage, desc: &Strided) -> Result<GpuStorage> {
+        let n: usize = desc.shape.iter().product();
+        check_len("copy_strided", n)?;
+        let mut params = GatherParams {
+            n: n as u32,
+            ndim: desc.shape.len() as u32,
+            offset: desc.offset as u32,
+            ..GatherParams::zeroed()
+        };
+        for (d, (&s, &st)) in desc.shape.iter().zip(&desc.strides).enumerate() {
+            params.shape[d] = s as u32;
+            params.strides[d] = st as i32;
+        }
+        let out = self.alloc(n, "copy_strided");
+        self.dispatch("layout", "gather", &params, &[x, &out], groups_1d(n, WG));
+        Ok(out)
+    }
+
+    fn concat(
+        &self,
+        parts: &[(&GpuStorage, usize)],
+        outer: usize,
+        inner: usize,
+    ) -> Result<GpuStorage> {
+        let total: usize = parts.iter().map(|p| p.1).sum();
+        check_len("concat", outer * total * inner)?;
+        let out = self.alloc(outer * total * inner, "concat");
+        let mut before = 0;
+        for (part, n_i) in parts {
+            let n = outer * n_i * inner;
+            let params = PlaceParams {
+                n: n as u32,
+                part_cols: (n_i * inner) as u32,
+                total_cols: (total * inner) as u32,
+                dst_off: (before * inner) as u32,
+            };
+            self.dispatch("layout", "place", &params, &[part, &out], groups_1d(n, WG));
+            before += n_i;
+        }
+        Ok(out)
+    }
+
+    fn sum_axis(&self, x: &GpuStorage, outer: usize, r: usize, inner: usize) -> Result<GpuStorage> {
+        let n_out = outer * inner;
+        let out = self.alloc(n_out, "sum_axis");
+        let params = ReduceParams {
+            outer: outer as u32,
+            r: r as u32,
+            inner: inner as u32,
+            _pad: 0,
+        };
+        // A serial loop per output wins when there are enough outputs to fill the device;
+        // otherwise a workgroup cooperates on each output.
+        if n_out >= 4096 || r <= 64 {
+            self.dispatch(
+                "reduce",
+                "sum_columns",
+                &params,
+                &[x, &out],
+                groups_1d(n_out, WG),
+            );
+        } else {
+            self.dispatch(
+                "reduce",
+                "sum_tree",
+                &params,
+                &[x, &out],
+                groups_1d(n_out, 1),
+            );
+        }
+        Ok(out)
+    }
+
+    fn matmul(
+        &self,
+        a: &GpuStorage,
+        b: &GpuStorage,
+        bias: Option<&GpuStorage>,
+        d: &MatmulDesc,
+    ) -> Result<GpuStorage> {
+        self.matmul_gpu(a, b, bias, d)
+    }
+
+    fn conv2d(
+        &self,
+        x: &GpuStorage,
+        w: &GpuStorage,
+        bias: Option<&GpuStorage>,
+        d: &ConvDesc,
+    ) -> Result<GpuStorage> {
+        self.conv2d_gpu(x, w, bias, d)
+    }
+
+    fn conv2d_weight_grad(
+        &self,
+        x: &GpuStorage,
+        dy: &GpuStorage,
+        d: &ConvDesc,
+    ) -> Result<GpuStorage> {
+        self.conv2d_weight_grad_gpu(x, dy, d)
+    }
+
+    fn norm(&self, x: &GpuStorage, d: &NormDesc) -> Result<(GpuStorage, GpuStorage)> {
+        self.norm_gpu(x, d)
+    }
+
+    fn norm_backward(
+        &self,
+        y: &GpuStorage,
+        rstd: &GpuStorage,
+        dy: &GpuStorage,
+        d: &NormDesc,
+    ) -> Result<GpuStorage> {
+        self.norm_backward_gpu(y, rstd, dy, d)
+    }
+
+    fn softmax(&self, x: &GpuStorage, rows: usize, n: usize) -> Result<GpuStorage> {
+        self.softmax_gpu(x, rows, n)
+    }
+
+    fn softmax_backward(
+        &self,
+        y: &GpuStorage,
+        dy: &GpuStorage,
+        rows: usize,
+        n: usize,
+    ) -> Result<GpuStorage> {
+        self.softmax_backward_gpu(y, dy, rows, n)
+    }
+
+    fn rope(
+        &self,
+        x: &GpuStorage,
+        angles: &GpuStorage,
+        d: &RopeDesc,
+        inverse: bool,
+    ) -> Result<GpuStorage> {
+        self.rope_gpu(x, angles, d, inverse)
+    }
+
+    fn rope_angle_grad(&self, y: &GpuStorage, dy: &GpuStorage, d: &RopeDesc) -> Result<GpuStorage> {
+        self.rope_angle_grad_gpu(y, dy, d)
+    }
+
+    fn attention(
+        &self,
+        q: &GpuStorage,
+        k: &GpuStorage,
+        v: &GpuStorage,
+        d: &AttentionDesc,
+    ) -> Result<GpuStorage> {
+        self.attention_gpu(q, k, v, d)
+    }
+
+    fn random(&self, dist: Dist, seed: u64, offset: u64, len: usize) -> Result<GpuStorage> {
+        check_len("random", len)?;
+        let out = self.alloc(len, "random");
+        let params = RandomParams {
+            n: len as u32,
+            dist: match dist {
+                Dist::Uniform => 0,
+                Dist::Normal => 1,
+            },
+            seed_lo: seed as u32,
+            seed_hi: (seed >> 32) as u32,
+            off_lo: offset as u32,
+            off_hi: (offset >> 32) as u32,
+            _pad: [0; 2],
+        };
+        self.dispatch("random", "main", &params, &[&out], groups_1d(len, WG));
+        Ok(out)
+    }
+
+    fn adamw(
+        &self,
+        p: GpuStorage,
+        m: GpuStorage,
+        v: GpuStorage,
+        g: &GpuStorage,
+        d: &AdamWDesc,
+        gnorm_sq: Option<&GpuStorage>,
+    ) -> Result<(GpuStorage, GpuStorage, GpuStorage)> {
+        let n = p.len;
+        let params = AdamParams {
+            n: n as u32,
+            use_norm: u32::from(gnorm_sq.is_some()),
+            _pad: [0; 2],
+            lr: d.lr,
+            beta1: d.beta1,
+            beta2: d.beta2,
+            eps: d.eps,
+            weight_decay: d.weight_decay,
+            max_norm: d.max_norm,
+            bc1: 1.0 - d.beta1.powi(d.step as i32),
+            bc2: 1.0 - d.beta2.powi(d.step as i32),
+        };
+        self.dispatch(
+            "adamw",
+            "main",
+            &params,
+            &[&p, &m, &v, g, gnorm_sq.unwrap_or(g)],
+            groups_1d(n, WG),
+        );
+        Ok((p, m, v))
+    }
+}

@@ -1,0 +1,399 @@
+//! Elementwise, broadcast, select, layout, reduction, random and AdamW kernels against naive
+//! references, on both backends (awkward sizes: not multiples of the workgroup size).
+
+mod common;
+
+use common::{assert_close, randn, randu, read, upload};
+use lemur_tensor::backend::*;
+use lemur_tensor::cpu::CpuBackend;
+
+const SIZES: [usize; 4] = [1, 7, 33, 1030];
+
+fn naive_unary(op: Unary, x: f64) -> f64 {
+    match op {
+        Unary::Neg => -x,
+        Unary::Silu => x / (1.0 + (-x).exp()),
+        Unary::Exp => x.exp(),
+        Unary::Log => x.ln(),
+        Unary::Sqrt => x.sqrt(),
+        Unary::Rsqrt => 1.0 / x.sqrt(),
+        Unary::Square => x * x,
+        Unary::Sin => x.sin(),
+        Unary::Cos => x.cos(),
+        Unary::Abs => x.abs(),
+        Unary::Softclip => x / (1.0 + (x / 5.0).powi(2)).sqrt(),
+        Unary::Scale(s) => x * s as f64,
+        Unary::AddScalar(s) => x + s as f64,
+        Unary::Clamp(lo, hi) => x.clamp(lo as f64, hi as f64),
+        Unary::Gt(s) => f64::from(u8::from(x > s as f64)),
+    }
+}
+
+const UNARY: [Unary; 15] = [
+    Unary::Neg,
+    Unary::Silu,
+    Unary::Exp,
+    Unary::Log,
+    Unary::Sqrt,
+    Unary::Rsqrt,
+    Unary::Square,
+    Unary::Sin,
+    Unary::Cos,
+    Unary::Abs,
+    Unary::Softclip,
+    Unary::Scale(-1.7),
+    Unary::AddScalar(0.3),
+    Unary::Clamp(-0.5, 0.8),
+    Unary::Gt(0.1),
+];
+
+fn positive_domain(op: Unary) -> bool {
+    matches!(op, Unary::Log | Unary::Sqrt | Unary::Rsqrt)
+}
+
+fn unary_forward_and_backward<B: Backend>(b: &B) {
+    for &n in &SIZES {
+        for op in UNARY {
+            let x = if positive_domain(op) {
+                randu(n as u64, n, 0.1, 4.0)
+            } else {
+                randn(n as u64, n).iter().map(|v| 3.0 * v).collect()
+            };
+            let want: Vec<f32> = x
+                .iter()
+                .map(|&v| naive_unary(op, v as f64) as f32)
+                .collect();
+            let got = read(b, &b.unary(op, &upload(b, &x)).unwrap());
+            assert_close(&format!("unary {op:?} n={n}"), &got, &want, 1e-5, 1e-5);
+
+            // dy * f'(x) against a central difference of the naive function (in f64).
+            let dy = randn(99, n);
+            let got = read(
+                b,
+                &b.unary_backward(op, &upload(b, &x), &upload(b, &dy))
+                    .unwrap(),
+            );
+            let h = 1e-4;
+            let want: Vec<f32> = x
+                .iter()
+                .zip(&dy)
+                .map(|(&v, &g)| {
+                    let v = v as f64;
+                    let (lo, hi) = match op {
+                        Unary::Clamp(lo, hi)
+                            if (v - lo as f64).abs() < 2.0 * h
+                                || (v - hi as f64).abs() < 2.0 * h =>
+                        {
+                            return f32::NAN;
+                        }
+                        Unary::Gt(s) if (v - s as f64).abs() < 2.0 * h => return f32::NAN,
+                        Unary::Abs if v.abs() < 2.0 * h => return f32::NAN,
+                        _ => (naive_unary(op, v - h), naive_unary(op, v + h)),
+                    };
+                    (g as f64 * (hi - lo) / (2.0 * h)) as f32
+                })
+                .collect();
+            let (got, want): (Vec<f32>, Vec<f32>) = got
+                .iter()
+                .zip(&want)
+                .filter(|(_, w)| !w.is_nan())
+                .map(|(g, w)| (*g, *w))
+                .unzip();
+            assert_close(
+                &format!("unary_backward {op:?} n={n}"),
+                &got,
+                &want,
+                1e-3,
+                1e-3,
+            );
+        }
+    }
+}
+test_device!(unary, unary_forward_and_backward);
+
+fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        s[d] = s[d + 1] * shape[d + 1];
+    }
+    s
+}
+
+/// Strides of `shape` read as broadcast to `out` (right-aligned, 0 on broadcast axes).
+fn bstrides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let pad = out.len() - shape.len();
+    let c = contiguous_strides(shape);
+    (0..out.len())
+        .map(|d| {
+            if d < pad || shape[d - pad] == 1 {
+                0
+            } else {
+                c[d - pad]
+            }
+        })
+        .collect()
+}
+
+fn binary_broadcast<B: Backend>(b: &B) {
+    let cases: [(&[usize], &[usize], &[usize]); 4] = [
+        (&[7], &[7], &[7]),
+        (&[3, 33, 5], &[33, 1], &[3, 33, 5]),
+        (
+            &[2, 1, 4, 1, 3, 1, 2, 3],
+            &[5, 1, 1, 1, 1, 3],
+            &[2, 5, 4, 1, 3, 1, 2, 3],
+        ),
+        (&[1], &[130, 2], &[130, 2]),
+    ];
+    for (sa, sb, so) in cases {
+        let na: usize = sa.iter().product();
+        let nb: usize = sb.iter().product();
+        let a = randn(1, na);
+        let bv: Vec<f32> = randu(2, nb, 0.5, 2.0);
+        let layout = Broadcast {
+            shape: so.to_vec(),
+            strides: vec![bstrides(sa, so), bstrides(sb, so)],
+        };
+        for op in [
+            Binary::Add,
+            Binary::Sub,
+            Binary::Mul,
+            Binary::Div,
+            Binary::Max,
+            Binary::Min,
+        ] {
+            let got = read(
+                b,
+                &b.binary(op, &upload(b, &a), &upload(b, &bv), &layout)
+                    .unwrap(),
+            );
+            let n: usize = so.iter().product();
+            let want: Vec<f32> = (0..n)
+                .map(|i| {
+                    let (mut rem, mut ia, mut ib) = (i, 0, 0);
+                    for d in (0..so.len()).rev() {
+                        let idx = rem % so[d];
+                        rem /= so[d];
+                        ia += idx * layout.strides[0][d];
+                        ib += idx * layout.strides[1][d];
+                    }
+                    let (x, y) = (a[ia] as f64, bv[ib] as f64);
+                    (match op {
+                        Binary::Add => x + y,
+                        Binary::Sub => x - y,
+                        Binary::Mul => x * y,
+                        Binary::Div => x / y,
+                        Binary::Max => x.max(y),
+                        Binary::Min => x.min(y),
+                    }) as f32
+                })
+                .collect();
+            assert_close(
+                &format!("binary {op:?} {sa:?} {sb:?}"),
+                &got,
+                &want,
+                1e-6,
+                1e-6,
+            );
+        }
+        // select with the mask broadcast like `a`.
+        let mask: Vec<f32> = randu(3, na, 0.0, 1.0)
+            .iter()
+            .map(|&u| f32::from(u8::from(u > 0.5)))
+            .collect();
+        let zeros = vec![0.0f32; 1];
+        let sel_layout = Broadcast {
+            shape: so.to_vec(),
+            strides: vec![bstrides(sa, so), bstrides(sa, so), vec![0; so.len()]],
+        };
+        let got = read(
+            b,
+            &b.select(
+                &upload(b, &mask),
+                &upload(b, &a),
+                &upload(b, &zeros),
+                &sel_layout,
+            )
+            .unwrap(),
+        );
+        let want = read(
+            &CpuBackend,
+            &CpuBackend
+                .binary(
+                    Binary::Mul,
+                    &upload(&CpuBackend, &a),
+                    &upload(&CpuBackend, &mask),
+                    &Broadcast {
+                        shape: so.to_vec(),
+                        strides: vec![bstrides(sa, so), bstrides(sa, so)],
+                    },
+                )
+                .unwrap(),
+        );
+        assert_close(&format!("select {sa:?}"), &got, &want, 0.0, 0.0);
+    }
+}
+test_device!(binary, binary_broadcast);
+
+fn strided_gather_and_concat<B: Backend>(b: &B) {
+    // Permute (2, 3, 5, 7) -> (7, 2, 5, 3) and flip the last axis.
+    let shape = [2usize, 3, 5, 7];
+    let x = randn(5, 210);
+    let c = contiguous_strides(&shape);
+    let desc = Strided {
+        shape: vec![7, 2, 5, 3],
+        strides: vec![
+            c[3] as isize,
+            c[0] as isize,
+            c[2] as isize,
+            -(c[1] as isize),
+        ],
+        offset: 2 * c[1],
+    };
+    let got = read(b, &b.copy_strided(&upload(b, &x), &desc).unwrap());
+    let mut want = Vec::new();
+    for l in 0..7 {
+        for i in 0..2 {
+            for k in 0..5 {
+                for j in (0..3).rev() {
+                    want.push(x[i * c[0] + j * c[1] + k * c[2] + l * c[3]]);
+                }
+            }
+        }
+    }
+    assert_close("copy_strided permute+flip", &got, &want, 0.0, 0.0);
+
+    // Concat (3, n_i, 7) along the middle axis.
+    let parts: Vec<Vec<f32>> = [1usize, 4, 33]
+        .iter()
+        .map(|&n| randn(n as u64 + 10, 3 * n * 7))
+        .collect();
+    let stor: Vec<B::Storage> = parts.iter().map(|p| upload(b, p)).collect();
+    let refs: Vec<(&B::Storage, usize)> = stor.iter().zip([1usize, 4, 33]).collect();
+    let got = read(b, &b.concat(&refs, 3, 7).unwrap());
+    let mut want = Vec::new();
+    for o in 0..3 {
+        for (p, n) in parts.iter().zip([1usize, 4, 33]) {
+            want.extend_from_slice(&p[o * n * 7..(o + 1) * n * 7]);
+        }
+    }
+    assert_close("concat", &got, &want, 0.0, 0.0);
+}
+test_device!(layout, strided_gather_and_concat);
+
+fn sums<B: Backend>(b: &B) {
+    for (outer, r, inner) in [
+        (1, 1, 1),
+        (1, 100_003, 1),
+        (7, 33, 1),
+        (3, 130, 5),
+        (2, 9, 5000),
+        (1, 300, 7),
+    ] {
+        let x = randn(7, outer * r * inner);
+        let got = read(b, &b.sum_axis(&upload(b, &x), outer, r, inner).unwrap());
+        let mut want = vec![0f64; outer * inner];
+        for o in 0..outer {
+            for j in 0..r {
+                for i in 0..inner {
+                    want[o * inner + i] += x[(o * r + j) * inner + i] as f64;
+                }
+            }
+        }
+        let want: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+        // f32 accumulation over r terms of unit variance: error grows like sqrt(r) ulps.
+        assert_close(
+            &format!("sum_axis ({outer},{r},{inner})"),
+            &got,
+            &want,
+            1e-4 * (r as f32).sqrt(),
+            1e-5,
+        );
+    }
+}
+test_device!(sum_axis, sums);
+
+fn random_streams<B: Backend>(b: &B) {
+    // Same numbers as the host reference, at any offset (including past 2^32).
+    for (offset, n) in [(0u64, 1usize), (5, 1031), ((1u64 << 32) - 3, 77)] {
+        let got = read(b, &b.random(Dist::Uniform, 42, offset, n).unwrap());
+        let want: Vec<f32> = (0..n as u64)
+            .map(|i| lemur_tensor::rng::uniform(42, offset + i))
+            .collect();
+        assert_close("uniform stream", &got, &want, 0.0, 0.0);
+        let got = read(b, &b.random(Dist::Normal, 42, offset, n).unwrap());
+        let want: Vec<f32> = (0..n as u64)
+            .map(|i| lemur_tensor::rng::normal(42, offset + i))
+            .collect();
+        assert_close("normal stream", &got, &want, 1e-5, 1e-5);
+    }
+    // Moments of a long normal stream.
+    let z = read(b, &b.random(Dist::Normal, 7, 0, 200_000).unwrap());
+    let mean = z.iter().map(|&v| v as f64).sum::<f64>() / z.len() as f64;
+    let var = z.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / z.len() as f64;
+    assert!(mean.abs() < 0.01, "normal mean {mean}");
+    assert!((var - 1.0).abs() < 0.02, "normal variance {var}");
+}
+test_device!(random, random_streams);
+
+fn adamw_step<B: Backend>(b: &B) {
+    let n = 1027;
+    let (p, g) = (randn(1, n), randn(2, n));
+    let (m, v) = (randn(3, n), randu(4, n, 0.0, 1.0));
+    let d = AdamWDesc {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.99,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        step: 3,
+        max_norm: 1.0,
+    };
+    let gnorm_sq: f32 = g.iter().map(|v| v * v).sum();
+    for clip in [false, true] {
+        let norm_s = upload(b, &[gnorm_sq]);
+        let (p2, m2, v2) = b
+            .adamw(
+                upload(b, &p),
+                upload(b, &m),
+                upload(b, &v),
+                &upload(b, &g),
+                &d,
+                clip.then_some(&norm_s),
+            )
+            .unwrap();
+        let scale = if clip {
+            (1.0 / (gnorm_sq as f64).sqrt()).min(1.0)
+        } else {
+            1.0
+        };
+        let (mut wp, mut wm, mut wv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        for i in 0..n {
+            let gi = g[i] as f64 * scale;
+            let mi = 0.9 * m[i] as f64 + 0.1 * gi;
+            let vi = 0.99 * v[i] as f64 + 0.01 * gi * gi;
+            let mhat = mi / (1.0 - 0.9f64.powi(3));
+            let vhat = vi / (1.0 - 0.99f64.powi(3));
+            wp[i] = (p[i] as f64 - 1e-2 * (mhat / (vhat.sqrt() + 1e-8) + 0.1 * p[i] as f64)) as f32;
+            wm[i] = mi as f32;
+            wv[i] = vi as f32;
+        }
+        assert_close("adamw m", &read(b, &m2), &wm, 1e-6, 1e-5);
+        assert_close("adamw v", &read(b, &v2), &wv, 1e-6, 1e-5);
+        assert_close("adamw p", &read(b, &p2), &wp, 1e-5, 1e-4);
+    }
+}
+test_device!(adamw, adamw_step);
+
+fn fill_values<B: Backend>(b: &B) {
+    for n in SIZES {
+        assert_close(
+            "fill",
+            &read(b, &b.fill(n, 2.5).unwrap()),
+            &vec![2.5; n],
+            0.0,
+            0.0,
+        );
+    }
+}
+test_device!(fill, fill_values);

@@ -1,0 +1,3 @@
+// PLACEHOLDER: being written.
+@compute @workgroup_size(1)
+fn main() {}

@@ -1,0 +1,61 @@
+// Sum over the middle axis of x viewed as (outer, R, inner) -> (outer, inner).
+//
+// `sum_columns`: one invocation per output, a serial loop over R; coalesced when inner is
+//   large (bias gradients of NCHW, per-channel sums). Dispatch: 1-D over outer*inner, 256 per
+//   workgroup (x/y split).
+// `sum_tree`: one 256-invocation workgroup per output, strided partial sums then a tree in
+//   workgroup memory; for small outer*inner and long R (global loss sums, row sums).
+//   Dispatch: outer*inner workgroups (x/y split).
+
+struct Params {
+    outer: u32,
+    r: u32,
+    inner: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;          // [outer, R, inner]
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;  // [outer, inner]
+
+var<workgroup> partial: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn sum_columns(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = (wg.y * nwg.x + wg.x) * 256u + lid.x;
+    if i >= params.outer * params.inner { return; }
+    let o = i / params.inner;
+    let c = i % params.inner;
+    var acc = 0.0;
+    let base = o * params.r * params.inner + c;
+    for (var j = 0u; j < params.r; j++) {
+        acc += x[base + j * params.inner];
+    }
+    out[i] = acc;
+}
+
+@compute @workgroup_size(256)
+fn sum_tree(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = wg.y * nwg.x + wg.x;
+    let valid = i < params.outer * params.inner;
+    let o = i / max(params.inner, 1u);
+    let c = i % max(params.inner, 1u);
+    var acc = 0.0;
+    if valid {
+        let base = o * params.r * params.inner + c;
+        for (var j = lid.x; j < params.r; j += 256u) {
+            acc += x[base + j * params.inner];
+        }
+    }
+    partial[lid.x] = acc;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if lid.x < s {
+            partial[lid.x] += partial[lid.x + s];
+        }
+        workgroupBarrier();
+    }
+    if valid && lid.x == 0u {
+        out[i] = partial[0];
+    }
+}

@@ -1,0 +1,16 @@
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Tensor kernels on each backend (matmul, conv2d, attention, layer norm, AdamW).
+    Kernels(super::bench_kernels::BenchKernelsArgs),
+    /// Solver throughput (cell updates per second, thread scaling, dataset generation time).
+    Solvers(super::bench_solvers::BenchSolversArgs),
+}
+
+pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Kernels(args) => super::bench_kernels::run(args),
+        BenchCommand::Solvers(args) => super::bench_solvers::run(args),
+    }
+}

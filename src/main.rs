@@ -1,0 +1,37 @@
+//! `lemur`: the command-line front end (data generation, inspection, benchmarks).
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "lemur", version, about = "Latent EMUlatoR: fluid-dynamics emulation with latent diffusion on WebGPU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a training dataset with a built-in solver (The Well's HDF5 layout).
+    Generate(cmd::generate::GenerateArgs),
+    /// Inspect datasets.
+    Data {
+        #[command(subcommand)]
+        command: cmd::data::DataCommand,
+    },
+    /// Benchmarks (kernels, solvers).
+    Bench {
+        #[command(subcommand)]
+        command: cmd::bench::BenchCommand,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Generate(args) => cmd::generate::run(args),
+        Command::Data { command } => cmd::data::run(command),
+        Command::Bench { command } => cmd::bench::run(command),
+    }
+}
