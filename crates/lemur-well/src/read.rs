@@ -129,6 +129,21 @@ impl WellFile {
 
     fn parse(path: PathBuf, h5: hdf5_pure::File, backing: Backing) -> Result<Self> {
         let p = path.as_path();
+        // hdf5-pure skips attributes it cannot decode, so a cut-off file would otherwise
+        // surface as a confusing "missing attribute"; the superblock records the true length.
+        let len = match &backing {
+            Backing::Disk { len, .. } => *len,
+            Backing::Memory => h5.as_bytes().len() as u64,
+        };
+        let eof = h5.superblock().eof_address;
+        if len < eof {
+            return Err(WellError::Truncated {
+                file: path.clone(),
+                path: "/".into(),
+                needed: eof,
+                len,
+            });
+        }
         let root = h5.root();
         let attrs = root.attrs().map_err(|e| WellError::hdf5(p, "/", e))?;
         let dataset_name = attr_string(p, &attrs, "/", "dataset_name")?;
@@ -291,10 +306,6 @@ impl WellFile {
                         size,
                     } => {
                         let needed = address + size;
-                        let len = match &backing {
-                            Backing::Disk { len, .. } => *len,
-                            Backing::Memory => h5.as_bytes().len() as u64,
-                        };
                         if needed > len {
                             return Err(WellError::Truncated {
                                 file: p.to_path_buf(),
