@@ -14,7 +14,10 @@ use crate::format::{BoundaryCondition, BoundaryType, Field, Scalar, WellMeta};
 enum Backing {
     /// A second handle beside hdf5-pure's streaming reader: frames are read with one seek
     /// and one read, without asking the HDF5 layer to materialise anything bigger.
-    Disk { file: Mutex<std::fs::File>, len: u64 },
+    Disk {
+        file: Mutex<std::fs::File>,
+        len: u64,
+    },
     /// The whole file is already in memory (the browser build hands us bytes).
     Memory,
 }
@@ -87,7 +90,9 @@ pub struct WellFile {
 
 impl std::fmt::Debug for WellFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WellFile").field("path", &self.path).finish()
+        f.debug_struct("WellFile")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -97,7 +102,8 @@ impl WellFile {
         let path = path.as_ref().to_path_buf();
         let raw = std::fs::File::open(&path).map_err(|e| WellError::io(&path, e))?;
         let len = raw.metadata().map_err(|e| WellError::io(&path, e))?.len();
-        let h5 = hdf5_pure::File::open_streaming(&path).map_err(|e| WellError::hdf5(&path, "/", e))?;
+        let h5 =
+            hdf5_pure::File::open_streaming(&path).map_err(|e| WellError::hdf5(&path, "/", e))?;
         let backing = Backing::Disk {
             file: Mutex::new(raw),
             len,
@@ -164,13 +170,18 @@ impl WellFile {
         };
 
         let dims = group("dimensions")?;
-        let dims_attrs = dims.attrs().map_err(|e| WellError::hdf5(p, "/dimensions", e))?;
+        let dims_attrs = dims
+            .attrs()
+            .map_err(|e| WellError::hdf5(p, "/dimensions", e))?;
         let spatial_dims = attr_strings(p, &dims_attrs, "/dimensions", "spatial_dims")?;
         if spatial_dims.len() != n_spatial_dims {
             return Err(WellError::invalid(
                 p,
                 "/dimensions@spatial_dims",
-                format!("{} names for n_spatial_dims = {n_spatial_dims}", spatial_dims.len()),
+                format!(
+                    "{} names for n_spatial_dims = {n_spatial_dims}",
+                    spatial_dims.len()
+                ),
             ));
         }
         let read_vec = |ds_path: &str| -> Result<Vec<f64>> {
@@ -196,13 +207,22 @@ impl WellFile {
 
         let bcs = group("boundary_conditions")?;
         let mut boundary_conditions = Vec::new();
-        for name in bcs.groups().map_err(|e| WellError::hdf5(p, "/boundary_conditions", e))? {
+        for name in bcs
+            .groups()
+            .map_err(|e| WellError::hdf5(p, "/boundary_conditions", e))?
+        {
             let gpath = format!("/boundary_conditions/{name}");
-            let g = h5.group(&gpath).map_err(|e| WellError::hdf5(p, &gpath, e))?;
+            let g = h5
+                .group(&gpath)
+                .map_err(|e| WellError::hdf5(p, &gpath, e))?;
             let a = g.attrs().map_err(|e| WellError::hdf5(p, &gpath, e))?;
             let kind = attr_string(p, &a, &gpath, "bc_type")?;
             let bc_type = BoundaryType::parse(&kind).ok_or_else(|| {
-                WellError::invalid(p, &format!("{gpath}@bc_type"), format!("unknown bc_type {kind:?}"))
+                WellError::invalid(
+                    p,
+                    &format!("{gpath}@bc_type"),
+                    format!("unknown bc_type {kind:?}"),
+                )
             })?;
             let dims = match a.get("associated_dims") {
                 Some(_) => attr_strings(p, &a, &gpath, "associated_dims")?,
@@ -233,7 +253,9 @@ impl WellFile {
         for name in attr_strings(p, &sc_attrs, "/scalars", "field_names")? {
             let spath = format!("/scalars/{name}");
             let values = read_vec(&spath)?;
-            let ds = h5.dataset(&spath).map_err(|e| WellError::hdf5(p, &spath, e))?;
+            let ds = h5
+                .dataset(&spath)
+                .map_err(|e| WellError::hdf5(p, &spath, e))?;
             let a = ds.attrs().map_err(|e| WellError::hdf5(p, &spath, e))?;
             scalars.push(Scalar {
                 name,
@@ -260,7 +282,10 @@ impl WellFile {
                 let a = ds.attrs().map_err(|e| WellError::hdf5(p, &fpath, e))?;
                 let sample_varying = attr_bool(&a, "sample_varying").unwrap_or(true);
                 let time_varying = attr_bool(&a, "time_varying").unwrap_or(true);
-                if a.get("dim_varying").and_then(as_f64_array).is_some_and(|v| v.contains(&0.0)) {
+                if a.get("dim_varying")
+                    .and_then(as_f64_array)
+                    .is_some_and(|v| v.contains(&0.0))
+                {
                     return Err(WellError::invalid(
                         p,
                         &fpath,
@@ -293,11 +318,21 @@ impl WellFile {
                         match size {
                             4 => Elem::F32(big),
                             8 => Elem::F64(big),
-                            _ => return Err(WellError::invalid(p, &fpath, format!("{size}-byte floats"))),
+                            _ => {
+                                return Err(WellError::invalid(
+                                    p,
+                                    &fpath,
+                                    format!("{size}-byte floats"),
+                                ));
+                            }
                         }
                     }
                     other => {
-                        return Err(WellError::invalid(p, &fpath, format!("expected floats, found {other:?}")));
+                        return Err(WellError::invalid(
+                            p,
+                            &fpath,
+                            format!("expected floats, found {other:?}"),
+                        ));
                     }
                 };
                 let storage = match ds.layout().map_err(|e| WellError::hdf5(p, &fpath, e))? {
@@ -400,7 +435,13 @@ impl WellFile {
         Ok(())
     }
 
-    fn block_bytes(&self, store: &FieldStore, block_index: usize, per_traj: usize, elems: usize) -> Result<Vec<u8>> {
+    fn block_bytes(
+        &self,
+        store: &FieldStore,
+        block_index: usize,
+        per_traj: usize,
+        elems: usize,
+    ) -> Result<Vec<u8>> {
         let esize = store.elem.size();
         let nbytes = elems * esize;
         match &store.storage {
@@ -421,14 +462,14 @@ impl WellFile {
                     }
                     Backing::Memory => {
                         let bytes = self.h5.as_bytes();
-                        let src = bytes.get(offset as usize..offset as usize + nbytes).ok_or_else(|| {
-                            WellError::Truncated {
+                        let src = bytes
+                            .get(offset as usize..offset as usize + nbytes)
+                            .ok_or_else(|| WellError::Truncated {
                                 file: self.path.clone(),
                                 path: store.path.clone(),
                                 needed: offset + nbytes as u64,
                                 len: bytes.len() as u64,
-                            }
-                        })?;
+                            })?;
                         buf.copy_from_slice(src);
                     }
                 }
@@ -445,7 +486,10 @@ impl WellFile {
                 let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
                 let hit = matches!(&*guard, Some((r, _)) if *r == row as u64);
                 if !hit {
-                    let ds = self.h5.dataset(&store.path).map_err(|e| WellError::hdf5(&self.path, &store.path, e))?;
+                    let ds = self
+                        .h5
+                        .dataset(&store.path)
+                        .map_err(|e| WellError::hdf5(&self.path, &store.path, e))?;
                     let rows = if store.sample_varying || store.time_varying {
                         ds.read_raw_rows(row as u64, 1)
                     } else {
@@ -469,7 +513,10 @@ impl WellFile {
 }
 
 fn not_found(e: &hdf5_pure::Error) -> bool {
-    matches!(e, hdf5_pure::Error::Format(hdf5_pure::FormatError::PathNotFound(..)))
+    matches!(
+        e,
+        hdf5_pure::Error::Format(hdf5_pure::FormatError::PathNotFound(..))
+    )
 }
 
 /// h5py writes numpy bools as an 8-bit enum, which hdf5-pure decodes through its base type,
@@ -488,8 +535,15 @@ fn attr_missing(file: &Path, group: &str, name: &str) -> WellError {
     WellError::missing(file, &format!("{}@{name}", group.trim_end_matches('/')))
 }
 
-pub(crate) fn attr_strings(file: &Path, attrs: &HashMap<String, AttrValue>, group: &str, name: &str) -> Result<Vec<String>> {
-    let v = attrs.get(name).ok_or_else(|| attr_missing(file, group, name))?;
+pub(crate) fn attr_strings(
+    file: &Path,
+    attrs: &HashMap<String, AttrValue>,
+    group: &str,
+    name: &str,
+) -> Result<Vec<String>> {
+    let v = attrs
+        .get(name)
+        .ok_or_else(|| attr_missing(file, group, name))?;
     match v {
         AttrValue::StringArray(s)
         | AttrValue::AsciiStringArray(s)
@@ -524,9 +578,22 @@ fn as_string(v: &AttrValue) -> Option<String> {
     }
 }
 
-pub(crate) fn attr_string(file: &Path, attrs: &HashMap<String, AttrValue>, group: &str, name: &str) -> Result<String> {
-    let v = attrs.get(name).ok_or_else(|| attr_missing(file, group, name))?;
-    as_string(v).ok_or_else(|| WellError::invalid(file, &format!("{group}@{name}"), format!("expected a string, found {v:?}")))
+pub(crate) fn attr_string(
+    file: &Path,
+    attrs: &HashMap<String, AttrValue>,
+    group: &str,
+    name: &str,
+) -> Result<String> {
+    let v = attrs
+        .get(name)
+        .ok_or_else(|| attr_missing(file, group, name))?;
+    as_string(v).ok_or_else(|| {
+        WellError::invalid(
+            file,
+            &format!("{group}@{name}"),
+            format!("expected a string, found {v:?}"),
+        )
+    })
 }
 
 fn as_f64(v: &AttrValue) -> Option<f64> {
@@ -549,9 +616,22 @@ fn as_f64(v: &AttrValue) -> Option<f64> {
     })
 }
 
-pub(crate) fn attr_f64(file: &Path, attrs: &HashMap<String, AttrValue>, group: &str, name: &str) -> Result<f64> {
-    let v = attrs.get(name).ok_or_else(|| attr_missing(file, group, name))?;
-    let x = as_f64(v).ok_or_else(|| WellError::invalid(file, &format!("{group}@{name}"), format!("expected a number, found {v:?}")))?;
+pub(crate) fn attr_f64(
+    file: &Path,
+    attrs: &HashMap<String, AttrValue>,
+    group: &str,
+    name: &str,
+) -> Result<f64> {
+    let v = attrs
+        .get(name)
+        .ok_or_else(|| attr_missing(file, group, name))?;
+    let x = as_f64(v).ok_or_else(|| {
+        WellError::invalid(
+            file,
+            &format!("{group}@{name}"),
+            format!("expected a number, found {v:?}"),
+        )
+    })?;
     if !x.is_finite() {
         return Err(WellError::NonFinite {
             file: file.to_path_buf(),
@@ -562,10 +642,19 @@ pub(crate) fn attr_f64(file: &Path, attrs: &HashMap<String, AttrValue>, group: &
     Ok(x)
 }
 
-fn attr_usize(file: &Path, attrs: &HashMap<String, AttrValue>, group: &str, name: &str) -> Result<usize> {
+fn attr_usize(
+    file: &Path,
+    attrs: &HashMap<String, AttrValue>,
+    group: &str,
+    name: &str,
+) -> Result<usize> {
     let x = attr_f64(file, attrs, group, name)?;
     if x < 0.0 || x.fract() != 0.0 {
-        return Err(WellError::invalid(file, &format!("{group}@{name}"), format!("expected a count, found {x}")));
+        return Err(WellError::invalid(
+            file,
+            &format!("{group}@{name}"),
+            format!("expected a count, found {x}"),
+        ));
     }
     Ok(x as usize)
 }

@@ -90,14 +90,23 @@ pub fn to_bytes(file: &Path, trajectories: &[&TrajectoryData]) -> Result<Vec<u8>
             ));
         }
     }
-    let (nb, nt, nx, ny) = (trajectories.len(), first.times.len(), first.x.len(), first.y.len());
+    let (nb, nt, nx, ny) = (
+        trajectories.len(),
+        first.times.len(),
+        first.x.len(),
+        first.y.len(),
+    );
     let nc = first.n_channels();
     let dims = ["x", "y"];
-    let strings = |v: &[&str]| AttrValue::VarLenStringArray(v.iter().map(|s| s.to_string()).collect());
+    let strings =
+        |v: &[&str]| AttrValue::VarLenStringArray(v.iter().map(|s| s.to_string()).collect());
     let flag = |b: bool| AttrValue::I8(i8::from(b));
 
     let mut b = FileBuilder::new();
-    b.set_attr("dataset_name", AttrValue::VarLenString(first.dataset_name.clone()));
+    b.set_attr(
+        "dataset_name",
+        AttrValue::VarLenString(first.dataset_name.clone()),
+    );
     b.set_attr("grid_type", AttrValue::VarLenString("cartesian".into()));
     b.set_attr("n_spatial_dims", AttrValue::I64(2));
     b.set_attr("n_trajectories", AttrValue::I64(nb as i64));
@@ -130,13 +139,17 @@ pub fn to_bytes(file: &Path, trajectories: &[&TrajectoryData]) -> Result<Vec<u8>
         let bc = first.boundaries[axis];
         let mut sub = g.create_group(&format!("{dim}_{}", bc.as_str().to_ascii_lowercase()));
         sub.set_attr("associated_dims", strings(&[dim]));
-        sub.set_attr("associated_fields", AttrValue::VarLenStringArray(Vec::new()));
+        sub.set_attr(
+            "associated_fields",
+            AttrValue::VarLenStringArray(Vec::new()),
+        );
         sub.set_attr("bc_type", AttrValue::VarLenString(bc.as_str().into()));
         sub.set_attr("sample_varying", flag(false));
         sub.set_attr("time_varying", flag(false));
         // The condition acts on the first and last cells along its axis.
         let mask: Vec<u8> = (0..n).map(|i| u8::from(i == 0 || i + 1 == n)).collect();
-        sub.create_dataset("mask").with_enum_u8_data(bool_type.clone(), &mask);
+        sub.create_dataset("mask")
+            .with_enum_u8_data(bool_type.clone(), &mask);
         g.add_group(sub.finish());
     }
     b.add_group(g.finish());
@@ -152,7 +165,11 @@ pub fn to_bytes(file: &Path, trajectories: &[&TrajectoryData]) -> Result<Vec<u8>
 
     let frame = nx * ny;
     let mut channel = 0;
-    for (order, fields) in [(0usize, &first.t0_fields), (1, &first.t1_fields), (2, &Vec::new())] {
+    for (order, fields) in [
+        (0usize, &first.t0_fields),
+        (1, &first.t1_fields),
+        (2, &Vec::new()),
+    ] {
         let comps = 2usize.pow(order as u32);
         let mut g = b.create_group(&format!("t{order}_fields"));
         let names: Vec<&str> = fields.iter().map(String::as_str).collect();
@@ -166,7 +183,10 @@ pub fn to_bytes(file: &Path, trajectories: &[&TrajectoryData]) -> Result<Vec<u8>
             }
             let mut shape = vec![nb as u64, nt as u64, nx as u64, ny as u64];
             shape.extend(std::iter::repeat_n(2u64, order));
-            let ds = g.create_dataset(name).with_f32_data(&arr).with_shape(&shape);
+            let ds = g
+                .create_dataset(name)
+                .with_f32_data(&arr)
+                .with_shape(&shape);
             ds.set_attr("dim_varying", AttrValue::I8Array(vec![1, 1]));
             ds.set_attr("sample_varying", flag(true));
             ds.set_attr("time_varying", flag(true));
@@ -189,7 +209,10 @@ pub fn write_file(path: impl AsRef<Path>, trajectories: &[&TrajectoryData]) -> R
 
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp = PathBuf::from(path);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     tmp.set_file_name(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| WellError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| {

@@ -33,12 +33,23 @@ fn metadata_matches_the_h5py_script() {
     assert_eq!(m.constant_scalars(), [("gamma".to_string(), 1.4)]);
     assert_eq!(m.axis_boundary(0), Some(BoundaryType::Periodic));
     assert_eq!(m.axis_boundary(1), Some(BoundaryType::Wall));
-    let wall = m.boundary_conditions.iter().find(|b| b.name == "y_wall").unwrap();
+    let wall = m
+        .boundary_conditions
+        .iter()
+        .find(|b| b.name == "y_wall")
+        .unwrap();
     assert_eq!(wall.mask, [true, false, false, false, true]);
     assert_eq!(
         m.channel_names(),
         [
-            "energy", "density", "bathymetry", "momentum_x", "momentum_y", "stress_xx", "stress_xy", "stress_yx",
+            "energy",
+            "density",
+            "bathymetry",
+            "momentum_x",
+            "momentum_y",
+            "stress_xx",
+            "stress_xy",
+            "stress_yx",
             "stress_yy"
         ]
     );
@@ -48,7 +59,13 @@ fn metadata_matches_the_h5py_script() {
 fn every_frame_reads_exactly() {
     let f = WellFile::open(fixture()).unwrap();
     // (field index in the script, components, varies in time)
-    let layout = [(0, 1, true), (1, 1, true), (2, 1, false), (3, 2, true), (4, 4, true)];
+    let layout = [
+        (0, 1, true),
+        (1, 1, true),
+        (2, 1, false),
+        (3, 2, true),
+        (4, 4, true),
+    ];
     for b in 0..B {
         for t in 0..T {
             let frame = f.read_frame(b, t).unwrap();
@@ -78,5 +95,8 @@ fn in_memory_reads_agree_with_disk_reads() {
     let bytes = std::fs::read(fixture()).unwrap();
     let mem = WellFile::from_bytes("fixture", bytes).unwrap();
     let disk = WellFile::open(fixture()).unwrap();
-    assert_eq!(mem.read_frame(2, 3).unwrap(), disk.read_frame(2, 3).unwrap());
+    assert_eq!(
+        mem.read_frame(2, 3).unwrap(),
+        disk.read_frame(2, 3).unwrap()
+    );
 }

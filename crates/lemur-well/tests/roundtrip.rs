@@ -31,7 +31,10 @@ fn written_files_read_back_exactly_channels_first() {
     let f = WellFile::open(&path).unwrap();
     let m = f.meta();
     assert_eq!(m.dataset_name, "euler_multi_quadrants_periodicBC");
-    assert_eq!((m.n_trajectories, m.n_steps(), m.spatial_shape()), (2, 3, vec![6, 4]));
+    assert_eq!(
+        (m.n_trajectories, m.n_steps(), m.spatial_shape()),
+        (2, 3, vec![6, 4])
+    );
     assert_eq!(
         m.channel_names(),
         ["energy", "density", "pressure", "momentum_x", "momentum_y"]
@@ -47,14 +50,20 @@ fn written_files_read_back_exactly_channels_first() {
             for c in 0..5 {
                 for x in 0..6 {
                     for y in 0..4 {
-                        assert_eq!(frame[(c * 6 + x) * 4 + y], src.data[((t * 6 + x) * 4 + y) * 5 + c]);
+                        assert_eq!(
+                            frame[(c * 6 + x) * 4 + y],
+                            src.data[((t * 6 + x) * 4 + y) * 5 + c]
+                        );
                     }
                 }
             }
         }
     }
     // No temporary file is left beside the output.
-    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, ["two.hdf5"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -65,13 +74,22 @@ fn mismatched_or_non_finite_trajectories_are_refused() {
     let a = trajectory(1, 4, 4, 2);
     let mut other_grid = trajectory(2, 4, 4, 2);
     other_grid.scalars[0].1 = 1.3;
-    assert!(matches!(to_bytes(p, &[&a, &other_grid]), Err(WellError::Invalid { .. })));
+    assert!(matches!(
+        to_bytes(p, &[&a, &other_grid]),
+        Err(WellError::Invalid { .. })
+    ));
     let mut nan = trajectory(3, 4, 4, 2);
     nan.data[17] = f32::NAN;
-    assert!(matches!(to_bytes(p, &[&nan]), Err(WellError::NonFinite { index: 17, .. })));
+    assert!(matches!(
+        to_bytes(p, &[&nan]),
+        Err(WellError::NonFinite { index: 17, .. })
+    ));
     let mut short = trajectory(3, 4, 4, 2);
     short.data.pop();
-    assert!(matches!(to_bytes(p, &[&short]), Err(WellError::Shape { .. })));
+    assert!(matches!(
+        to_bytes(p, &[&short]),
+        Err(WellError::Shape { .. })
+    ));
 }
 
 /// Replace the first occurrence of `from` in `bytes` (same length) to corrupt one thing.
@@ -91,7 +109,10 @@ fn bad_files_are_errors_naming_file_and_dataset() {
     patch(&mut bytes, b"pressure\0", b"pressurX\0");
     let err = WellFile::from_bytes("renamed.hdf5", bytes).unwrap_err();
     assert!(matches!(err, WellError::Missing { .. }));
-    assert_eq!(err.to_string(), "renamed.hdf5: /t0_fields/pressurX: missing");
+    assert_eq!(
+        err.to_string(),
+        "renamed.hdf5: /t0_fields/pressurX: missing"
+    );
 
     // Truncation: the contiguous momentum array runs past the end of the file.
     let f = WellFile::from_bytes("whole.hdf5", good.clone()).unwrap();
@@ -103,7 +124,10 @@ fn bad_files_are_errors_naming_file_and_dataset() {
         matches!(err, WellError::Truncated { needed, len, .. } if needed == good.len() as u64 && len + 40 == needed),
         "{err}"
     );
-    assert!(err.to_string().starts_with("cut.hdf5: /: truncated file"), "{err}");
+    assert!(
+        err.to_string().starts_with("cut.hdf5: /: truncated file"),
+        "{err}"
+    );
 
     // A file cut after opening (still being copied, say) fails on the frame it cannot read.
     let dir = std::env::temp_dir().join(format!("lemur-well-cut-{}", std::process::id()));
@@ -111,19 +135,35 @@ fn bad_files_are_errors_naming_file_and_dataset() {
     let path = dir.join("growing.hdf5");
     std::fs::write(&path, &good).unwrap();
     let f = WellFile::open(&path).unwrap();
-    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
     let err = f.read_frame(0, 1).unwrap_err();
     assert!(matches!(err, WellError::Truncated { .. }), "{err}");
-    assert!(err.to_string().contains("growing.hdf5: /t0_fields/energy: truncated"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("growing.hdf5: /t0_fields/energy: truncated"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 
     // A non-finite value stored in the file is caught when its frame is read.
     let mut nan_bytes = good.clone();
     let marker = a.data[5 * 16 + 3]; // frame 1, cell 0, channel 3 (momentum_x)
-    patch(&mut nan_bytes, &marker.to_le_bytes(), &f32::NAN.to_le_bytes());
+    patch(
+        &mut nan_bytes,
+        &marker.to_le_bytes(),
+        &f32::NAN.to_le_bytes(),
+    );
     let f = WellFile::from_bytes("nan.hdf5", nan_bytes).unwrap();
     let msg = f.read_frame(0, 1).unwrap_err().to_string();
-    assert!(msg.contains("nan.hdf5") && msg.contains("non-finite"), "{msg}");
+    assert!(
+        msg.contains("nan.hdf5") && msg.contains("non-finite"),
+        "{msg}"
+    );
 }
 
 /// A minimal Well file whose single field has shape `field_shape` on a 4 x 3 grid, 2 steps.
@@ -136,7 +176,10 @@ fn minimal(field_shape: &[u64]) -> Vec<u8> {
     b.set_attr("n_trajectories", AttrValue::I64(1));
     b.set_attr("simulation_parameters", AttrValue::StringArray(vec![]));
     let mut g = b.create_group("dimensions");
-    g.set_attr("spatial_dims", AttrValue::StringArray(vec!["x".into(), "y".into()]));
+    g.set_attr(
+        "spatial_dims",
+        AttrValue::StringArray(vec!["x".into(), "y".into()]),
+    );
     g.create_dataset("time").with_f32_data(&[0.0, 1.0]);
     g.create_dataset("x").with_f32_data(&[0.0, 1.0, 2.0, 3.0]);
     g.create_dataset("y").with_f32_data(&[0.0, 1.0, 2.0]);
@@ -147,9 +190,14 @@ fn minimal(field_shape: &[u64]) -> Vec<u8> {
         b.add_group(g.finish());
     }
     let mut g = b.create_group("t0_fields");
-    g.set_attr("field_names", AttrValue::StringArray(vec!["density".into()]));
+    g.set_attr(
+        "field_names",
+        AttrValue::StringArray(vec!["density".into()]),
+    );
     let n: u64 = field_shape.iter().product();
-    g.create_dataset("density").with_f32_data(&vec![1.0; n as usize]).with_shape(field_shape);
+    g.create_dataset("density")
+        .with_f32_data(&vec![1.0; n as usize])
+        .with_shape(field_shape);
     b.add_group(g.finish());
     b.finish().unwrap()
 }
@@ -161,14 +209,22 @@ fn wrong_shape_is_an_error() {
     for bad in [&[1, 2, 3, 4][..], &[1, 2, 4, 3, 1], &[2, 4, 3]] {
         let err = WellFile::from_bytes("shape.hdf5", minimal(bad)).unwrap_err();
         match &err {
-            WellError::Shape { path, expected, found, .. } => {
+            WellError::Shape {
+                path,
+                expected,
+                found,
+                ..
+            } => {
                 assert_eq!(path, "/t0_fields/density");
                 assert_eq!(expected, &[1, 2, 4, 3]);
                 assert_eq!(found, bad);
             }
             other => panic!("{other}"),
         }
-        assert!(err.to_string().starts_with("shape.hdf5: /t0_fields/density: expected shape"));
+        assert!(
+            err.to_string()
+                .starts_with("shape.hdf5: /t0_fields/density: expected shape")
+        );
     }
 }
 
@@ -191,7 +247,9 @@ fn missing_group_is_an_error() {
 fn keep_a_written_file_for_external_readers() {
     let dir = std::env::var_os("LEMUR_WELL_KEEP")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("lemur-well-keep-{}", std::process::id())));
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("lemur-well-keep-{}", std::process::id()))
+        });
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("lemur_written.hdf5");
     let a = trajectory(7, 5, 3, 2);
