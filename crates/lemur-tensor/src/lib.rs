@@ -5,9 +5,16 @@ pub mod backend;
 pub mod cpu;
 mod error;
 pub mod gpu;
+mod ops;
+pub mod optim;
+pub mod params;
 pub mod rng;
+mod tensor;
 
 pub use backend::Backend;
 pub use cpu::CpuBackend;
 pub use error::{Error, Result};
 pub use gpu::GpuBackend;
+pub use optim::{AdamW, AdamWConfig, CosineSchedule};
+pub use params::ParamStore;
+pub use tensor::{Tensor, grad_enabled, no_grad};

@@ -1,0 +1,145 @@
+//! AdamW over a `ParamStore`, with global grad-norm clipping and a cosine learning-rate
+//! schedule with linear warmup.
+
+use std::collections::HashMap;
+
+use crate::backend::{AdamWDesc, Backend};
+use crate::error::Result;
+use crate::params::ParamStore;
+use crate::tensor::{Tensor, no_grad};
+
+/// Linear warmup from 0 to `peak` over `warmup` steps, then a cosine decay to `min_lr` at
+/// `total` steps (constant afterwards).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CosineSchedule {
+    pub peak: f32,
+    pub min_lr: f32,
+    pub warmup: u32,
+    pub total: u32,
+}
+
+impl CosineSchedule {
+    /// The learning rate for (1-based) optimizer step `step`.
+    pub fn lr(&self, step: u32) -> f32 {
+        if self.warmup > 0 && step <= self.warmup {
+            return self.peak * step as f32 / self.warmup as f32;
+        }
+        let span = self.total.saturating_sub(self.warmup).max(1) as f32;
+        let progress = ((step - self.warmup) as f32 / span).min(1.0);
+        self.min_lr + 0.5 * (self.peak - self.min_lr) * (1.0 + (std::f32::consts::PI * progress).cos())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWConfig {
+    pub betas: (f32, f32),
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// Clip the global gradient norm to this value (0 disables clipping).
+    pub max_norm: f32,
+    pub schedule: CosineSchedule,
+}
+
+impl Default for AdamWConfig {
+    /// The reference's emulator settings: lr 1e-4, betas (0.9, 0.99), no weight decay, clip 1.
+    fn default() -> Self {
+        Self {
+            betas: (0.9, 0.99),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            max_norm: 1.0,
+            schedule: CosineSchedule { peak: 1e-4, min_lr: 0.0, warmup: 0, total: 1 },
+        }
+    }
+}
+
+/// Adam moments per parameter, by name; `step` counts completed updates.
+pub struct AdamW<B: Backend> {
+    pub config: AdamWConfig,
+    pub step: u32,
+    state: HashMap<String, (B::Storage, B::Storage)>,
+}
+
+impl<B: Backend> std::fmt::Debug for AdamW<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AdamW(step {}, {:?})", self.step, self.config)
+    }
+}
+
+impl<B: Backend> AdamW<B> {
+    pub fn new(config: AdamWConfig) -> Self {
+        Self { config, step: 0, state: HashMap::new() }
+    }
+
+    /// The squared global norm of all gradients, as a one-element tensor left on the device.
+    pub fn grad_norm_sq(params: &ParamStore<B>) -> Result<Option<Tensor<B>>> {
+        no_grad(|| {
+            let mut total: Option<Tensor<B>> = None;
+            for (_, p) in params.iter() {
+                if let Some(g) = p.grad() {
+                    let sq = g.square()?.sum_all()?;
+                    total = Some(match total {
+                        Some(t) => t.add(&sq)?,
+                        None => sq,
+                    });
+                }
+            }
+            Ok(total)
+        })
+    }
+
+    /// Applies one update to every parameter with a gradient, then clears the gradients.
+    pub fn step(&mut self, params: &ParamStore<B>) -> Result<()> {
+        self.step += 1;
+        let gnorm = if self.config.max_norm > 0.0 { Self::grad_norm_sq(params)? } else { None };
+        let c = &self.config;
+        let desc = AdamWDesc {
+            lr: c.schedule.lr(self.step),
+            beta1: c.betas.0,
+            beta2: c.betas.1,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+            step: self.step,
+            max_norm: c.max_norm,
+        };
+        for (name, p) in params.iter() {
+            let Some(g) = p.grad() else { continue };
+            let b = p.backend();
+            let (m, v) = match self.state.remove(name) {
+                Some(mv) => mv,
+                None => (b.fill(p.numel(), 0.0)?, b.fill(p.numel(), 0.0)?),
+            };
+            let (np, nm, nv) = b.adamw(p.storage(), m, v, &g.storage(), &desc, gnorm.as_ref().map(|t| t.storage()).as_ref())?;
+            p.set_storage(np)?;
+            self.state.insert(name.to_string(), (nm, nv));
+        }
+        params.zero_grad();
+        Ok(())
+    }
+
+    /// Moments as host tensors named `<param>.exp_avg` / `<param>.exp_avg_sq` (for checkpoints).
+    pub async fn state_to_host(&self, params: &ParamStore<B>) -> Result<std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+        let mut out = std::collections::BTreeMap::new();
+        for (name, p) in params.iter() {
+            if let Some((m, v)) = self.state.get(name) {
+                let b = p.backend();
+                out.insert(format!("{name}.exp_avg"), (p.shape().to_vec(), b.read(m).await?));
+                out.insert(format!("{name}.exp_avg_sq"), (p.shape().to_vec(), b.read(v).await?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restores moments saved by `state_to_host`.
+    pub fn load_state(&mut self, params: &ParamStore<B>, host: &std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>, step: u32) -> Result<()> {
+        self.state.clear();
+        for (name, p) in params.iter() {
+            if let (Some((_, m)), Some((_, v))) = (host.get(&format!("{name}.exp_avg")), host.get(&format!("{name}.exp_avg_sq"))) {
+                let b = p.backend();
+                self.state.insert(name.to_string(), (b.upload(m)?, b.upload(v)?));
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+}
