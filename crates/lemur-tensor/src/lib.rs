@@ -9,6 +9,7 @@ mod ops;
 pub mod optim;
 pub mod params;
 pub mod rng;
+mod select;
 mod tensor;
 
 pub use backend::Backend;
@@ -17,4 +18,5 @@ pub use error::{Error, Result};
 pub use gpu::GpuBackend;
 pub use optim::{AdamW, AdamWConfig, CosineSchedule};
 pub use params::ParamStore;
+pub use select::{AnyBackend, BackendKind};
 pub use tensor::{Tensor, grad_enabled, no_grad};

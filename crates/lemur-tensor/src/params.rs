@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use safetensors::{Dtype, SafeTensors};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -143,6 +143,7 @@ pub fn write_safetensors(
 ) -> Result<()> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> =
         tensors.iter().map(|(n, (s, d))| (n.clone(), d.iter().flat_map(|v| v.to_le_bytes()).collect(), s.clone())).collect();
+    use safetensors::tensor::TensorView;
     let views: Vec<(String, TensorView<'_>)> = bytes
         .iter()
         .map(|(n, b, s)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| Error::Param { path: path.to_path_buf(), key: n.clone(), detail: e.to_string() })?)))

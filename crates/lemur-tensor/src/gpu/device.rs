@@ -56,6 +56,7 @@ impl fmt::Display for GpuInfo {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn rank(t: wgpu::DeviceType) -> u8 {
     match t {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -119,13 +120,17 @@ pub(crate) async fn open(choice: &AdapterChoice) -> Result<(wgpu::Device, wgpu::
     let ai = adapter.get_info();
     // Kernels are written for WebGPU's default limits so they run in every browser; on native
     // we raise only the buffer-size limits to what the adapter allows, for larger batches.
-    let mut limits = wgpu::Limits::default();
     #[cfg(not(target_arch = "wasm32"))]
-    {
+    let limits = {
         let supported = adapter.limits();
-        limits.max_storage_buffer_binding_size = supported.max_storage_buffer_binding_size;
-        limits.max_buffer_size = supported.max_buffer_size;
-    }
+        wgpu::Limits {
+            max_storage_buffer_binding_size: supported.max_storage_buffer_binding_size,
+            max_buffer_size: supported.max_buffer_size,
+            ..wgpu::Limits::default()
+        }
+    };
+    #[cfg(target_arch = "wasm32")]
+    let limits = wgpu::Limits::default();
     let (device, queue) = adapter
         .request_device(&wgpu::DeviceDescriptor {
             label: Some("lemur device"),
