@@ -81,7 +81,7 @@ pub fn field_metrics(
     let n: usize = shape.iter().product();
     assert_eq!(u.len(), n, "truth does not match shape {shape:?}");
     assert!(
-        n > 1 && !ensemble.is_empty() && ensemble.len() % n == 0,
+        n > 1 && !ensemble.is_empty() && ensemble.len().is_multiple_of(n),
         "ensemble does not match shape {shape:?}"
     );
     let members = ensemble.len() / n;
@@ -167,7 +167,7 @@ pub fn evaluate(
     let per_member = steps * channels * plane;
     assert_eq!(truth.len(), per_member, "truth is not [T, C, H, W]");
     assert!(
-        ensemble.len() % per_member == 0 && !ensemble.is_empty(),
+        ensemble.len().is_multiple_of(per_member) && !ensemble.is_empty(),
         "ensemble is not [N, T, C, H, W]"
     );
     let members = ensemble.len() / per_member;

@@ -481,7 +481,7 @@ impl WellFile {
                 let (row, within) = if store.sample_varying {
                     (block_index / per_traj, block_index % per_traj)
                 } else {
-                    (block_index as u64 as usize, 0)
+                    (block_index, 0)
                 };
                 let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
                 let hit = matches!(&*guard, Some((r, _)) if *r == row as u64);
