@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 
 pub use device::{AdapterChoice, GpuInfo};
 pub use kernels::{SHADERS, shader_source};
+pub use matmul::GemmKernel;
 pub use pool::MemoryStats;
 
 use crate::error::{Error, Result};
