@@ -139,7 +139,8 @@ fn conv_params(cin: usize, cout: usize, k: usize) -> usize {
 impl DcaeConfig {
     /// Parses a JSON configuration and validates it.
     pub fn from_json(s: &str) -> Result<Self> {
-        let cfg: Self = serde_json::from_str(s).map_err(|e| Error::Config(format!("{MODEL}: {e}")))?;
+        let cfg: Self =
+            serde_json::from_str(s).map_err(|e| Error::Config(format!("{MODEL}: {e}")))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -148,19 +149,31 @@ impl DcaeConfig {
     pub fn validate(&self) -> Result<()> {
         let err = |m: String| Err(Error::Config(format!("{MODEL}: {m}")));
         if self.spatial != 2 {
-            return err(format!("spatial = {} is not supported (only 2)", self.spatial));
+            return err(format!(
+                "spatial = {} is not supported (only 2)",
+                self.spatial
+            ));
         }
         if self.arch != "dcae" {
-            return err(format!("arch = {:?} is not a DCAE (expected \"dcae\")", self.arch));
+            return err(format!(
+                "arch = {:?} is not a DCAE (expected \"dcae\")",
+                self.arch
+            ));
         }
         if self.norm != "layer" {
-            return err(format!("norm = {:?} is not supported (only \"layer\")", self.norm));
+            return err(format!(
+                "norm = {:?} is not supported (only \"layer\")",
+                self.norm
+            ));
         }
         if !self.pixel_shuffle {
             return err("pixel_shuffle = false (strided resampling) is not supported".into());
         }
         if self.pix_channels == 0 || self.lat_channels == 0 {
-            return err(format!("pix_channels = {} and lat_channels = {} must be positive", self.pix_channels, self.lat_channels));
+            return err(format!(
+                "pix_channels = {} and lat_channels = {} must be positive",
+                self.pix_channels, self.lat_channels
+            ));
         }
         if self.hid_channels.is_empty() || self.hid_channels.len() != self.hid_blocks.len() {
             return err(format!(
@@ -171,7 +184,9 @@ impl DcaeConfig {
         for (i, (&c, &nb)) in self.hid_channels.iter().zip(&self.hid_blocks).enumerate() {
             // The channel layer norm divides by C - 1 (unbiased variance).
             if c == 0 || (nb > 0 && c < 2) {
-                return err(format!("stage {i} has {c} channels; stages with residual blocks need at least 2"));
+                return err(format!(
+                    "stage {i} has {c} channels; stages with residual blocks need at least 2"
+                ));
             }
         }
         if self.ffn_factor == 0 {
@@ -183,10 +198,16 @@ impl DcaeConfig {
             return err(format!("dropout = {p} must be in [0, 1)"));
         }
         if !(self.latent_noise >= 0.0 && self.latent_noise.is_finite()) {
-            return err(format!("latent_noise = {} must be a finite std >= 0", self.latent_noise));
+            return err(format!(
+                "latent_noise = {} must be a finite std >= 0",
+                self.latent_noise
+            ));
         }
         if self.kernel_size != 1 && self.kernel_size != 3 {
-            return err(format!("kernel_size = {} is not supported (1 or 3)", self.kernel_size));
+            return err(format!(
+                "kernel_size = {} is not supported (1 or 3)",
+                self.kernel_size
+            ));
         }
         if self.patch_size == 0 {
             return err("patch_size must be at least 1".into());
@@ -207,8 +228,12 @@ impl DcaeConfig {
     /// Latent shape `[C_lat, H / factor, W / factor]` of an `H × W` field.
     pub fn latent_shape(&self, h: usize, w: usize) -> Result<[usize; 3]> {
         let f = self.factor();
-        if h == 0 || w == 0 || h % f != 0 || w % f != 0 {
-            return Err(Error::Input { model: MODEL, got: vec![h, w], expected: format!("a field size (H, W) with H and W positive multiples of {f}") });
+        if h == 0 || w == 0 || !h.is_multiple_of(f) || !w.is_multiple_of(f) {
+            return Err(Error::Input {
+                model: MODEL,
+                got: vec![h, w],
+                expected: format!("a field size (H, W) with H and W positive multiples of {f}"),
+            });
         }
         Ok([self.lat_channels, h / f, w / f])
     }
@@ -219,11 +244,21 @@ impl DcaeConfig {
     /// plus `2 · Σ_i hid_blocks[i] · (conv(hid[i], f·hid[i]) + conv(f·hid[i], hid[i]))` for the
     /// blocks of both (f = `ffn_factor`).
     pub fn param_count(&self) -> usize {
-        let (k, h, p2) = (self.kernel_size, &self.hid_channels, self.patch_size * self.patch_size);
+        let (k, h, p2) = (
+            self.kernel_size,
+            &self.hid_channels,
+            self.patch_size * self.patch_size,
+        );
         let n = h.len();
         let f = self.ffn_factor;
-        let blocks: usize = h.iter().zip(&self.hid_blocks).map(|(&c, &nb)| nb * (conv_params(c, f * c, k) + conv_params(f * c, c, k))).sum();
-        let resample: usize = (1..n).map(|i| conv_params(4 * h[i - 1], h[i], k) + conv_params(h[i], 4 * h[i - 1], k)).sum();
+        let blocks: usize = h
+            .iter()
+            .zip(&self.hid_blocks)
+            .map(|(&c, &nb)| nb * (conv_params(c, f * c, k) + conv_params(f * c, c, k)))
+            .sum();
+        let resample: usize = (1..n)
+            .map(|i| conv_params(4 * h[i - 1], h[i], k) + conv_params(h[i], 4 * h[i - 1], k))
+            .sum();
         let ends = conv_params(p2 * self.pix_channels, h[0], k)
             + conv_params(h[n - 1], self.lat_channels, k)
             + conv_params(self.lat_channels, h[n - 1], k)
@@ -258,7 +293,14 @@ impl Loss {
 
 fn check_pair<B: Backend>(what: &'static str, x: &Tensor<B>, y: &Tensor<B>) -> Result<()> {
     if x.shape() != y.shape() || x.rank() < 3 || x.numel() == 0 {
-        return Err(Error::Input { model: what, got: y.shape().to_vec(), expected: format!("the target's shape {:?}, (B, C, ...) with rank >= 3", x.shape()) });
+        return Err(Error::Input {
+            model: what,
+            got: y.shape().to_vec(),
+            expected: format!(
+                "the target's shape {:?}, (B, C, ...) with rank >= 3",
+                x.shape()
+            ),
+        });
     }
     Ok(())
 }
@@ -301,14 +343,19 @@ impl TrainCtx {
     /// The random stream of `site` for this pass.
     fn stream(&self, site: u64) -> u64 {
         let hi = rng::bits(self.seed ^ site, self.step);
-        let lo = rng::bits(self.seed ^ site.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15, self.step);
+        let lo = rng::bits(
+            self.seed ^ site.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15,
+            self.step,
+        );
         ((hi as u64) << 32) | lo as u64
     }
 }
 
 fn site_hash(name: &str) -> u64 {
     // FNV-1a, as the parameter builder uses for names: stable across platforms.
-    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// `y = x + ffn.3(dropout(silu(ffn.0(LN_c(x)))))`.
@@ -332,7 +379,13 @@ impl<B: Backend> ResBlock<B> {
         // The reference scales the last FFN convolution by 1e-2 in every block (whatever
         // `identity_init`), so each block starts close to the identity map.
         no_grad(|| ffn3.weight.set_storage(ffn3.weight.scale(1e-2)?.storage()))?;
-        Ok(Self { eps, ffn0, ffn3, dropout: cfg.dropout.unwrap_or(0.0), site })
+        Ok(Self {
+            eps,
+            ffn0,
+            ffn3,
+            dropout: cfg.dropout.unwrap_or(0.0),
+            site,
+        })
     }
 
     fn forward(&self, x: &Tensor<B>, ctx: Option<&TrainCtx>) -> Result<Tensor<B>> {
@@ -377,7 +430,13 @@ impl<B: Backend> Layer<B> {
 
 /// A "same" convolution under `b`'s prefix with PyTorch's default initialisation, made a
 /// (pseudo-)identity when `identity`: `w ← 1e-2 · w + E`, `E[o, o mod C_in, k/2, k/2] = 1`.
-fn conv<B: Backend>(b: &mut Builder<'_, B>, cin: usize, cout: usize, cfg: &DcaeConfig, identity: bool) -> Result<Conv2d<B>> {
+fn conv<B: Backend>(
+    b: &mut Builder<'_, B>,
+    cin: usize,
+    cout: usize,
+    cfg: &DcaeConfig,
+    identity: bool,
+) -> Result<Conv2d<B>> {
     let k = cfg.kernel_size;
     let c = Conv2d::new(b, cin, cout, k, cfg.periodic)?;
     if identity && cfg.identity_init {
@@ -387,7 +446,10 @@ fn conv<B: Backend>(b: &mut Builder<'_, B>, cin: usize, cout: usize, cfg: &DcaeC
             eye[(o * cin + o % cin) * k * k + centre] = 1.0;
         }
         let eye = Tensor::from_slice(&b.backend, &eye, c.weight.shape())?;
-        no_grad(|| c.weight.set_storage(c.weight.scale(1e-2)?.add(&eye)?.storage()))?;
+        no_grad(|| {
+            c.weight
+                .set_storage(c.weight.scale(1e-2)?.add(&eye)?.storage())
+        })?;
     }
     Ok(c)
 }
@@ -403,7 +465,12 @@ pub struct Dcae<B: Backend> {
 
 impl<B: Backend> std::fmt::Debug for Dcae<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Dcae({:?}, {} parameters)", self.cfg.hid_channels, self.param_count())
+        write!(
+            f,
+            "Dcae({:?}, {} parameters)",
+            self.cfg.hid_channels,
+            self.param_count()
+        )
     }
 }
 
@@ -426,15 +493,33 @@ impl<B: Backend> Dcae<B> {
             let mut s = enc.sub(i);
             let mut layers = Vec::new();
             if i == 0 {
-                layers.push(Layer::Conv(conv(&mut s.sub(0), p2 * cfg.pix_channels, h[0], cfg, false)?));
+                layers.push(Layer::Conv(conv(
+                    &mut s.sub(0),
+                    p2 * cfg.pix_channels,
+                    h[0],
+                    cfg,
+                    false,
+                )?));
             } else {
-                layers.push(Layer::Down(conv(&mut s.sub("0.1"), 4 * h[i - 1], h[i], cfg, true)?));
+                layers.push(Layer::Down(conv(
+                    &mut s.sub("0.1"),
+                    4 * h[i - 1],
+                    h[i],
+                    cfg,
+                    true,
+                )?));
             }
             for j in 1..=nb[i] {
                 layers.push(Layer::Block(ResBlock::new(&mut s.sub(j), h[i], cfg)?));
             }
             if i + 1 == n {
-                layers.push(Layer::Conv(conv(&mut s.sub(nb[i] + 1), h[i], cfg.lat_channels, cfg, true)?));
+                layers.push(Layer::Conv(conv(
+                    &mut s.sub(nb[i] + 1),
+                    h[i],
+                    cfg.lat_channels,
+                    cfg,
+                    true,
+                )?));
             }
             descent.push(layers);
         }
@@ -446,7 +531,13 @@ impl<B: Backend> Dcae<B> {
             let mut s = dec.sub(k);
             let mut layers = Vec::new();
             if i + 1 == n {
-                layers.push(Layer::Conv(conv(&mut s.sub(0), cfg.lat_channels, h[i], cfg, true)?));
+                layers.push(Layer::Conv(conv(
+                    &mut s.sub(0),
+                    cfg.lat_channels,
+                    h[i],
+                    cfg,
+                    true,
+                )?));
             }
             for _ in 0..nb[i] {
                 let j = layers.len();
@@ -454,13 +545,29 @@ impl<B: Backend> Dcae<B> {
             }
             let j = layers.len();
             if i > 0 {
-                layers.push(Layer::Up(conv(&mut s.sub(format!("{j}.0")), h[i], 4 * h[i - 1], cfg, true)?));
+                layers.push(Layer::Up(conv(
+                    &mut s.sub(format!("{j}.0")),
+                    h[i],
+                    4 * h[i - 1],
+                    cfg,
+                    true,
+                )?));
             } else {
-                layers.push(Layer::Conv(conv(&mut s.sub(j), h[0], p2 * cfg.pix_channels, cfg, false)?));
+                layers.push(Layer::Conv(conv(
+                    &mut s.sub(j),
+                    h[0],
+                    p2 * cfg.pix_channels,
+                    cfg,
+                    false,
+                )?));
             }
             ascent.push(layers);
         }
-        Ok(Self { cfg: cfg.clone(), descent, ascent })
+        Ok(Self {
+            cfg: cfg.clone(),
+            descent,
+            ascent,
+        })
     }
 
     pub fn config(&self) -> &DcaeConfig {
@@ -504,12 +611,20 @@ impl<B: Backend> Dcae<B> {
 
     fn check_input(&self, x: &Tensor<B>, channels: usize, what: &str, factor: usize) -> Result<()> {
         let s = x.shape();
-        let ok = s.len() == 4 && s[0] > 0 && s[1] == channels && s[2] > 0 && s[3] > 0 && s[2] % factor == 0 && s[3] % factor == 0;
+        let ok = s.len() == 4
+            && s[0] > 0
+            && s[1] == channels
+            && s[2] > 0
+            && s[3] > 0
+            && s[2].is_multiple_of(factor)
+            && s[3].is_multiple_of(factor);
         if !ok {
             return Err(Error::Input {
                 model: MODEL,
                 got: s.to_vec(),
-                expected: format!("{what} (B, {channels}, H, W) with H and W positive multiples of {factor}"),
+                expected: format!(
+                    "{what} (B, {channels}, H, W) with H and W positive multiples of {factor}"
+                ),
             });
         }
         Ok(())
@@ -539,7 +654,12 @@ impl<B: Backend> Dcae<B> {
         if let Some(ctx) = ctx
             && self.cfg.latent_noise > 0.0
         {
-            let noise = Tensor::randn(z.backend(), z.shape(), ctx.stream(site_hash("latent_noise")), 0)?;
+            let noise = Tensor::randn(
+                z.backend(),
+                z.shape(),
+                ctx.stream(site_hash("latent_noise")),
+                0,
+            )?;
             x = x.add(&noise.scale(self.cfg.latent_noise)?)?;
         }
         for layer in self.ascent.iter().flatten() {
@@ -549,7 +669,11 @@ impl<B: Backend> Dcae<B> {
     }
 
     /// `(z, y)` with `z = encode(x)` and `y = decode(z)`.
-    pub fn forward_with(&self, x: &Tensor<B>, ctx: Option<&TrainCtx>) -> Result<(Tensor<B>, Tensor<B>)> {
+    pub fn forward_with(
+        &self,
+        x: &Tensor<B>,
+        ctx: Option<&TrainCtx>,
+    ) -> Result<(Tensor<B>, Tensor<B>)> {
         let z = self.encode_with(x, ctx)?;
         let y = self.decode_with(&z, ctx)?;
         Ok((z, y))
@@ -599,7 +723,9 @@ fn patchify<B: Backend>(x: &Tensor<B>, p: usize) -> Result<Tensor<B>> {
     }
     let s = x.shape();
     let (b, c, h, w) = (s[0], s[1], s[2] / p, s[3] / p);
-    Ok(x.reshape(&[b, c, h, p, w, p])?.permute(&[0, 1, 3, 5, 2, 4])?.reshape(&[b, c * p * p, h, w])?)
+    Ok(x.reshape(&[b, c, h, p, w, p])?
+        .permute(&[0, 1, 3, 5, 2, 4])?
+        .reshape(&[b, c * p * p, h, w])?)
 }
 
 /// `(C p p) H W -> C (H p) (W p)`, the inverse of [`patchify`].
@@ -609,5 +735,7 @@ fn unpatchify<B: Backend>(x: &Tensor<B>, p: usize) -> Result<Tensor<B>> {
     }
     let s = x.shape();
     let (b, c, h, w) = (s[0], s[1] / (p * p), s[2], s[3]);
-    Ok(x.reshape(&[b, c, p, p, h, w])?.permute(&[0, 1, 4, 2, 5, 3])?.reshape(&[b, c, h * p, w * p])?)
+    Ok(x.reshape(&[b, c, p, p, h, w])?
+        .permute(&[0, 1, 4, 2, 5, 3])?
+        .reshape(&[b, c, h * p, w * p])?)
 }

@@ -25,7 +25,9 @@ fn reference_model<B: Backend>(b: &B) -> (Fixture, ParamStore<B>, Dcae<B>) {
     let cfg: DcaeConfig = fx.config();
     cfg.validate().expect("fixture config");
     let (store, model) = build(b, &cfg, 0);
-    store.load_host(&fx.with_prefix("param."), &fx.path).unwrap_or_else(|e| panic!("{e}"));
+    store
+        .load_host(&fx.with_prefix("param."), &fx.path)
+        .unwrap_or_else(|e| panic!("{e}"));
     for eps in model.buffers() {
         assert_eq!(host(eps), [1e-5], "norm.eps buffer");
     }
@@ -42,11 +44,20 @@ fn forward_parity<B: Backend>(b: &B) {
         (z_raw, z, y)
     });
     let (zs, ys) = no_grad(|| model.forward(&x)).unwrap();
-    for (name, t) in [("z_raw", &z_raw), ("z", &z), ("y", &y), ("z", &zs), ("y", &ys)] {
+    for (name, t) in [
+        ("z_raw", &z_raw),
+        ("z", &z),
+        ("y", &y),
+        ("z", &zs),
+        ("y", &ys),
+    ] {
         let (shape, want) = fx.get(&format!("output.{name}"));
         assert_eq!(t.shape(), shape.as_slice(), "output.{name} shape");
         let rel = assert_rel(&format!("{} output.{name}", b.name()), &host(t), want, 1e-4);
-        eprintln!("{}: output.{name}: max |diff| / scale = {rel:.3e}", b.name());
+        eprintln!(
+            "{}: output.{name}: max |diff| / scale = {rel:.3e}",
+            b.name()
+        );
     }
 }
 test_device!(dcae_forward_matches_reference, forward_parity);
@@ -57,19 +68,36 @@ fn vrmse_grad_parity<B: Backend>(b: &B) {
     let x = fx.tensor(b, "input.x");
     let loss = model.loss(&x, Loss::Vrmse, None).unwrap();
     let (_, want) = fx.get("output.loss");
-    let rel = assert_rel(&format!("{} output.loss", b.name()), &host(&loss), want, 1e-4);
-    eprintln!("{}: loss {} vs {}: rel {rel:.3e}", b.name(), host(&loss)[0], want[0]);
+    let rel = assert_rel(
+        &format!("{} output.loss", b.name()),
+        &host(&loss),
+        want,
+        1e-4,
+    );
+    eprintln!(
+        "{}: loss {} vs {}: rel {rel:.3e}",
+        b.name(),
+        host(&loss)[0],
+        want[0]
+    );
     loss.backward().unwrap();
     let grads = fx.with_prefix("grad.");
     let mut worst = (String::new(), 0.0f32);
     let mut checked = 0;
     for (name, p) in store.iter() {
         if Dcae::<B>::is_buffer(name) {
-            assert!(p.grad().is_none() && !grads.contains_key(name), "{name}: a buffer gets no gradient");
+            assert!(
+                p.grad().is_none() && !grads.contains_key(name),
+                "{name}: a buffer gets no gradient"
+            );
             continue;
         }
-        let (shape, want) = grads.get(name).unwrap_or_else(|| panic!("no reference gradient for `{name}`"));
-        let g = p.grad().unwrap_or_else(|| panic!("`{name}` got no gradient"));
+        let (shape, want) = grads
+            .get(name)
+            .unwrap_or_else(|| panic!("no reference gradient for `{name}`"));
+        let g = p
+            .grad()
+            .unwrap_or_else(|| panic!("`{name}` got no gradient"));
         assert_eq!(g.shape(), shape.as_slice(), "grad.{name} shape");
         let rel = assert_rel(&format!("{} grad.{name}", b.name()), &host(&g), want, 1e-3);
         if rel > worst.1 {
@@ -77,8 +105,17 @@ fn vrmse_grad_parity<B: Backend>(b: &B) {
         }
         checked += 1;
     }
-    assert_eq!(checked, grads.len(), "every reference gradient has a parameter");
-    eprintln!("{}: {checked} gradients, worst max |diff| / scale = {:.3e} ({})", b.name(), worst.1, worst.0);
+    assert_eq!(
+        checked,
+        grads.len(),
+        "every reference gradient has a parameter"
+    );
+    eprintln!(
+        "{}: {checked} gradients, worst max |diff| / scale = {:.3e} ({})",
+        b.name(),
+        worst.1,
+        worst.0
+    );
 }
 test_device!(dcae_vrmse_gradients_match_reference, vrmse_grad_parity);
 
@@ -125,28 +162,74 @@ fn periodic_shapes_and_equivariance<B: Backend>(b: &B) {
     // Circular padding: rolling the field by the down-sampling factor (2) rolls the latent by 1,
     // and rolling the latent by 1 rolls the reconstruction by 2.
     let zr = no_grad(|| model.encode(&Tensor::from_slice(b, &roll(&xd, s, 2, 4), &s)?)).unwrap();
-    assert_rel("encode(roll x) = roll encode(x)", &host(&zr), &roll(&host(&z), [2, 2, 4, 6], 1, 2), 1e-5);
+    assert_rel(
+        "encode(roll x) = roll encode(x)",
+        &host(&zr),
+        &roll(&host(&z), [2, 2, 4, 6], 1, 2),
+        1e-5,
+    );
     let zd = host(&z);
-    let yr = no_grad(|| model.decode(&Tensor::from_slice(b, &roll(&zd, [2, 2, 4, 6], 3, 1), &[2, 2, 4, 6])?)).unwrap();
-    assert_rel("decode(roll z) = roll decode(z)", &host(&yr), &roll(&host(&y), s, 6, 2), 1e-5);
+    let yr = no_grad(|| {
+        model.decode(&Tensor::from_slice(
+            b,
+            &roll(&zd, [2, 2, 4, 6], 3, 1),
+            &[2, 2, 4, 6],
+        )?)
+    })
+    .unwrap();
+    assert_rel(
+        "decode(roll z) = roll decode(z)",
+        &host(&yr),
+        &roll(&host(&y), s, 6, 2),
+        1e-5,
+    );
 
     // Training randomness (dropout, latent noise) depends on (seed, step) only: the same on
     // every backend, different from inference and between steps.
     let ctx = TrainCtx { seed: 3, step: 11 };
-    let train = |be: &B| host(&model.forward_with(&Tensor::from_slice(be, &xd, &s).unwrap(), Some(&ctx)).unwrap().1);
+    let train = |be: &B| {
+        host(
+            &model
+                .forward_with(&Tensor::from_slice(be, &xd, &s).unwrap(), Some(&ctx))
+                .unwrap()
+                .1,
+        )
+    };
     let (t1, t2) = (train(b), train(b));
     assert_eq!(t1, t2, "same TrainCtx, same masks");
-    assert!(common::max_abs_diff(&t1, &host(&y)) > 1e-4, "dropout and latent noise change the output in training");
-    let other = host(&model.forward_with(&x, Some(&TrainCtx { seed: 3, step: 12 })).unwrap().1);
-    assert!(common::max_abs_diff(&t1, &other) > 1e-4, "another step draws other masks");
+    assert!(
+        common::max_abs_diff(&t1, &host(&y)) > 1e-4,
+        "dropout and latent noise change the output in training"
+    );
+    let other = host(
+        &model
+            .forward_with(&x, Some(&TrainCtx { seed: 3, step: 12 }))
+            .unwrap()
+            .1,
+    );
+    assert!(
+        common::max_abs_diff(&t1, &other) > 1e-4,
+        "another step draws other masks"
+    );
     let (_cs, cpu_model) = build(&CpuBackend, &cfg, 7);
-    let cpu_t = host(&cpu_model.forward_with(&Tensor::from_slice(&CpuBackend, &xd, &s).unwrap(), Some(&ctx)).unwrap().1);
+    let cpu_t = host(
+        &cpu_model
+            .forward_with(
+                &Tensor::from_slice(&CpuBackend, &xd, &s).unwrap(),
+                Some(&ctx),
+            )
+            .unwrap()
+            .1,
+    );
     assert_rel("training forward vs the CPU backend", &t1, &cpu_t, 1e-4);
     let loss = model.loss(&x, Loss::Mse, Some(&ctx)).unwrap();
     assert_eq!(loss.shape(), [1]);
     assert!(host(&loss)[0].is_finite());
 }
-test_device!(dcae_periodic_nonsquare_two_stages, periodic_shapes_and_equivariance);
+test_device!(
+    dcae_periodic_nonsquare_two_stages,
+    periodic_shapes_and_equivariance
+);
 
 #[test]
 fn zeros_padding_is_not_periodic() {
@@ -157,7 +240,10 @@ fn zeros_padding_is_not_periodic() {
     let s = [1, 3, 8, 12];
     let xd = randn(1, 3 * 8 * 12);
     let z = host(&no_grad(|| model.encode(&Tensor::from_slice(&CpuBackend, &xd, &s)?)).unwrap());
-    let zr = host(&no_grad(|| model.encode(&Tensor::from_slice(&CpuBackend, &roll(&xd, s, 2, 4), &s)?)).unwrap());
+    let zr = host(
+        &no_grad(|| model.encode(&Tensor::from_slice(&CpuBackend, &roll(&xd, s, 2, 4), &s)?))
+            .unwrap(),
+    );
     assert!(common::max_abs_diff(&zr, &roll(&z, [1, 2, 4, 6], 1, 2)) > 1e-3);
 }
 
@@ -176,11 +262,19 @@ fn gradients_match_finite_differences() {
     let r = Tensor::from_slice(&b, &randn(3, 2 * 2 * 2 * 3), &[2, 2, 2, 3]).unwrap();
     let loss = || -> f64 {
         let (z, y) = model.forward(&x).unwrap();
-        let l = vrmse(&x, &y).unwrap().add(&z.mul(&r).unwrap().sum_all().unwrap()).unwrap();
+        let l = vrmse(&x, &y)
+            .unwrap()
+            .add(&z.mul(&r).unwrap().sum_all().unwrap())
+            .unwrap();
         l.item().unwrap() as f64
     };
     let (z, y) = model.forward(&x).unwrap();
-    vrmse(&x, &y).unwrap().add(&z.mul(&r).unwrap().sum_all().unwrap()).unwrap().backward().unwrap();
+    vrmse(&x, &y)
+        .unwrap()
+        .add(&z.mul(&r).unwrap().sum_all().unwrap())
+        .unwrap()
+        .backward()
+        .unwrap();
     let mut checked = 0;
     for (name, p) in store.iter() {
         if Dcae::<CpuBackend>::is_buffer(name) {
@@ -190,7 +284,10 @@ fn gradients_match_finite_differences() {
         let data = host(p);
         let gscale = common::scale(&g);
         // Three entries per tensor: the first, the largest gradient and one in the middle.
-        let big = g.iter().enumerate().fold(0, |m, (i, v)| if v.abs() > g[m].abs() { i } else { m });
+        let big = g
+            .iter()
+            .enumerate()
+            .fold(0, |m, (i, v)| if v.abs() > g[m].abs() { i } else { m });
         for i in [0, big, data.len() / 2] {
             let h = 1e-2f32;
             let mut d = data.clone();
@@ -203,7 +300,11 @@ fn gradients_match_finite_differences() {
             p.set_storage(b.upload(&data).unwrap()).unwrap();
             let fd = ((lp - lm) / (2.0 * h as f64)) as f32;
             let err = (fd - g[i]).abs();
-            assert!(err <= 2e-2 * gscale.max(1e-3) + 1e-3 * fd.abs(), "{name}[{i}]: autodiff {} vs finite difference {fd} (scale {gscale})", g[i]);
+            assert!(
+                err <= 2e-2 * gscale.max(1e-3) + 1e-3 * fd.abs(),
+                "{name}[{i}]: autodiff {} vs finite difference {fd} (scale {gscale})",
+                g[i]
+            );
             checked += 1;
         }
     }
@@ -215,29 +316,61 @@ fn losses_match_their_formulas() {
     let b = CpuBackend;
     let (xd, yd) = (randn(8, 2 * 3 * 20), randn(9, 2 * 3 * 20));
     let s = [2, 3, 4, 5];
-    let (x, y) = (Tensor::from_slice(&b, &xd, &s).unwrap(), Tensor::from_slice(&b, &yd, &s).unwrap());
+    let (x, y) = (
+        Tensor::from_slice(&b, &xd, &s).unwrap(),
+        Tensor::from_slice(&b, &yd, &s).unwrap(),
+    );
     let n = 20;
     let mut want = 0.0f64;
     for bc in 0..6 {
         let (xs, ys) = (&xd[bc * n..(bc + 1) * n], &yd[bc * n..(bc + 1) * n]);
         let mean = xs.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
         let var = xs.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-        let se = xs.iter().zip(ys).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum::<f64>() / n as f64;
+        let se = xs
+            .iter()
+            .zip(ys)
+            .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+            .sum::<f64>()
+            / n as f64;
         want += (se / (var + 1e-2)).sqrt() / 6.0;
     }
-    assert_rel("vrmse", &host(&vrmse(&x, &y).unwrap()), &[want as f32], 1e-5);
-    let m = xd.iter().zip(&yd).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / 120.0;
-    assert_rel("mse", &host(&Loss::Mse.compute(&x, &y).unwrap()), &[m as f32], 1e-5);
+    assert_rel(
+        "vrmse",
+        &host(&vrmse(&x, &y).unwrap()),
+        &[want as f32],
+        1e-5,
+    );
+    let m = xd
+        .iter()
+        .zip(&yd)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum::<f64>()
+        / 120.0;
+    assert_rel(
+        "mse",
+        &host(&Loss::Mse.compute(&x, &y).unwrap()),
+        &[m as f32],
+        1e-5,
+    );
     assert_rel("mse fn", &host(&mse(&x, &y).unwrap()), &[m as f32], 1e-5);
-    let a = xd.iter().zip(&yd).map(|(a, b)| ((a - b) as f64).abs()).sum::<f64>() / 120.0;
+    let a = xd
+        .iter()
+        .zip(&yd)
+        .map(|(a, b)| ((a - b) as f64).abs())
+        .sum::<f64>()
+        / 120.0;
     assert_rel("mae", &host(&mae(&x, &y).unwrap()), &[a as f32], 1e-5);
     let bad = Tensor::from_slice(&b, &yd[..60], &[1, 3, 4, 5]).unwrap();
     let e = vrmse(&x, &bad).unwrap_err().to_string();
-    assert!(e.contains("vrmse") && e.contains("[1, 3, 4, 5]") && e.contains("[2, 3, 4, 5]"), "{e}");
+    assert!(
+        e.contains("vrmse") && e.contains("[1, 3, 4, 5]") && e.contains("[2, 3, 4, 5]"),
+        "{e}"
+    );
 }
 
 fn preset(name: &str) -> DcaeConfig {
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/presets")).join(format!("autoencoder-{name}.json"));
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/presets"))
+        .join(format!("autoencoder-{name}.json"));
     let s = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     DcaeConfig::from_json(&s).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -250,8 +383,13 @@ fn presets_construct_and_run() {
         let (store, model) = build(&b, &cfg, 0);
         assert_eq!(model.param_count(), count, "{name}");
         assert_eq!(cfg.param_count(), count, "{name}");
-        assert_eq!(store.count(), count + model.buffers().len(), "{name}: parameters and norm.eps buffers");
-        let x = Tensor::from_slice(&b, &randn(4, 2 * 5 * size * size), &[2, 5, size, size]).unwrap();
+        assert_eq!(
+            store.count(),
+            count + model.buffers().len(),
+            "{name}: parameters and norm.eps buffers"
+        );
+        let x =
+            Tensor::from_slice(&b, &randn(4, 2 * 5 * size * size), &[2, 5, size, size]).unwrap();
         let (z, y) = no_grad(|| model.forward(&x)).unwrap();
         let [c, h, w] = model.latent_shape(size, size).unwrap();
         assert_eq!(z.shape(), [2, c, h, w], "{name}");
@@ -272,8 +410,10 @@ fn paper_preset_has_the_reference_parameter_count() {
     let conv = |a: usize, b: usize| 9 * a * b + b;
     let h = [64, 128, 256, 512, 768, 1024];
     let blocks: usize = h.iter().map(|&c| 3 * 2 * conv(c, c)).sum();
-    let enc = conv(5, 64) + (1..6).map(|i| conv(4 * h[i - 1], h[i])).sum::<usize>() + conv(1024, 64);
-    let dec = conv(64, 1024) + (1..6).map(|i| conv(h[i], 4 * h[i - 1])).sum::<usize>() + conv(64, 5);
+    let enc =
+        conv(5, 64) + (1..6).map(|i| conv(4 * h[i - 1], h[i])).sum::<usize>() + conv(1024, 64);
+    let dec =
+        conv(64, 1024) + (1..6).map(|i| conv(h[i], 4 * h[i - 1])).sum::<usize>() + conv(64, 5);
     assert_eq!((blocks, enc, dec), (107_290_752, 49_256_000, 49_261_125));
     assert_eq!(2 * blocks + enc + dec, 313_098_629);
     assert_eq!(cfg.param_count(), 313_098_629);
@@ -281,18 +421,21 @@ fn paper_preset_has_the_reference_parameter_count() {
     let b = CpuBackend;
     let (_store, model) = build(&b, &cfg, 0);
     assert_eq!(model.param_count(), 313_098_629);
-    // The smallest field the six stages allow (factor 32) gives a 1x1 latent; 64x64 gives 2x2.
-    let size = 64;
+    // A forward pass on the smallest field the six stages allow (factor 32, a 1x1 latent):
+    // constructing the 313M parameters already takes most of this test's time, and 64x64 would
+    // add about 3 s on a 2-core CPU.
+    let size = 32;
     let x = Tensor::from_slice(&b, &randn(6, 5 * size * size), &[1, 5, size, size]).unwrap();
     let (z, y) = no_grad(|| model.forward(&x)).unwrap();
-    assert_eq!(z.shape(), [1, 64, 2, 2]);
+    assert_eq!(z.shape(), [1, 64, 1, 1]);
     assert_eq!(y.shape(), [1, 5, size, size]);
     assert!(host(&y).iter().all(|v| v.is_finite()));
 }
 
 #[test]
 fn bad_configurations_and_inputs_are_errors() {
-    let base = r#""pix_channels": 5, "lat_channels": 4, "hid_channels": [8, 16], "hid_blocks": [1, 1]"#;
+    let base =
+        r#""pix_channels": 5, "lat_channels": 4, "hid_channels": [8, 16], "hid_blocks": [1, 1]"#;
     for (extra, needle) in [
         (r#", "hid_blocks": [1]"#, "duplicate field"),
         (r#", "spatial": 3"#, "spatial"),
@@ -304,20 +447,38 @@ fn bad_configurations_and_inputs_are_errors() {
         (r#", "ffn_factor": 0"#, "ffn_factor"),
         (r#", "dropout": 1.0"#, "dropout"),
         (r#", "latent_noise": -1"#, "latent_noise"),
-        (r#", "saturation": "cubic""#, "saturation"),
+        (r#", "saturation": "cubic""#, "cubic"),
         (r#", "hidden": 3"#, "unknown field"),
     ] {
         let e = DcaeConfig::from_json(&format!("{{{base}{extra}}}")).unwrap_err();
-        assert!(matches!(e, Error::Config(_)) && e.to_string().contains(needle), "{extra}: {e}");
+        assert!(
+            matches!(e, Error::Config(_)) && e.to_string().contains(needle),
+            "{extra}: {e}"
+        );
     }
     for (json, needle) in [
-        (r#"{"pix_channels": 5, "lat_channels": 4, "hid_channels": [8, 16], "hid_blocks": [1]}"#, "equal length"),
-        (r#"{"pix_channels": 5, "lat_channels": 4, "hid_channels": [], "hid_blocks": []}"#, "non-empty"),
-        (r#"{"pix_channels": 5, "lat_channels": 4, "hid_channels": [1, 16], "hid_blocks": [1, 1]}"#, "at least 2"),
-        (r#"{"pix_channels": 0, "lat_channels": 4, "hid_channels": [8], "hid_blocks": [1]}"#, "positive"),
+        (
+            r#"{"pix_channels": 5, "lat_channels": 4, "hid_channels": [8, 16], "hid_blocks": [1]}"#,
+            "equal length",
+        ),
+        (
+            r#"{"pix_channels": 5, "lat_channels": 4, "hid_channels": [], "hid_blocks": []}"#,
+            "non-empty",
+        ),
+        (
+            r#"{"pix_channels": 5, "lat_channels": 4, "hid_channels": [1, 16], "hid_blocks": [1, 1]}"#,
+            "at least 2",
+        ),
+        (
+            r#"{"pix_channels": 0, "lat_channels": 4, "hid_channels": [8], "hid_blocks": [1]}"#,
+            "positive",
+        ),
     ] {
         let e = DcaeConfig::from_json(json).unwrap_err();
-        assert!(matches!(e, Error::Config(_)) && e.to_string().contains(needle), "{json}: {e}");
+        assert!(
+            matches!(e, Error::Config(_)) && e.to_string().contains(needle),
+            "{json}: {e}"
+        );
     }
     let cfg = DcaeConfig::from_json(&format!("{{{base}}}")).unwrap();
     let b = CpuBackend;
@@ -326,9 +487,20 @@ fn bad_configurations_and_inputs_are_errors() {
         let x = Tensor::zeros(&b, &shape).unwrap();
         let e = model.encode(&x).unwrap_err();
         let msg = e.to_string();
-        assert!(matches!(e, Error::Input { .. }) && msg.contains("Dcae") && msg.contains(&format!("{shape:?}")), "{msg}");
+        assert!(
+            matches!(e, Error::Input { .. })
+                && msg.contains("Dcae")
+                && msg.contains(&format!("{shape:?}")),
+            "{msg}"
+        );
     }
-    let e = model.decode(&Tensor::zeros(&b, &[1, 3, 4, 4]).unwrap()).unwrap_err().to_string();
-    assert!(e.contains("Dcae") && e.contains("[1, 3, 4, 4]") && e.contains("latent"), "{e}");
-    assert!(model.latent_shape(10, 8).is_err());
+    let e = model
+        .decode(&Tensor::zeros(&b, &[1, 3, 4, 4]).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("Dcae") && e.contains("[1, 3, 4, 4]") && e.contains("latent"),
+        "{e}"
+    );
+    assert!(model.latent_shape(9, 8).is_err());
 }

@@ -44,7 +44,10 @@ macro_rules! test_device {
 pub fn reference_dir() -> PathBuf {
     match std::env::var_os("LEMUR_REFERENCE_DIR") {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/reference")),
+        None => PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/fixtures/reference"
+        )),
     }
 }
 
@@ -59,19 +62,30 @@ impl Fixture {
     /// Reads `<reference_dir>/<name>`; panics with the path on any problem.
     pub fn load(name: &str) -> Self {
         let path = reference_dir().join(name);
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (set LEMUR_REFERENCE_DIR)", path.display()));
-        let tensors = lemur_tensor::params::read_safetensors(&bytes, &path).unwrap_or_else(|e| panic!("{e}"));
+        let bytes = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (set LEMUR_REFERENCE_DIR)", path.display()));
+        let tensors =
+            lemur_tensor::params::read_safetensors(&bytes, &path).unwrap_or_else(|e| panic!("{e}"));
         let metadata = safetensors_metadata(&bytes, &path);
-        Self { path, tensors, metadata }
+        Self {
+            path,
+            tensors,
+            metadata,
+        }
     }
 
     pub fn get(&self, name: &str) -> &(Vec<usize>, Vec<f32>) {
-        self.tensors.get(name).unwrap_or_else(|| panic!("{}: no tensor `{name}`", self.path.display()))
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("{}: no tensor `{name}`", self.path.display()))
     }
 
     /// The tensors under `prefix` (e.g. `param.`), with the prefix removed.
     pub fn with_prefix(&self, prefix: &str) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
-        self.tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone()))).collect()
+        self.tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone())))
+            .collect()
     }
 
     /// A tensor uploaded to `b` as a constant.
@@ -82,7 +96,10 @@ impl Fixture {
 
     /// The model configuration stored in the metadata under `config` (a JSON string).
     pub fn config<T: serde::de::DeserializeOwned>(&self) -> T {
-        let s = self.metadata.get("config").unwrap_or_else(|| panic!("{}: no `config` in the metadata", self.path.display()));
+        let s = self
+            .metadata
+            .get("config")
+            .unwrap_or_else(|| panic!("{}: no `config` in the metadata", self.path.display()));
         serde_json::from_str(s).unwrap_or_else(|e| panic!("{}: config: {e}", self.path.display()))
     }
 }
@@ -91,9 +108,11 @@ impl Fixture {
 /// the JSON header (`lemur_tensor::params::read_safetensors` returns only the tensors).
 pub fn safetensors_metadata(bytes: &[u8], path: &Path) -> BTreeMap<String, String> {
     let n = u64::from_le_bytes(bytes[..8].try_into().expect("header length")) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap_or_else(|e| panic!("{}: header: {e}", path.display()));
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n])
+        .unwrap_or_else(|e| panic!("{}: header: {e}", path.display()));
     match header.get("__metadata__") {
-        Some(m) => serde_json::from_value(m.clone()).unwrap_or_else(|e| panic!("{}: metadata: {e}", path.display())),
+        Some(m) => serde_json::from_value(m.clone())
+            .unwrap_or_else(|e| panic!("{}: metadata: {e}", path.display())),
         None => BTreeMap::new(),
     }
 }
@@ -110,8 +129,20 @@ pub fn scale(x: &[f32]) -> f32 {
 
 /// The largest absolute difference (NaN if any value is not finite where the other is).
 pub fn max_abs_diff(got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len(), "length {} != expected {}", got.len(), want.len());
-    got.iter().zip(want).fold(0.0f32, |m, (g, w)| if g.is_finite() != w.is_finite() { f32::NAN } else { m.max((g - w).abs()) })
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "length {} != expected {}",
+        got.len(),
+        want.len()
+    );
+    got.iter().zip(want).fold(0.0f32, |m, (g, w)| {
+        if g.is_finite() != w.is_finite() {
+            f32::NAN
+        } else {
+            m.max((g - w).abs())
+        }
+    })
 }
 
 /// Asserts `max |got - want| <= tol * max |want|` and returns that relative error; the failure
@@ -120,9 +151,16 @@ pub fn max_abs_diff(got: &[f32], want: &[f32]) -> f32 {
 pub fn assert_rel(what: &str, got: &[f32], want: &[f32], tol: f32) -> f32 {
     let (d, s) = (max_abs_diff(got, want), scale(want));
     let rel = d / s;
-    if !(rel <= tol) {
-        let i = got.iter().zip(want).position(|(g, w)| !((g - w).abs() <= tol * s)).unwrap_or(0);
-        panic!("{what}: max |diff| {d:e} = {rel:e} x scale {s:e} > {tol:e}; first bad index {i}: got {} expected {}", got[i], want[i]);
+    if rel.is_nan() || rel > tol {
+        let i = got
+            .iter()
+            .zip(want)
+            .position(|(g, w)| (g - w).is_nan() || (g - w).abs() > tol * s)
+            .unwrap_or(0);
+        panic!(
+            "{what}: max |diff| {d:e} = {rel:e} x scale {s:e} > {tol:e}; first bad index {i}: got {} expected {}",
+            got[i], want[i]
+        );
     }
     rel
 }
