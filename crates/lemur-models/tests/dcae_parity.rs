@@ -504,3 +504,45 @@ fn bad_configurations_and_inputs_are_errors() {
     );
     assert!(model.latent_shape(9, 8).is_err());
 }
+
+#[test]
+fn identity_initialisation() {
+    let b = CpuBackend;
+    let cfg = preset("tiny");
+    let (store, _model) = build(&b, &cfg, 0);
+    let get = |n: &str| host(store.get(n).unwrap_or_else(|| panic!("no `{n}`")));
+    // Resampling and latent convolutions: 1e-2 * U(±1/sqrt(fan_in)) + E, E[o, o mod C_in, 1, 1] = 1.
+    for (name, cout, cin) in [
+        ("encoder.descent.1.0.1.weight", 16, 32),
+        ("encoder.descent.1.2.weight", 4, 16),
+        ("decoder.ascent.0.0.weight", 16, 4),
+        ("decoder.ascent.0.2.0.weight", 32, 16),
+    ] {
+        let w = get(name);
+        let bound = 1e-2 / ((cin * 9) as f32).sqrt();
+        for o in 0..cout {
+            for i in 0..cin {
+                for k in 0..9 {
+                    let v = w[(o * cin + i) * 9 + k];
+                    let eye = if i == o % cin && k == 4 { 1.0 } else { 0.0 };
+                    assert!((v - eye).abs() <= bound, "{name}[{o}, {i}, {k}] = {v}");
+                }
+            }
+        }
+    }
+    // The last FFN convolution is scaled by 1e-2; the first keeps PyTorch's default.
+    let small = get("encoder.descent.0.1.ffn.3.weight");
+    assert!(common::scale(&small) <= 1e-2 / 72f32.sqrt());
+    let default = get("encoder.descent.0.1.ffn.0.weight");
+    assert!(
+        common::scale(&default) > 0.5 / 72f32.sqrt()
+            && common::scale(&default) <= 1.0 / 72f32.sqrt()
+    );
+    // The first encoder and last decoder convolutions are never identities.
+    let first = get("encoder.descent.0.0.weight");
+    assert!(common::scale(&first) <= 1.0 / 45f32.sqrt());
+    assert_eq!(
+        store.get("encoder.descent.0.1.norm.eps").unwrap().shape(),
+        [] as [usize; 0]
+    );
+}
