@@ -53,10 +53,13 @@ fn forward_parity<B: Backend>(b: &B) {
     ] {
         let (shape, want) = fx.get(&format!("output.{name}"));
         assert_eq!(t.shape(), shape.as_slice(), "output.{name} shape");
-        let rel = assert_rel(&format!("{} output.{name}", b.name()), &host(t), want, 1e-4);
+        let got = host(t);
+        let rel = assert_rel(&format!("{} output.{name}", b.name()), &got, want, 1e-4);
         eprintln!(
-            "{}: output.{name}: max |diff| / scale = {rel:.3e}",
-            b.name()
+            "{}: output.{name}: max |diff| {:.3e}, scale {:.3e}, relative {rel:.3e}",
+            b.name(),
+            common::max_abs_diff(&got, want),
+            common::scale(want)
         );
     }
 }
@@ -83,6 +86,7 @@ fn vrmse_grad_parity<B: Backend>(b: &B) {
     loss.backward().unwrap();
     let grads = fx.with_prefix("grad.");
     let mut worst = (String::new(), 0.0f32);
+    let mut worst_abs = 0.0f32;
     let mut checked = 0;
     for (name, p) in store.iter() {
         if Dcae::<B>::is_buffer(name) {
@@ -99,7 +103,9 @@ fn vrmse_grad_parity<B: Backend>(b: &B) {
             .grad()
             .unwrap_or_else(|| panic!("`{name}` got no gradient"));
         assert_eq!(g.shape(), shape.as_slice(), "grad.{name} shape");
-        let rel = assert_rel(&format!("{} grad.{name}", b.name()), &host(&g), want, 1e-3);
+        let got = host(&g);
+        let rel = assert_rel(&format!("{} grad.{name}", b.name()), &got, want, 1e-3);
+        worst_abs = worst_abs.max(common::max_abs_diff(&got, want));
         if rel > worst.1 {
             worst = (name.to_string(), rel);
         }
@@ -111,7 +117,7 @@ fn vrmse_grad_parity<B: Backend>(b: &B) {
         "every reference gradient has a parameter"
     );
     eprintln!(
-        "{}: {checked} gradients, worst max |diff| / scale = {:.3e} ({})",
+        "{}: {checked} gradients, worst max |diff| / scale = {:.3e} ({}), worst max |diff| {worst_abs:.3e}",
         b.name(),
         worst.1,
         worst.0
