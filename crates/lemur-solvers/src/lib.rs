@@ -13,7 +13,7 @@
 
 pub mod euler;
 mod par;
-// pub mod rayleigh_benard;
+pub mod rayleigh_benard;
 pub mod rng;
 
 /// Errors of this crate. Configuration errors name the offending field.
