@@ -12,11 +12,11 @@
 // In both modes operand A is row-major (M, K) at `a` + z * a_batch_stride, and the output of z
 // is row-major (M, N) at out + z * M * N.
 //
-// Entry points (same GEMM skeletons as shaders/matmul.wgsl):
-// `tiled`: 128x128 output tile, workgroup memory, 8x8 per invocation, K-steps of 8.
-//   Dispatch: (ceil(N/128), ceil(M/128), B), workgroup 16x16.
-// `blocked`: barrier-free 4x4 per invocation (lavapipe). Dispatch: (ceil(N/32), ceil(M/32), B),
-//   workgroup 8x8.
+// Entry point `tiled` (the GEMM skeleton of `tiled` in shaders/matmul.wgsl): 128x128 output
+// tile, operands staged through workgroup memory in K-steps of 8, 8x8 per invocation.
+// Dispatch: (ceil(N/128), ceil(M/128), B), workgroup 16x16.
+// There is no barrier-free variant: unlike matmul, it loses on lavapipe too (measured about 2x
+// slower), because each gathered element of U is reused by 4 outputs instead of 128.
 
 struct Params {
     m: u32,
@@ -83,8 +83,6 @@ fn store4(z: u32, row: u32, c0: u32, v: vec4<f32>) {
     }
 }
 
-// ---- tiled ----
-
 const BM: u32 = 128u;
 const BN: u32 = 128u;
 const BK: u32 = 8u;
@@ -149,48 +147,5 @@ fn tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid
         store4(z, row0, col0 + 64u, acc[2u * r + 1u]);
         store4(z, row0 + 64u, col0, acc[8u + 2u * r]);
         store4(z, row0 + 64u, col0 + 64u, acc[8u + 2u * r + 1u]);
-    }
-}
-
-// ---- blocked ----
-
-@compute @workgroup_size(8, 8)
-fn blocked(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let z = gid.z;
-    let r0 = gid.y * 4u;
-    let c0 = gid.x * 4u;
-    if r0 >= params.m || c0 >= params.n { return; }
-    // Clamped rows/columns keep every load in range without branches; store4 drops them.
-    let rows = min(vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.m - 1u));
-    let cols = min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.n - 1u));
-    let a_off = rows * params.k + vec4<u32>(z * params.a_batch_stride);
-    // The columns' half of each unfolded index is fixed for the whole loop: pixels in the
-    // forward, taps in the gradient.
-    let fwd = params.mode == 0u;
-    var col_pix: array<vec2<u32>, 4>;
-    var col_tap: array<vec3<u32>, 4>;
-    for (var c = 0u; c < 4u; c++) {
-        col_pix[c] = pix_of(cols[c]);
-        col_tap[c] = tap_of(cols[c]);
-    }
-    var acc: array<vec4<f32>, 4>;
-    for (var kk = 0u; kk < params.k; kk++) {
-        let ai = a_off + vec4<u32>(kk);
-        let av = vec4<f32>(a[ai.x], a[ai.y], a[ai.z], a[ai.w]);
-        var bv: vec4<f32>;
-        if fwd {
-            let tap = tap_of(kk);
-            for (var c = 0u; c < 4u; c++) { bv[c] = unfolded(z, tap, col_pix[c]); }
-        } else {
-            let pix = pix_of(kk);
-            for (var c = 0u; c < 4u; c++) { bv[c] = unfolded(z, col_tap[c], pix); }
-        }
-        acc[0] += av.x * bv;
-        acc[1] += av.y * bv;
-        acc[2] += av.z * bv;
-        acc[3] += av.w * bv;
-    }
-    for (var r = 0u; r < 4u; r++) {
-        store4(z, r0 + r, c0, acc[r]);
     }
 }

@@ -1,9 +1,10 @@
 //! Launchers for shaders/matmul.wgsl and shaders/conv2d.wgsl.
 //!
-//! Both families come in two GEMM kernels: `tiled` (workgroup memory, the fast path on real
-//! GPUs) and `blocked` (no barriers, the fast path on lavapipe, whose workgroup barriers cost
-//! more than the arithmetic). The backend picks one from the adapter's device type; the `_with`
-//! methods force either, so both are tested everywhere.
+//! Matmul comes in two GEMM kernels: `tiled` (workgroup memory, the fast path on real GPUs)
+//! and `blocked` (no barriers, the fast path on lavapipe, whose workgroup barriers cost more
+//! than the arithmetic). The backend picks one from the adapter's device type;
+//! [`GpuBackend::matmul_with`] forces either, so both are tested everywhere. Convolution has
+//! only the tiled implicit GEMM (see the header of shaders/conv2d.wgsl for why).
 
 use bytemuck::{Pod, Zeroable};
 
@@ -11,7 +12,7 @@ use super::{GpuBackend, GpuStorage, WG, groups_1d};
 use crate::backend::{ConvDesc, MatmulDesc};
 use crate::error::{Result, invalid};
 
-/// Which GEMM kernel a matmul or convolution records.
+/// Which GEMM kernel a matmul records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmKernel {
     /// 128x128 tiles staged through workgroup memory, 8x8 register blocks.
@@ -148,7 +149,10 @@ impl GpuBackend {
             GemmKernel::Tiled => "tiled",
             // vec4 reads need each operand's contiguous axis (and K) to be a multiple of 4.
             GemmKernel::Blocked
-                if k > 0 && k % 4 == 0 && (!d.trans_a || m % 4 == 0) && (d.trans_b || n % 4 == 0) =>
+                if k > 0
+                    && k % 4 == 0
+                    && (!d.trans_a || m % 4 == 0)
+                    && (d.trans_b || n % 4 == 0) =>
             {
                 "blocked_vec4"
             }
@@ -172,22 +176,17 @@ impl GpuBackend {
         bias: Option<&GpuStorage>,
         d: &ConvDesc,
     ) -> Result<GpuStorage> {
-        self.conv2d_with(self.gemm_kernel(), x, w, bias, d)
-    }
-
-    /// `Backend::conv2d` with an explicit kernel choice.
-    pub fn conv2d_with(
-        &self,
-        kernel: GemmKernel,
-        x: &GpuStorage,
-        w: &GpuStorage,
-        bias: Option<&GpuStorage>,
-        d: &ConvDesc,
-    ) -> Result<GpuStorage> {
         let hw = d.h * d.w;
         let taps = d.cin * d.kernel * d.kernel;
         let out_len = d.batch * d.cout * hw;
-        let groups = gemm_groups("conv2d", kernel, d.cout, hw, d.batch, &[x.len, out_len])?;
+        let groups = gemm_groups(
+            "conv2d",
+            GemmKernel::Tiled,
+            d.cout,
+            hw,
+            d.batch,
+            &[x.len, out_len],
+        )?;
         let out = self.alloc(out_len, "conv2d");
         let params = ConvParams {
             has_bias: u32::from(bias.is_some()),
@@ -195,7 +194,7 @@ impl GpuBackend {
         };
         self.dispatch(
             "conv2d",
-            entry(kernel),
+            "tiled",
             &params,
             &[x, w, bias.unwrap_or(w), &out],
             groups,
@@ -209,17 +208,6 @@ impl GpuBackend {
         dy: &GpuStorage,
         d: &ConvDesc,
     ) -> Result<GpuStorage> {
-        self.conv2d_weight_grad_with(self.gemm_kernel(), x, dy, d)
-    }
-
-    /// `Backend::conv2d_weight_grad` with an explicit kernel choice.
-    pub fn conv2d_weight_grad_with(
-        &self,
-        kernel: GemmKernel,
-        x: &GpuStorage,
-        dy: &GpuStorage,
-        d: &ConvDesc,
-    ) -> Result<GpuStorage> {
         let hw = d.h * d.w;
         let taps = d.cin * d.kernel * d.kernel;
         let dw_len = d.cout * taps;
@@ -228,7 +216,7 @@ impl GpuBackend {
         let partial_len = d.batch * dw_len;
         let groups = gemm_groups(
             "conv2d_weight_grad",
-            kernel,
+            GemmKernel::Tiled,
             d.cout,
             taps,
             d.batch,
@@ -236,13 +224,7 @@ impl GpuBackend {
         )?;
         let partials = self.alloc(partial_len, "conv2d_weight_grad partials");
         let params = conv_params(d, 1, d.cout, taps, hw, d.cout * hw);
-        self.dispatch(
-            "conv2d",
-            entry(kernel),
-            &params,
-            &[x, dy, x, &partials],
-            groups,
-        );
+        self.dispatch("conv2d", "tiled", &params, &[x, dy, x, &partials], groups);
         if d.batch <= 1 {
             return Ok(partials);
         }
@@ -264,15 +246,8 @@ impl GpuBackend {
     }
 }
 
-fn entry(kernel: GemmKernel) -> &'static str {
-    match kernel {
-        GemmKernel::Tiled => "tiled",
-        GemmKernel::Blocked => "blocked",
-    }
-}
-
 fn conv_params(
-        d: &ConvDesc,
+    d: &ConvDesc,
     mode: u32,
     m: usize,
     n: usize,
