@@ -1,7 +1,63 @@
-// PLACEHOLDER: replaced by the owner of this command.
-#[derive(clap::Args)]
-pub struct BenchSolversArgs {}
+//! `lemur bench solvers`: throughput of the built-in CFD solvers.
 
-pub fn run(_args: BenchSolversArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+use lemur_solvers::bench::{Solver, Throughput, measure};
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct BenchSolversArgs {
+    /// Grid sizes n (each solver runs on n x n cells).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![64, 128])]
+    pub sizes: Vec<usize>,
+    /// Thread counts to compare; the scaling ratio is last / first.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 2])]
+    pub threads: Vec<usize>,
+    /// Seconds of timed stepping per measurement.
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+}
+
+pub fn run(args: BenchSolversArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.sizes.is_empty() && !args.threads.is_empty(),
+        "need at least one size and one thread count"
+    );
+    anyhow::ensure!(args.seconds > 0.0, "--seconds must be positive");
+    let budget = Duration::from_secs_f64(args.seconds);
+    println!(
+        "solver throughput (cell updates per second; one update = one cell advanced one internal step)"
+    );
+    println!(
+        "{:<16} {:>9} {:>8} {:>8} {:>14} {:>8}",
+        "solver", "grid", "threads", "steps", "cell-upd/s", "scaling"
+    );
+    for (solver, name) in [
+        (Solver::Euler, "euler"),
+        (Solver::RayleighBenard, "rayleigh-benard"),
+    ] {
+        for &n in &args.sizes {
+            let mut first: Option<Throughput> = None;
+            for &t in &args.threads {
+                let r = measure(solver, n, t, budget)?;
+                let rate = r.cell_updates_per_second();
+                let scaling = match &first {
+                    Some(f) => format!("{:.2}x", rate / f.cell_updates_per_second()),
+                    None => "-".to_string(),
+                };
+                println!(
+                    "{name:<16} {:>9} {t:>8} {:>8} {rate:>14.3e} {scaling:>8}",
+                    format!("{n}x{n}"),
+                    r.steps
+                );
+                first.get_or_insert(r);
+            }
+        }
+    }
+    if args.threads.len() > 1 {
+        println!(
+            "scaling = throughput at {} threads / at {} (target >= 1.7 for 2 vs 1 on an idle machine)",
+            args.threads.last().unwrap_or(&1),
+            args.threads[0]
+        );
+    }
+    Ok(())
 }

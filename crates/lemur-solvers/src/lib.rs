@@ -11,6 +11,8 @@
 //! `ThreadPool::install`); on `wasm32` they run serially with identical results,
 //! because every cell is computed independently of the thread split.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod euler;
 mod par;
 pub mod rayleigh_benard;

@@ -90,7 +90,7 @@ pub struct RbParams {
 
 impl RbParams {
     fn validate(&self) -> Result<(), Error> {
-        if self.nx < 4 || self.nx % 2 != 0 {
+        if self.nx < 4 || !self.nx.is_multiple_of(2) {
             return Err(invalid("nx", self.nx, "must be even and at least 4"));
         }
         if self.nz < 4 {
@@ -216,7 +216,7 @@ fn thomas(lo: &[f64], di: &[f64], up: &[f64], d: &mut [C64]) {
         d[j] = (d[j] - d[j - 1] * lo[j]) / beta;
     }
     for j in (0..n - 1).rev() {
-        d[j] = d[j] - d[j + 1] * c[j];
+        d[j] -= d[j + 1] * c[j];
     }
 }
 
@@ -415,7 +415,7 @@ impl RbSolver {
     }
 
     /// Fills `phys` with u, b and face w of the current state.
-    fn to_physical(&mut self) {
+    fn refresh_physical(&mut self) {
         let mut phys = std::mem::take(&mut self.phys);
         self.physical_into(&mut phys);
         self.phys = phys;
@@ -539,7 +539,7 @@ impl RbSolver {
 
     /// One step of length `dt`.
     pub fn step(&mut self, dt: f64) {
-        self.to_physical();
+        self.refresh_physical();
         self.step_from_physical(dt);
     }
 
@@ -693,7 +693,7 @@ impl RbSolver {
     /// Steps with the CFL-limited step until `t_end`, shrinking the last step to land on it exactly.
     pub fn advance_to(&mut self, t_end: f64) -> Result<(), Error> {
         while self.time < t_end {
-            self.to_physical();
+            self.refresh_physical();
             let mut dt = self.cfl_dt();
             if !dt.is_finite() || self.phys.iter().any(|v| !v.is_finite()) {
                 return Err(Error::Diverged {
@@ -716,7 +716,7 @@ impl RbSolver {
     /// Physical fields `[b, p, u, w]` at the cell centres, each `[nz][nx]`
     /// (w interpolated from the faces).
     pub fn fields(&mut self) -> [Vec<f64>; 4] {
-        self.to_physical();
+        self.refresh_physical();
         let (nx, nz, nk, lay) = (self.params.nx, self.params.nz, self.nk, self.lay);
         let mut b = vec![0.0; nz * nx];
         let mut p = vec![0.0; nz * nx];

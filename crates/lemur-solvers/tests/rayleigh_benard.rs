@@ -175,7 +175,7 @@ fn generate_layout_and_determinism() {
         "db0 {db0}"
     );
     // Pressure has zero (volume-weighted) mean in every frame.
-    let mut dz = vec![0.0; 12];
+    let mut dz = [0.0; 12];
     for (j, d) in dz.iter_mut().enumerate() {
         let lo = if j == 0 {
             0.0
