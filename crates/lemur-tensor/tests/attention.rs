@@ -66,7 +66,13 @@ fn rope_forward_and_inverse<B: Backend>(b: &B) {
             let got = read(b, &b.rope(&xs, &angs, &d, inverse).unwrap());
             // Angles up to ~40 carry f32 representation error ~40 * 6e-8 into sin/cos.
             let what = format!("rope {shape:?} inverse={inverse}");
-            assert_close(&what, &got, &f32s(&naive_rope(&x, &ang, &d, sign)), 1e-5, 1e-5);
+            assert_close(
+                &what,
+                &got,
+                &f32s(&naive_rope(&x, &ang, &d, sign)),
+                1e-5,
+                1e-5,
+            );
             let c = cpu();
             let want = read(
                 &c,
@@ -101,8 +107,8 @@ fn rope_angle_grad<B: Backend>(b: &B) {
                 for t in 0..d.tokens {
                     for i in 0..half {
                         let k = ((bi * d.heads + h) * d.tokens + t) * d.dim + 2 * i;
-                        want[t * d.heads * half + h * half + i] += dy[k + 1] as f64 * y[k] as f64
-                            - dy[k] as f64 * y[k + 1] as f64;
+                        want[t * d.heads * half + h * half + i] +=
+                            dy[k + 1] as f64 * y[k] as f64 - dy[k] as f64 * y[k + 1] as f64;
                     }
                 }
             }
@@ -155,14 +161,26 @@ fn rope_gradients_match_finite_differences() {
             read(&c, &c.rope(&upload(&c, x), &angs, &d, false).unwrap())
         });
         let got_x = read(&c, &c.rope(&dys, &angs, &d, true).unwrap());
-        assert_close(&format!("rope FD dx {shape:?}"), &got_x, &want_x, 1e-3, 1e-2);
+        assert_close(
+            &format!("rope FD dx {shape:?}"),
+            &got_x,
+            &want_x,
+            1e-3,
+            1e-2,
+        );
 
         let want_a = finite_diff(&ang, &dy, 1e-3, |a| {
             read(&c, &c.rope(&xs, &upload(&c, a), &d, false).unwrap())
         });
         let y = c.rope(&xs, &angs, &d, false).unwrap();
         let got_a = read(&c, &c.rope_angle_grad(&y, &dys, &d).unwrap());
-        assert_close(&format!("rope FD d angles {shape:?}"), &got_a, &want_a, 1e-3, 1e-2);
+        assert_close(
+            &format!("rope FD d angles {shape:?}"),
+            &got_a,
+            &want_a,
+            1e-3,
+            1e-2,
+        );
     }
 }
 

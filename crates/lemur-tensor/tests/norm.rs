@@ -123,7 +123,13 @@ fn norm_forward<B: Backend>(b: &B) {
             let c = cpu();
             let (cy, cr) = c.norm(&upload(&c, &x), &d).unwrap();
             assert_close(&format!("{what} y vs cpu"), &y, &read(&c, &cy), 2e-5, 1e-4);
-            assert_close(&format!("{what} rstd vs cpu"), &rstd, &read(&c, &cr), 1e-5, 1e-4);
+            assert_close(
+                &format!("{what} rstd vs cpu"),
+                &rstd,
+                &read(&c, &cr),
+                1e-5,
+                1e-4,
+            );
         }
     }
 }
@@ -151,7 +157,10 @@ fn norm_backward<B: Backend>(b: &B) {
 
             let c = cpu();
             let (cy, cr) = c.norm(&upload(&c, &x), &d).unwrap();
-            let cdx = read(&c, &c.norm_backward(&cy, &cr, &upload(&c, &dy), &d).unwrap());
+            let cdx = read(
+                &c,
+                &c.norm_backward(&cy, &cr, &upload(&c, &dy), &d).unwrap(),
+            );
             assert_close(&format!("{what} vs cpu"), &dx, &cdx, 5e-5, 1e-4);
         }
     }
@@ -192,14 +201,24 @@ fn norm_backward_matches_finite_differences() {
             // ~6e-8 * sqrt(C) * |dy| / h ~ 1e-4.
             let want = finite_diff(&x, &dy, 1e-3, fwd);
             let (y, rstd) = c.norm(&upload(&c, &x), &d).unwrap();
-            let got = read(&c, &c.norm_backward(&y, &rstd, &upload(&c, &dy), &d).unwrap());
-            assert_close(&format!("norm FD {kind:?} {shape:?}"), &got, &want, 1e-3, 1e-2);
+            let got = read(
+                &c,
+                &c.norm_backward(&y, &rstd, &upload(&c, &dy), &d).unwrap(),
+            );
+            assert_close(
+                &format!("norm FD {kind:?} {shape:?}"),
+                &got,
+                &want,
+                1e-3,
+                1e-2,
+            );
         }
     }
 }
 
 /// (rows, n): n >= 64 takes the workgroup-per-row geometry on the GPU.
-const SOFTMAX_SHAPES: [(usize, usize); 6] = [(1, 1), (3, 7), (5, 33), (4, 130), (2, 1030), (300, 64)];
+const SOFTMAX_SHAPES: [(usize, usize); 6] =
+    [(1, 1), (3, 7), (5, 33), (4, 130), (2, 1030), (300, 64)];
 
 fn naive_softmax(x: &[f32], rows: usize, n: usize) -> Vec<f64> {
     let mut y = vec![0.0; rows * n];
@@ -239,7 +258,13 @@ fn softmax_forward<B: Backend>(b: &B) {
         );
         let c = cpu();
         let cy = read(&c, &c.softmax(&upload(&c, &x), rows, n).unwrap());
-        assert_close(&format!("softmax ({rows}, {n}) vs cpu"), &y, &cy, 1e-6, 1e-4);
+        assert_close(
+            &format!("softmax ({rows}, {n}) vs cpu"),
+            &y,
+            &cy,
+            1e-6,
+            1e-4,
+        );
     }
 }
 test_device!(softmax, softmax_forward);
@@ -298,7 +323,16 @@ fn softmax_backward_matches_finite_differences() {
         // Outputs in [0, 1]: truncation ~h^2, rounding ~6e-8 * sqrt(n) / h.
         let want = finite_diff(&x, &dy, 1e-3, fwd);
         let y = c.softmax(&upload(&c, &x), rows, n).unwrap();
-        let got = read(&c, &c.softmax_backward(&y, &upload(&c, &dy), rows, n).unwrap());
-        assert_close(&format!("softmax FD ({rows}, {n})"), &got, &want, 1e-3, 1e-2);
+        let got = read(
+            &c,
+            &c.softmax_backward(&y, &upload(&c, &dy), rows, n).unwrap(),
+        );
+        assert_close(
+            &format!("softmax FD ({rows}, {n})"),
+            &got,
+            &want,
+            1e-3,
+            1e-2,
+        );
     }
 }

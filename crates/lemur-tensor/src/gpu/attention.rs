@@ -58,7 +58,10 @@ fn check_rope(op: &'static str, d: &RopeDesc) -> Result<usize> {
     }
     let n = d.batch * d.heads * d.tokens * d.dim;
     if n > u32::MAX as usize / 4 {
-        return Err(invalid(op, format!("{n} elements exceed a single GPU binding")));
+        return Err(invalid(
+            op,
+            format!("{n} elements exceed a single GPU binding"),
+        ));
     }
     Ok(n)
 }
@@ -74,7 +77,13 @@ impl GpuBackend {
         let n = check_rope("rope", d)?;
         let out = self.alloc(n, "rope");
         let params = RopeParams::new(d, if inverse { -1.0 } else { 1.0 });
-        self.dispatch("attention", "rope", &params, &[x, angles, &out], groups_1d(n / 2, WG));
+        self.dispatch(
+            "attention",
+            "rope",
+            &params,
+            &[x, angles, &out],
+            groups_1d(n / 2, WG),
+        );
         Ok(out)
     }
 
@@ -110,7 +119,10 @@ impl GpuBackend {
         let (t, dim) = (d.tokens, d.dim);
         let n = d.bh * t * dim;
         if n > u32::MAX as usize / 4 {
-            return Err(invalid("attention", format!("{n} elements exceed a single GPU binding")));
+            return Err(invalid(
+                "attention",
+                format!("{n} elements exceed a single GPU binding"),
+            ));
         }
         if dim > FUSED_MAX_DIM {
             return self.attention_materialised(q, k, v, d);
@@ -121,7 +133,10 @@ impl GpuBackend {
         if groups.iter().any(|&g| g > 65535) {
             return Err(invalid(
                 "attention",
-                format!("{} heads x {t} tokens need more than 65535 workgroups on an axis", d.bh),
+                format!(
+                    "{} heads x {t} tokens need more than 65535 workgroups on an axis",
+                    d.bh
+                ),
             ));
         }
         let out = self.alloc(n, "attention");
@@ -136,7 +151,13 @@ impl GpuBackend {
             _pad: 0,
         };
         if n > 0 {
-            self.dispatch("attention", "attention", &params, &[q, k, v, &out], groups.map(|g| g as u32));
+            self.dispatch(
+                "attention",
+                "attention",
+                &params,
+                &[q, k, v, &out],
+                groups.map(|g| g as u32),
+            );
         }
         Ok(out)
     }
