@@ -20,6 +20,13 @@ enum Command {
         #[command(subcommand)]
         command: cmd::data::DataCommand,
     },
+    /// Train a model (autoencoder, diffusion denoiser, surrogate), with checkpoints and resume.
+    Train {
+        #[command(subcommand)]
+        command: cmd::train::TrainCommand,
+    },
+    /// Encode a dataset with a trained autoencoder into a latent cache.
+    Encode(cmd::encode::EncodeArgs),
     /// Benchmarks (kernels, solvers).
     Bench {
         #[command(subcommand)]
@@ -32,6 +39,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Generate(args) => cmd::generate::run(args),
         Command::Data { command } => cmd::data::run(command),
+        Command::Train { command } => cmd::train::run(command),
+        Command::Encode(args) => cmd::encode::run(args),
         Command::Bench { command } => cmd::bench::run(command),
     }
 }

@@ -1,0 +1,291 @@
+//! `lemur train autoencoder`: the DCAE on frames of a Well-layout dataset.
+
+use std::path::{Path, PathBuf};
+
+use lemur_models::dcae::{Dcae, DcaeConfig, Loss, TrainCtx};
+use lemur_models::nn::Builder;
+use lemur_tensor::{AnyBackend, Backend, ParamStore, Tensor};
+use lemur_well::dataset::{SPLITS, Stats, WellDataset, WindowSpec, split_files};
+use serde_json::Value;
+
+use crate::batch::{self, Stream};
+use crate::error::{Result, TrainError};
+use crate::options::TrainOptions;
+use crate::provenance::{DataProvenance, FileEntry, absolute, git_revision};
+use crate::run::{CheckpointMeta, FORMAT, ModelKind};
+use crate::session::{self, CommonArgs, Start};
+use crate::trainer::{Objective, Summary, Trainer};
+
+/// Parses (and validates) a DCAE configuration, as the normalised JSON stored in checkpoints.
+pub fn normalise_config(v: Value) -> Result<Value> {
+    let cfg = parse_config(&v)?;
+    Ok(serde_json::to_value(cfg).expect("a parsed configuration serialises"))
+}
+
+pub fn parse_config(v: &Value) -> Result<DcaeConfig> {
+    let cfg: DcaeConfig = serde_json::from_value(v.clone())
+        .map_err(|e| lemur_models::Error::Config(format!("Dcae: {e}")))?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// The loss named by `--loss`.
+pub fn parse_loss(name: &str) -> Result<Loss> {
+    match name {
+        "vrmse" => Ok(Loss::Vrmse),
+        "mse" => Ok(Loss::Mse),
+        "mae" => Ok(Loss::Mae),
+        other => Err(TrainError::Options(format!(
+            "--loss {other}: the autoencoder trains with vrmse, mse or mae"
+        ))),
+    }
+}
+
+/// Checks that `root` is a dataset directory with statistics and returns them.
+pub fn open_stats(root: &Path) -> Result<Stats> {
+    if !root.is_dir() {
+        return Err(TrainError::Missing {
+            path: root.into(),
+            hint: " (expected a dataset directory, as written by `lemur generate`)".into(),
+        });
+    }
+    let stats = Stats::path(root);
+    if !stats.is_file() {
+        return Err(TrainError::Missing {
+            path: stats,
+            hint: " (the dataset's normalisation statistics)".into(),
+        });
+    }
+    Ok(Stats::load(root)?)
+}
+
+/// The provenance of a dataset directory: every split's files with their sizes.
+pub fn dataset_provenance(root: &Path, stats: &Stats, grid: [usize; 2]) -> Result<DataProvenance> {
+    let mut files = vec![FileEntry::of(&Stats::path(root))?];
+    for split in SPLITS {
+        for f in split_files(root, split)? {
+            files.push(FileEntry::of(&f)?);
+        }
+    }
+    Ok(DataProvenance {
+        kind: "well".into(),
+        root: absolute(root),
+        files,
+        channels: stats.channels.clone(),
+        grid,
+    })
+}
+
+/// Checks that a dataset's channels and grid fit a DCAE configuration.
+pub fn check_fit(root: &Path, stats: &Stats, grid: [usize; 2], cfg: &DcaeConfig) -> Result<()> {
+    if stats.channels.len() != cfg.pix_channels {
+        return Err(TrainError::Data {
+            path: root.into(),
+            detail: format!(
+                "the dataset has {} channels {:?}, the configuration's pix_channels is {}",
+                stats.channels.len(),
+                stats.channels,
+                cfg.pix_channels
+            ),
+        });
+    }
+    cfg.latent_shape(grid[0], grid[1])
+        .map_err(|e| TrainError::Data {
+            path: root.into(),
+            detail: format!("grid {}x{}: {e}", grid[0], grid[1]),
+        })?;
+    Ok(())
+}
+
+/// Arguments of `lemur train autoencoder`.
+#[derive(Clone, Debug)]
+pub struct AutoencoderArgs {
+    /// The dataset; optional with `--resume` (then the run's own).
+    pub data: Option<PathBuf>,
+    pub common: CommonArgs,
+}
+
+/// Frame batches `(B, C, H, W)` for the DCAE.
+struct Frames<B: Backend> {
+    backend: B,
+    model: Dcae<B>,
+    train: WellDataset,
+    valid: WellDataset,
+    options: TrainOptions,
+    loss: Loss,
+    model_seed: u64,
+    val_seed: u64,
+}
+
+impl<B: Backend> Frames<B> {
+    fn batch(
+        &self,
+        ds: &WellDataset,
+        pick: impl Fn(usize) -> Result<Vec<f32>>,
+    ) -> Result<Tensor<B>> {
+        let [_, c, h, w] = ds.window_shape();
+        let n = self.options.batch;
+        let mut data = Vec::with_capacity(n * c * h * w);
+        for j in 0..n {
+            data.extend(pick(j)?);
+        }
+        Ok(Tensor::from_slice(&self.backend, &data, &[n, c, h, w])?)
+    }
+}
+
+impl<B: Backend> Objective<B> for Frames<B> {
+    fn train_loss(&mut self, step: u32, micro: usize) -> Result<Tensor<B>> {
+        let (seed, n) = (self.options.seed, self.train.len());
+        let x = self.batch(&self.train, |j| {
+            let i = batch::index(seed, Stream::TrainIndex, step, micro, j, n);
+            let w = if self.options.augment {
+                self.train.sample(
+                    i,
+                    batch::item_seed(seed, Stream::TrainAugment, step, micro, j),
+                )?
+            } else {
+                self.train.window(i)?
+            };
+            Ok(w.data)
+        })?;
+        let ctx = TrainCtx {
+            seed: self.model_seed,
+            step: batch::pass(step, self.options.accum, micro),
+        };
+        Ok(self.model.loss(&x, self.loss, Some(&ctx))?)
+    }
+
+    fn val_loss(&mut self, index: usize) -> Result<Option<Tensor<B>>> {
+        if self.valid.is_empty() {
+            return Ok(None);
+        }
+        let n = self.valid.len();
+        let x = self.batch(&self.valid, |j| {
+            Ok(self
+                .valid
+                .window(batch::index(
+                    self.val_seed,
+                    Stream::ValIndex,
+                    0,
+                    index,
+                    j,
+                    n,
+                ))?
+                .data)
+        })?;
+        Ok(Some(self.model.loss(&x, self.loss, None)?))
+    }
+}
+
+/// Defaults of the autoencoder (DESIGN.md: AdamW is the first step; the reference uses PSGD).
+pub fn defaults() -> TrainOptions {
+    TrainOptions {
+        window: 1,
+        stride: 1,
+        ..TrainOptions::defaults()
+    }
+}
+
+/// Trains (or resumes) an autoencoder run.
+pub fn train(args: &AutoencoderArgs) -> Result<Summary> {
+    let start = session::start(
+        ModelKind::Autoencoder,
+        &args.common,
+        defaults(),
+        normalise_config,
+    )?;
+    let backend = AnyBackend::open_blocking(args.common.backend)?;
+    match backend {
+        AnyBackend::Cpu(b) => train_on(b, args, start),
+        AnyBackend::Gpu(b) => train_on(b, args, start),
+    }
+}
+
+fn train_on<B: Backend>(backend: B, args: &AutoencoderArgs, start: Start) -> Result<Summary> {
+    let cfg = parse_config(&start.model_config)?;
+    let loss = parse_loss(&start.options.loss)?;
+    let root = match (&args.data, &start.resumed) {
+        (Some(d), _) => d.clone(),
+        (None, Some(meta)) => meta.data.root.clone(),
+        (None, None) => {
+            return Err(TrainError::Options(
+                "--data DIR is required for a new run".into(),
+            ));
+        }
+    };
+    let stats = open_stats(&root)?;
+    let spec = WindowSpec {
+        length: 1,
+        stride: 1,
+    };
+    let train = WellDataset::open(&root, "train", spec)?;
+    let valid = WellDataset::open(&root, "valid", spec)?;
+    if train.is_empty() {
+        return Err(TrainError::Data {
+            path: root.clone(),
+            detail: "the train split has no frames".into(),
+        });
+    }
+    let [_, _, h, w] = train.window_shape();
+    check_fit(&root, &stats, [h, w], &cfg)?;
+    if let Some(meta) = &start.resumed
+        && (meta.data.channels != stats.channels || meta.data.grid != [h, w])
+    {
+        return Err(TrainError::Data {
+            path: root.clone(),
+            detail: format!(
+                "the run was trained on channels {:?} at {:?}, this dataset has {:?} at {:?}",
+                meta.data.channels,
+                meta.data.grid,
+                stats.channels,
+                [h, w]
+            ),
+        });
+    }
+    let mut params = ParamStore::new();
+    let model = Dcae::new(
+        &cfg,
+        &mut Builder::new(&backend, &mut params, start.options.seed),
+    )?;
+    let optimizer = session::restore(&start, &params)?;
+    let template = CheckpointMeta {
+        format: FORMAT.into(),
+        kind: ModelKind::Autoencoder,
+        step: 0,
+        dir: String::new(),
+        model_config: start.model_config.clone(),
+        options: start.options.clone(),
+        backend: backend.name(),
+        stats: stats.clone(),
+        data: dataset_provenance(&root, &stats, [h, w])?,
+        extra: serde_json::json!({ "latent_shape": cfg.latent_shape(h, w)? }),
+        git_revision: git_revision(),
+        loss: None,
+        val_loss: None,
+        params: model.param_count(),
+        elapsed_s: 0.0,
+        created_unix: 0,
+    };
+    let seed = start.options.seed;
+    let mut objective = Frames {
+        backend: backend.clone(),
+        model,
+        train,
+        valid,
+        options: start.options.clone(),
+        loss,
+        model_seed: batch::model_seed(seed, Stream::Model),
+        val_seed: batch::model_seed(seed, Stream::ValModel),
+    };
+    let mut trainer = Trainer {
+        run: start.run.clone(),
+        params: &params,
+        optimizer,
+        options: start.options.clone(),
+        template,
+        elapsed_before: start.resumed.as_ref().map_or(0.0, |m| m.elapsed_s),
+        stop_after: args.common.stop_after,
+        last_good: session::last_good(&start),
+    };
+    trainer.train(&mut objective)
+}

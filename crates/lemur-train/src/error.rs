@@ -1,0 +1,62 @@
+//! Errors of training runs: each names the file, the option or the step involved.
+
+use std::path::PathBuf;
+
+/// Everything that can stop a training command.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Tensor(#[from] lemur_tensor::Error),
+    #[error(transparent)]
+    Model(#[from] lemur_models::Error),
+    #[error(transparent)]
+    Well(#[from] lemur_well::WellError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: does not exist{hint}")]
+    Missing { path: PathBuf, hint: String },
+    /// The checkpoint was written for another model or other settings than the ones given.
+    #[error("{path}: the checkpoint does not match: {detail}")]
+    Mismatch { path: PathBuf, detail: String },
+    /// The data does not fit the model configuration (fields, channels, grid).
+    #[error("{path}: the data does not fit the model: {detail}")]
+    Data { path: PathBuf, detail: String },
+    /// A NaN or infinite loss: training stops without writing a checkpoint.
+    #[error("non-finite loss ({loss}) at step {step}; the last good checkpoint is {last_good}")]
+    NonFinite {
+        step: u64,
+        loss: f32,
+        last_good: String,
+    },
+    #[error("invalid option: {0}")]
+    Options(String),
+}
+
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
+    let path = path.into();
+    move |source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            TrainError::Missing {
+                path,
+                hint: String::new(),
+            }
+        } else {
+            TrainError::Io { path, source }
+        }
+    }
+}
+
+pub(crate) fn json_err(path: impl Into<PathBuf>) -> impl FnOnce(serde_json::Error) -> TrainError {
+    let path = path.into();
+    move |source| TrainError::Json { path, source }
+}

@@ -1,0 +1,26 @@
+//! lemur's headless training: `lemur train autoencoder|diffusion|surrogate` and `lemur encode`.
+//!
+//! - [`run`]: the run directory (atomic checkpoints behind a pointer, `log.jsonl`).
+//! - [`session`]: starting or resuming a run, with the configuration checks.
+//! - [`trainer`]: the loop (accumulation, AdamW + cosine schedule, clipping, validation,
+//!   non-finite loss detection, progress).
+//! - [`batch`]: batches as pure functions of `(seed, step, micro-batch)`.
+//! - [`autoencoder`]: the DCAE on dataset frames.
+//!
+//! See the crate's README for the commands, the directory layout and the resume semantics.
+
+pub mod autoencoder;
+pub mod batch;
+mod error;
+pub mod latents;
+pub mod options;
+pub mod provenance;
+pub mod run;
+pub mod session;
+pub mod trainer;
+
+pub use error::{Result, TrainError};
+pub use options::{Overrides, TrainOptions};
+pub use run::{CheckpointMeta, LogLine, ModelKind, RunDir};
+pub use session::CommonArgs;
+pub use trainer::Summary;

@@ -1,0 +1,204 @@
+//! Starting or resuming a run: the run directory, the model configuration (checked against
+//! the checkpoint's), the options, and the model's parameters and optimizer state.
+
+use std::path::{Path, PathBuf};
+
+use lemur_tensor::{AdamW, Backend, BackendKind, ParamStore};
+use serde_json::Value;
+
+use crate::error::{Result, TrainError, io_err, json_err};
+use crate::options::{Overrides, TrainOptions, apply_dropout};
+use crate::run::{CheckpointMeta, ModelKind, RunDir};
+
+/// What every `lemur train` command takes.
+#[derive(Clone, Debug)]
+pub struct CommonArgs {
+    /// The model configuration file (JSON). Optional with `resume`, where it must then match.
+    pub config: Option<PathBuf>,
+    /// A new run directory.
+    pub out: Option<PathBuf>,
+    /// An existing run to continue.
+    pub resume: Option<PathBuf>,
+    pub overrides: Overrides,
+    pub backend: BackendKind,
+    /// Stop after this step (with a checkpoint), as if interrupted there.
+    pub stop_after: Option<u32>,
+}
+
+/// A run ready to build its model.
+#[derive(Debug)]
+pub struct Start {
+    pub run: RunDir,
+    /// The model configuration, normalised by the model's own parser.
+    pub model_config: Value,
+    pub options: TrainOptions,
+    /// The checkpoint continued from, if resuming.
+    pub resumed: Option<CheckpointMeta>,
+}
+
+/// Reads a JSON file.
+pub fn read_json(path: &Path) -> Result<Value> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    serde_json::from_slice(&bytes).map_err(json_err(path))
+}
+
+/// The keys whose values differ between two JSON objects (for mismatch messages).
+fn differing_keys(a: &Value, b: &Value) -> Vec<String> {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter()
+                .filter(|k| a.get(*k) != b.get(*k))
+                .map(|k| {
+                    format!(
+                        "{k}: {} in the checkpoint, {} given",
+                        b.get(k).unwrap_or(&Value::Null),
+                        a.get(k).unwrap_or(&Value::Null)
+                    )
+                })
+                .collect()
+        }
+        _ => vec!["the configurations differ".into()],
+    }
+}
+
+/// Opens or creates the run. `normalise` parses a configuration with the model's own type
+/// and serialises it back, so that equal models compare equal whatever defaults were spelled
+/// out in the file.
+pub fn start(
+    kind: ModelKind,
+    args: &CommonArgs,
+    defaults: TrainOptions,
+    normalise: impl Fn(Value) -> Result<Value>,
+) -> Result<Start> {
+    let given = |path: &Path| -> Result<Value> {
+        normalise(apply_dropout(read_json(path)?, args.overrides.dropout)?)
+    };
+    match (&args.resume, &args.out) {
+        (Some(resume), out) => {
+            if let Some(out) = out
+                && out != resume
+            {
+                return Err(TrainError::Options(format!(
+                    "--out {} and --resume {}: a resumed run continues in its own directory; give only --resume",
+                    out.display(),
+                    resume.display()
+                )));
+            }
+            let run = RunDir::open(resume)?;
+            let meta = run.latest()?;
+            let pointer = run.path.join(crate::run::META_FILE);
+            if meta.kind != kind {
+                return Err(TrainError::Mismatch {
+                    path: pointer,
+                    detail: format!("the run trains a {} model, not a {kind} model", meta.kind),
+                });
+            }
+            let stored =
+                normalise(meta.model_config.clone()).map_err(|e| TrainError::Mismatch {
+                    path: pointer.clone(),
+                    detail: format!("its model configuration no longer parses: {e}"),
+                })?;
+            let model_config = match &args.config {
+                Some(path) => {
+                    let mut cfg = given(path)?;
+                    if args.overrides.dropout.is_none() {
+                        // Without --dropout the stored (possibly overridden) value stands.
+                        if let (Some(c), Some(d)) = (cfg.as_object_mut(), stored.get("dropout")) {
+                            c.insert("dropout".into(), d.clone());
+                        }
+                    }
+                    if cfg != stored {
+                        return Err(TrainError::Mismatch {
+                            path: pointer,
+                            detail: format!(
+                                "--config {} describes another model ({})",
+                                path.display(),
+                                differing_keys(&cfg, &stored).join("; ")
+                            ),
+                        });
+                    }
+                    cfg
+                }
+                None => {
+                    let cfg = normalise(apply_dropout(stored.clone(), args.overrides.dropout)?)?;
+                    if cfg != stored {
+                        return Err(TrainError::Mismatch {
+                            path: pointer,
+                            detail: "--dropout differs from the run's; resume without it".into(),
+                        });
+                    }
+                    cfg
+                }
+            };
+            let options = TrainOptions::resume(&meta.options, &args.overrides)?;
+            if meta.step >= options.steps {
+                return Err(TrainError::Options(format!(
+                    "the run already completed {} of {} steps; pass a larger --steps to continue it",
+                    meta.step, options.steps
+                )));
+            }
+            run.prepare_resume(meta.step)?;
+            Ok(Start {
+                run,
+                model_config,
+                options,
+                resumed: Some(meta),
+            })
+        }
+        (None, Some(out)) => {
+            let path = args.config.as_ref().ok_or_else(|| {
+                TrainError::Options("--config FILE is required for a new run".into())
+            })?;
+            let model_config = given(path)?;
+            let options = TrainOptions::new_run(defaults, &args.overrides)?;
+            let run = RunDir::create(out)?;
+            Ok(Start {
+                run,
+                model_config,
+                options,
+                resumed: None,
+            })
+        }
+        (None, None) => Err(TrainError::Options(
+            "give --out RUN for a new run or --resume RUN to continue one".into(),
+        )),
+    }
+}
+
+/// After the model is built: an optimizer, with the checkpoint's weights and moments loaded
+/// when resuming.
+pub fn restore<B: Backend>(start: &Start, params: &ParamStore<B>) -> Result<AdamW<B>> {
+    let mut optimizer = AdamW::new(start.options.adamw());
+    if let Some(meta) = &start.resumed {
+        let (path, weights) = start.run.read_weights(meta)?;
+        params.load_host(&weights, &path)?;
+        let (_, moments) = start.run.read_optimizer(meta)?;
+        let expected: usize = params
+            .iter()
+            .filter(|(n, _)| moments.contains_key(&format!("{n}.exp_avg")))
+            .count();
+        if expected * 2 != moments.len() {
+            return Err(TrainError::Mismatch {
+                path: start.run.checkpoint_path(meta).join(crate::run::OPTIM_FILE),
+                detail: "optimizer moments name parameters the model does not have".into(),
+            });
+        }
+        optimizer.load_state(params, &moments, meta.step)?;
+    }
+    Ok(optimizer)
+}
+
+/// A description of the latest checkpoint for error messages.
+pub fn last_good(start: &Start) -> String {
+    match &start.resumed {
+        Some(meta) => format!(
+            "{} (step {})",
+            start.run.checkpoint_path(meta).display(),
+            meta.step
+        ),
+        None => format!("none yet in {}", start.run.path.display()),
+    }
+}

@@ -1,0 +1,146 @@
+//! `lemur train autoencoder|diffusion|surrogate`: headless training runs (see
+//! `crates/lemur-train/README.md` for the run directory, resume semantics and log format).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Subcommand;
+use lemur_tensor::BackendKind;
+use lemur_train::{CommonArgs, Overrides, Summary};
+
+#[derive(Subcommand)]
+pub enum TrainCommand {
+    /// The DCAE autoencoder on the frames of a dataset (`lemur generate`).
+    Autoencoder {
+        /// Dataset directory (with stats.json); defaults to the run's when resuming.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[command(flatten)]
+        common: TrainArgs,
+    },
+}
+
+/// Options shared by every model. Unset options take the defaults of a new run, or the
+/// stored values of a resumed one.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TrainArgs {
+    /// Model configuration (JSON, e.g. assets/presets/autoencoder-tiny.json). With --resume
+    /// it is optional and must match the run's.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// New run directory.
+    #[arg(long, conflicts_with = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this directory from its latest checkpoint.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Total optimizer steps [default: 1000].
+    #[arg(long)]
+    pub steps: Option<u32>,
+    /// Samples per micro-batch [default: 16].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Micro-batches accumulated per optimizer step [default: 1].
+    #[arg(long)]
+    pub accum: Option<usize>,
+    /// Peak learning rate of the cosine schedule [default: 1e-4].
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Linear warmup steps [default: 0].
+    #[arg(long)]
+    pub warmup: Option<u32>,
+    /// Global gradient-norm clipping (0: off) [default: 1].
+    #[arg(long)]
+    pub clip: Option<f32>,
+    /// AdamW decoupled weight decay [default: 0].
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// Overrides the configuration's dropout.
+    #[arg(long)]
+    pub dropout: Option<f32>,
+    /// Seed of the initialisation, batches and model randomness [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Training loss (autoencoder: vrmse, mse or mae) [default: vrmse].
+    #[arg(long)]
+    pub loss: Option<String>,
+    /// Backend: gpu, cpu or auto.
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
+    /// Checkpoint and validate every N steps (and at the end) [default: 100].
+    #[arg(long)]
+    pub checkpoint_every: Option<u32>,
+    /// Validation batches per evaluation (0: none) [default: 4].
+    #[arg(long)]
+    pub val_batches: Option<usize>,
+    /// A log line every N steps [default: 10].
+    #[arg(long)]
+    pub log_every: Option<u32>,
+    /// Stop after this step with a checkpoint, as if interrupted (resume continues the run).
+    #[arg(long)]
+    pub stop_after: Option<u32>,
+}
+
+impl TrainArgs {
+    pub fn common(&self) -> Result<CommonArgs> {
+        Ok(CommonArgs {
+            config: self.config.clone(),
+            out: self.out.clone(),
+            resume: self.resume.clone(),
+            overrides: Overrides {
+                steps: self.steps,
+                batch: self.batch,
+                accum: self.accum,
+                lr: self.lr,
+                warmup: self.warmup,
+                clip: self.clip,
+                weight_decay: self.weight_decay,
+                dropout: self.dropout,
+                seed: self.seed,
+                loss: self.loss.clone(),
+                checkpoint_every: self.checkpoint_every,
+                val_batches: self.val_batches,
+                log_every: self.log_every,
+            },
+            backend: self.backend.parse::<BackendKind>()?,
+            stop_after: self.stop_after,
+        })
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.resume
+            .clone()
+            .or_else(|| self.out.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn report(kind: &str, args: &TrainArgs, s: &Summary) {
+    let fmt = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.5}"));
+    println!(
+        "{kind}: step {} in {}, loss {} -> {}, val_loss {}, {:.1} samples/s",
+        s.step,
+        args.run_dir().display(),
+        fmt(s.first_loss),
+        fmt(s.last_loss),
+        fmt(s.val_loss),
+        s.samples_per_s
+    );
+}
+
+pub fn run(command: TrainCommand) -> Result<()> {
+    match command {
+        TrainCommand::Autoencoder { data, common } => {
+            let args = lemur_train::autoencoder::AutoencoderArgs {
+                data,
+                common: common.common()?,
+            };
+            report(
+                "autoencoder",
+                &common,
+                &lemur_train::autoencoder::train(&args)?,
+            );
+        }
+    }
+    Ok(())
+}
