@@ -53,7 +53,7 @@ impl RopeParams {
 }
 
 fn check_rope(op: &'static str, d: &RopeDesc) -> Result<usize> {
-    if d.dim % 2 != 0 {
+    if !d.dim.is_multiple_of(2) {
         return Err(invalid(op, format!("head dim {} is odd", d.dim)));
     }
     let n = d.batch * d.heads * d.tokens * d.dim;
