@@ -23,6 +23,11 @@
 //   (keys, then values, reusing the space), scores br*bc <= 512 floats: 14.2 KiB, within
 //   WebGPU's default 16 KiB. The host picks br = 8 for D > 64 (else 16) and
 //   bc = min(32, 2048 / D). Dispatch: (ceil(T / br), BH, 1).
+// `attention_rows`: the same result with one invocation per query row and no workgroup
+//   memory or barriers: the choice on CPU adapters (lavapipe), whose barriers cost more than
+//   the arithmetic; on real GPUs its 256 private floats per invocation would spill. Keys and
+//   values are read from global memory (shared by the rows of a head through the cache).
+//   Dispatch: 1-D over BH*T as for rope.
 
 struct RopeParams {
     batch: u32,
@@ -232,5 +237,46 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
                 out4[head + row * d + c] = acc[i] * inv;
             }
         }
+    }
+}
+
+@compute @workgroup_size(256)
+fn attention_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let idx = linear_id(wg, nwg, lid); // bh * T + query row
+    if idx >= ap.bh * ap.tokens { return; }
+    let d = ap.dim;
+    let head = (idx / ap.tokens) * ap.tokens * d;
+    var qr: array<f32, 128>;
+    var acc: array<f32, 128>;
+    for (var c = 0u; c < d; c++) {
+        qr[c] = in1[idx * d + c] * ap.scale;
+        acc[c] = 0.0;
+    }
+    var m = NEG_BIG;
+    var l = 0.0;
+    for (var j = 0u; j < ap.tokens; j++) {
+        let kb = head + j * d;
+        var s = 0.0;
+        for (var c = 0u; c < d; c++) {
+            s += qr[c] * in2[kb + c];
+        }
+        // Rescale only when the running max grows, which becomes rare along a row.
+        if s > m {
+            let corr = exp(m - s);
+            l *= corr;
+            for (var c = 0u; c < d; c++) {
+                acc[c] *= corr;
+            }
+            m = s;
+        }
+        let p = exp(s - m);
+        l += p;
+        for (var c = 0u; c < d; c++) {
+            acc[c] += p * in3[kb + c];
+        }
+    }
+    let inv = 1.0 / l;
+    for (var c = 0u; c < d; c++) {
+        out4[idx * d + c] = acc[c] * inv;
     }
 }

@@ -1,11 +1,14 @@
 //! Rotary embedding (forward, inverse, angle gradient) and the fused attention forward
 //! against naive f64 references on both backends, each result also against the CPU backend,
 //! and central finite differences of the CPU backend's rope for both of its gradients.
+//! The backend picks its attention kernel from the adapter (barrier-free rows on lavapipe,
+//! flash tiles on GPUs); `both_gpu_attention_kernels` runs each explicitly.
 
 mod common;
 
 use common::{assert_close, cpu, randn, read, upload};
 use lemur_tensor::backend::*;
+use lemur_tensor::gpu::GemmKernel;
 
 /// (B, heads, T, D).
 const ROPE_SHAPES: [(usize, usize, usize, usize); 5] = [
@@ -224,6 +227,26 @@ fn naive_attention(q: &[f32], k: &[f32], v: &[f32], d: &AttentionDesc) -> Vec<f6
 }
 
 fn attention_forward<B: Backend>(b: &B) {
+    check_attention(b, |q, k, v, d| b.attention(q, k, v, d).unwrap());
+}
+test_device!(attention, attention_forward);
+
+#[test]
+fn both_gpu_attention_kernels() {
+    let Some(g) = common::gpu() else { return };
+    for kernel in [GemmKernel::Tiled, GemmKernel::Blocked] {
+        check_attention(&g, |q, k, v, d| {
+            g.attention_with(kernel, q, k, v, d).unwrap()
+        });
+    }
+}
+
+/// Every shape in `ATTN_SHAPES` through `attention` against the naive reference and the CPU
+/// backend.
+fn check_attention<B: Backend>(
+    b: &B,
+    attention: impl Fn(&B::Storage, &B::Storage, &B::Storage, &AttentionDesc) -> B::Storage,
+) {
     for (s, &(bh, tokens, dim)) in ATTN_SHAPES.iter().enumerate() {
         let n = bh * tokens * dim;
         // Queries of spread 3 make the softmax peaked, so the running max moves between
@@ -239,8 +262,7 @@ fn attention_forward<B: Backend>(b: &B) {
         };
         let got = read(
             b,
-            &b.attention(&upload(b, &q), &upload(b, &k), &upload(b, &v), &d)
-                .unwrap(),
+            &attention(&upload(b, &q), &upload(b, &k), &upload(b, &v), &d),
         );
         // Outputs are convex combinations of v (|v| < 5): f32 dot products of up to 136
         // terms and exp leave ~1e-6 relative in the weights.
@@ -256,4 +278,3 @@ fn attention_forward<B: Backend>(b: &B) {
         assert_close(&format!("{what} vs cpu"), &got, &cout, 5e-5, 1e-4);
     }
 }
-test_device!(attention, attention_forward);

@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{GpuBackend, GpuStorage, WG, groups_1d};
+use super::{GemmKernel, GpuBackend, GpuStorage, WG, groups_1d};
 use crate::backend::{AttentionDesc, Backend, MatmulDesc, RopeDesc, Unary};
 use crate::error::{Result, invalid};
 
@@ -107,10 +107,24 @@ impl GpuBackend {
         Ok(out)
     }
 
-    /// Fused for D <= 128. Wider heads would overflow the kernel's 16 KiB of workgroup
-    /// memory, so they take the materialised path (scores through matmul and softmax).
     pub(crate) fn attention_gpu(
         &self,
+        q: &GpuStorage,
+        k: &GpuStorage,
+        v: &GpuStorage,
+        d: &AttentionDesc,
+    ) -> Result<GpuStorage> {
+        self.attention_with(self.gemm_kernel(), q, k, v, d)
+    }
+
+    /// `Backend::attention` with an explicit kernel: `Tiled` is the flash kernel (workgroup
+    /// memory), `Blocked` the barrier-free row kernel; the backend picks as for matmul. Both
+    /// are fused for D <= 128. Wider heads would overflow the flash kernel's 16 KiB of
+    /// workgroup memory (and the row kernel's private arrays), so they take the materialised
+    /// path (scores through matmul and softmax).
+    pub fn attention_with(
+        &self,
+        kernel: GemmKernel,
         q: &GpuStorage,
         k: &GpuStorage,
         v: &GpuStorage,
@@ -128,36 +142,35 @@ impl GpuBackend {
             return self.attention_materialised(q, k, v, d);
         }
         let br = if dim > 64 { 8 } else { 16 };
-        let bc = (2048 / dim.max(1)).min(32);
-        let groups = [t.div_ceil(br), d.bh, 1];
-        if groups.iter().any(|&g| g > 65535) {
-            return Err(invalid(
-                "attention",
-                format!(
-                    "{} heads x {t} tokens need more than 65535 workgroups on an axis",
-                    d.bh
-                ),
-            ));
-        }
-        let out = self.alloc(n, "attention");
         let params = AttnParams {
             bh: d.bh as u32,
             tokens: t as u32,
             dim: dim as u32,
             scale: d.scale,
             br: br as u32,
-            bc: bc as u32,
+            bc: (2048 / dim.max(1)).min(32) as u32,
             lanes: (256 / br) as u32,
             _pad: 0,
         };
+        let (entry, groups) = match kernel {
+            GemmKernel::Tiled => {
+                let groups = [t.div_ceil(br), d.bh, 1];
+                if groups.iter().any(|&g| g > 65535) {
+                    return Err(invalid(
+                        "attention",
+                        format!(
+                            "{} heads x {t} tokens need more than 65535 workgroups on an axis",
+                            d.bh
+                        ),
+                    ));
+                }
+                ("attention", groups.map(|g| g as u32))
+            }
+            GemmKernel::Blocked => ("attention_rows", groups_1d(d.bh * t, WG)),
+        };
+        let out = self.alloc(n, "attention");
         if n > 0 {
-            self.dispatch(
-                "attention",
-                "attention",
-                &params,
-                &[q, k, v, &out],
-                groups.map(|g| g as u32),
-            );
+            self.dispatch("attention", entry, &params, &[q, k, v, &out], groups);
         }
         Ok(out)
     }
