@@ -9,24 +9,38 @@ use std::sync::OnceLock;
 const LEMUR: &str = env!("CARGO_BIN_EXE_lemur");
 
 fn preset(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/presets").join(format!("{name}.json"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/presets")
+        .join(format!("{name}.json"))
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli").join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli")
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 fn lemur(args: &[&str]) -> Output {
-    Command::new(LEMUR).args(args).env("XDG_RUNTIME_DIR", std::env::temp_dir()).output().expect("run lemur")
+    Command::new(LEMUR)
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run lemur")
 }
 
 fn ok(args: &[&str]) -> String {
     let out = lemur(args);
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "lemur {args:?} failed:\n{stdout}\n{stderr}");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "lemur {args:?} failed:\n{stdout}\n{stderr}"
+    );
     format!("{stdout}{stderr}")
 }
 
@@ -34,7 +48,10 @@ fn ok(args: &[&str]) -> String {
 fn fails(args: &[&str]) -> String {
     let out = lemur(args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "lemur {args:?} should have failed:\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "lemur {args:?} should have failed:\n{stderr}"
+    );
     stderr
 }
 
@@ -47,14 +64,31 @@ fn dataset() -> PathBuf {
     static DATA: OnceLock<PathBuf> = OnceLock::new();
     DATA.get_or_init(|| {
         let dir = scratch("dataset").join("euler");
-        ok(&["generate", "euler", "--trajectories", "3", "--frames", "9", "--size", "16x16", "--seed", "1", "--out", s(&dir)]);
+        ok(&[
+            "generate",
+            "euler",
+            "--trajectories",
+            "3",
+            "--frames",
+            "9",
+            "--size",
+            "16x16",
+            "--seed",
+            "1",
+            "--out",
+            s(&dir),
+        ]);
         dir
     })
     .clone()
 }
 
 fn gpu_too() -> Vec<&'static str> {
-    if std::env::var("LEMUR_TEST_CPU_ONLY").is_ok_and(|v| v == "1") { vec!["cpu"] } else { vec!["cpu", "gpu"] }
+    if std::env::var("LEMUR_TEST_CPU_ONLY").is_ok_and(|v| v == "1") {
+        vec!["cpu"]
+    } else {
+        vec!["cpu", "gpu"]
+    }
 }
 
 /// `(step, loss)` of every line of a run's log.
@@ -72,16 +106,42 @@ fn log(run: &Path) -> Vec<(u64, f64)> {
 fn assert_falls(run: &Path) {
     let log = log(run);
     let (first, last) = (log.first().unwrap().1, log.last().unwrap().1);
-    assert!(last < 0.8 * first, "{}: loss did not fall: {log:?}", run.display());
+    assert!(
+        last < 0.8 * first,
+        "{}: loss did not fall: {log:?}",
+        run.display()
+    );
 }
 
-const AE_FAST: [&str; 10] = ["--steps", "40", "--batch", "4", "--lr", "3e-3", "--checkpoint-every", "20", "--log-every", "10"];
+const AE_FAST: [&str; 10] = [
+    "--steps",
+    "40",
+    "--batch",
+    "4",
+    "--lr",
+    "3e-3",
+    "--checkpoint-every",
+    "20",
+    "--log-every",
+    "10",
+];
 
 fn train_autoencoder(dir: &Path, backend: &str) -> PathBuf {
     let run = dir.join(format!("ae-{backend}"));
     let data = dataset();
     let config = preset("autoencoder-tiny");
-    let mut a: Vec<&str> = vec!["train", "autoencoder", "--data", s(&data), "--config", s(&config), "--out", s(&run), "--backend", backend];
+    let mut a: Vec<&str> = vec![
+        "train",
+        "autoencoder",
+        "--data",
+        s(&data),
+        "--config",
+        s(&config),
+        "--out",
+        s(&run),
+        "--backend",
+        backend,
+    ];
     a.extend(AE_FAST);
     ok(&a);
     run
@@ -93,29 +153,72 @@ fn autoencoder_trains_and_encodes_on_each_backend() {
     for backend in gpu_too() {
         let run = train_autoencoder(&dir, backend);
         assert_falls(&run);
-        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("checkpoint.json")).unwrap()).unwrap();
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("checkpoint.json")).unwrap()).unwrap();
         assert_eq!(meta["step"], 40);
         assert_eq!(meta["dir"], "step-00000040");
         assert!(meta["val_loss"].as_f64().is_some());
         assert!(meta["git_revision"].as_str().is_some_and(|r| !r.is_empty()));
         assert_eq!(meta["data"]["channels"].as_array().unwrap().len(), 5);
-        for f in ["model.safetensors", "optimizer.safetensors", "checkpoint.json"] {
+        for f in [
+            "model.safetensors",
+            "optimizer.safetensors",
+            "checkpoint.json",
+        ] {
             assert!(run.join("step-00000040").join(f).is_file());
         }
-        assert!(run.join("step-00000020").is_dir(), "the previous checkpoint is kept");
+        assert!(
+            run.join("step-00000020").is_dir(),
+            "the previous checkpoint is kept"
+        );
 
         let latents = dir.join(format!("latents-{backend}"));
-        ok(&["encode", "--autoencoder", s(&run), "--data", s(&dataset()), "--out", s(&latents), "--augment", "2", "--backend", backend]);
-        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(latents.join("latents.json")).unwrap()).unwrap();
+        ok(&[
+            "encode",
+            "--autoencoder",
+            s(&run),
+            "--data",
+            s(&dataset()),
+            "--out",
+            s(&latents),
+            "--augment",
+            "2",
+            "--backend",
+            backend,
+        ]);
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(latents.join("latents.json")).unwrap()).unwrap();
         assert_eq!(manifest["latent_shape"], serde_json::json!([4, 8, 8]));
         // 1 training trajectory (80/10/10 of 3) with 2 augmented copies; 1 each for valid, test.
-        assert_eq!(manifest["splits"]["train"]["trajectories"].as_array().unwrap().len(), 3);
-        assert_eq!(manifest["splits"]["valid"]["trajectories"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            manifest["splits"]["train"]["trajectories"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(
+            manifest["splits"]["valid"]["trajectories"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(manifest["autoencoder"]["step"], 40);
         for split in ["train", "valid", "test"] {
             assert!(latents.join(format!("{split}.safetensors")).is_file());
         }
-        let again = fails(&["encode", "--autoencoder", s(&run), "--data", s(&dataset()), "--out", s(&latents), "--backend", backend]);
+        let again = fails(&[
+            "encode",
+            "--autoencoder",
+            s(&run),
+            "--data",
+            s(&dataset()),
+            "--out",
+            s(&latents),
+            "--backend",
+            backend,
+        ]);
         assert!(again.contains("already exists"), "{again}");
     }
 }
@@ -125,8 +228,36 @@ fn autoencoder_resume_is_bit_identical() {
     let dir = scratch("resume");
     let (data, config) = (dataset(), preset("autoencoder-tiny"));
     let (a, b) = (dir.join("a"), dir.join("b"));
-    let common = ["--steps", "24", "--batch", "3", "--accum", "2", "--lr", "3e-3", "--dropout", "0.1", "--seed", "7", "--checkpoint-every", "5", "--backend", "cpu"];
-    let mut first: Vec<&str> = vec!["train", "autoencoder", "--data", s(&data), "--config", s(&config), "--out", s(&a), "--stop-after", "13"];
+    let common = [
+        "--steps",
+        "24",
+        "--batch",
+        "3",
+        "--accum",
+        "2",
+        "--lr",
+        "3e-3",
+        "--dropout",
+        "0.1",
+        "--seed",
+        "7",
+        "--checkpoint-every",
+        "5",
+        "--backend",
+        "cpu",
+    ];
+    let mut first: Vec<&str> = vec![
+        "train",
+        "autoencoder",
+        "--data",
+        s(&data),
+        "--config",
+        s(&config),
+        "--out",
+        s(&a),
+        "--stop-after",
+        "13",
+    ];
     first.extend(common);
     ok(&first);
     assert!(a.join("step-00000013").is_dir());
@@ -137,15 +268,39 @@ fn autoencoder_resume_is_bit_identical() {
     let mut log = std::fs::read_to_string(a.join("log.jsonl")).unwrap();
     log.push_str("{\"step\":14,\"loss\":1.0,\"val_loss\":null,\"lr\":0.001,\"samples_per_s\":1.0,\"elapsed_s\":1.0}\n{\"step\":15,\"lo");
     std::fs::write(a.join("log.jsonl"), log).unwrap();
-    ok(&["train", "autoencoder", "--resume", s(&a), "--config", s(&config), "--backend", "cpu"]);
+    ok(&[
+        "train",
+        "autoencoder",
+        "--resume",
+        s(&a),
+        "--config",
+        s(&config),
+        "--backend",
+        "cpu",
+    ]);
     assert!(!a.join(".step-00000015.tmp-1").exists());
 
-    let mut whole: Vec<&str> = vec!["train", "autoencoder", "--data", s(&data), "--config", s(&config), "--out", s(&b)];
+    let mut whole: Vec<&str> = vec![
+        "train",
+        "autoencoder",
+        "--data",
+        s(&data),
+        "--config",
+        s(&config),
+        "--out",
+        s(&b),
+    ];
     whole.extend(common);
     ok(&whole);
     for f in ["model.safetensors", "optimizer.safetensors"] {
-        let (x, y) = (std::fs::read(a.join("step-00000024").join(f)).unwrap(), std::fs::read(b.join("step-00000024").join(f)).unwrap());
-        assert!(x == y, "{f} differs between the resumed and the uninterrupted run");
+        let (x, y) = (
+            std::fs::read(a.join("step-00000024").join(f)).unwrap(),
+            std::fs::read(b.join("step-00000024").join(f)).unwrap(),
+        );
+        assert!(
+            x == y,
+            "{f} differs between the resumed and the uninterrupted run"
+        );
     }
     let steps: Vec<u64> = self::log(&a).iter().map(|l| l.0).collect();
     assert_eq!(steps, [5, 10, 13, 15, 20, 24]);
@@ -156,41 +311,175 @@ fn bad_inputs_are_clear_errors() {
     let dir = scratch("bad");
     let (data, tiny) = (dataset(), preset("autoencoder-tiny"));
     let run = dir.join("run");
-    ok(&["train", "autoencoder", "--data", s(&data), "--config", s(&tiny), "--out", s(&run), "--steps", "2", "--batch", "2", "--backend", "cpu"]);
+    ok(&[
+        "train",
+        "autoencoder",
+        "--data",
+        s(&data),
+        "--config",
+        s(&tiny),
+        "--out",
+        s(&run),
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--backend",
+        "cpu",
+    ]);
 
     // Resuming with another model configuration.
-    let e = fails(&["train", "autoencoder", "--resume", s(&run), "--config", s(&preset("autoencoder-small")), "--steps", "4", "--backend", "cpu"]);
-    assert!(e.contains("checkpoint does not match") && e.contains("hid_channels"), "{e}");
+    let e = fails(&[
+        "train",
+        "autoencoder",
+        "--resume",
+        s(&run),
+        "--config",
+        s(&preset("autoencoder-small")),
+        "--steps",
+        "4",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        e.contains("checkpoint does not match") && e.contains("hid_channels"),
+        "{e}"
+    );
     // Resuming with other optimisation settings.
-    let e = fails(&["train", "autoencoder", "--resume", s(&run), "--steps", "4", "--lr", "1", "--backend", "cpu"]);
-    assert!(e.contains("cannot resume with different settings") && e.contains("--lr"), "{e}");
+    let e = fails(&[
+        "train",
+        "autoencoder",
+        "--resume",
+        s(&run),
+        "--steps",
+        "4",
+        "--lr",
+        "1",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        e.contains("cannot resume with different settings") && e.contains("--lr"),
+        "{e}"
+    );
     // A new run into an existing one.
-    let e = fails(&["train", "autoencoder", "--data", s(&data), "--config", s(&tiny), "--out", s(&run), "--backend", "cpu"]);
+    let e = fails(&[
+        "train",
+        "autoencoder",
+        "--data",
+        s(&data),
+        "--config",
+        s(&tiny),
+        "--out",
+        s(&run),
+        "--backend",
+        "cpu",
+    ]);
     assert!(e.contains("already holds a run"), "{e}");
 
     // A configuration whose channel count does not fit the data (5 Euler channels).
-    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&tiny).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&tiny).unwrap()).unwrap();
     cfg["pix_channels"] = 3.into();
     let three = dir.join("three.json");
     std::fs::write(&three, cfg.to_string()).unwrap();
-    let e = fails(&["train", "autoencoder", "--data", s(&data), "--config", s(&three), "--out", s(&dir.join("r3")), "--backend", "cpu"]);
-    assert!(e.contains("does not fit the model") && e.contains("5 channels") && e.contains("pix_channels is 3"), "{e}");
+    let e = fails(&[
+        "train",
+        "autoencoder",
+        "--data",
+        s(&data),
+        "--config",
+        s(&three),
+        "--out",
+        s(&dir.join("r3")),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        e.contains("does not fit the model")
+            && e.contains("5 channels")
+            && e.contains("pix_channels is 3"),
+        "{e}"
+    );
 
     // A NaN/inf loss: an absurd learning rate blows the weights up after the first update.
     let nan = dir.join("nan");
     let e = fails(&[
-        "train", "autoencoder", "--data", s(&data), "--config", s(&tiny), "--out", s(&nan), "--steps", "5", "--batch", "2", "--lr", "1e38", "--clip", "0",
-        "--checkpoint-every", "1", "--backend", "cpu",
+        "train",
+        "autoencoder",
+        "--data",
+        s(&data),
+        "--config",
+        s(&tiny),
+        "--out",
+        s(&nan),
+        "--steps",
+        "5",
+        "--batch",
+        "2",
+        "--lr",
+        "1e38",
+        "--clip",
+        "0",
+        "--checkpoint-every",
+        "1",
+        "--backend",
+        "cpu",
     ]);
-    assert!(e.contains("non-finite loss") && e.contains("at step 2") && e.contains("step-00000001"), "{e}");
+    assert!(
+        e.contains("non-finite loss") && e.contains("at step 2") && e.contains("step-00000001"),
+        "{e}"
+    );
 
     // Missing files and directories.
-    let e = fails(&["train", "autoencoder", "--data", s(&dir.join("nowhere")), "--config", s(&tiny), "--out", s(&dir.join("r4")), "--backend", "cpu"]);
+    let e = fails(&[
+        "train",
+        "autoencoder",
+        "--data",
+        s(&dir.join("nowhere")),
+        "--config",
+        s(&tiny),
+        "--out",
+        s(&dir.join("r4")),
+        "--backend",
+        "cpu",
+    ]);
     assert!(e.contains("nowhere") && e.contains("does not exist"), "{e}");
-    let e = fails(&["train", "autoencoder", "--data", s(&data), "--config", s(&dir.join("none.json")), "--out", s(&dir.join("r5")), "--backend", "cpu"]);
-    assert!(e.contains("none.json") && e.contains("does not exist"), "{e}");
-    let e = fails(&["train", "autoencoder", "--resume", s(&dir.join("r6")), "--backend", "cpu"]);
+    let e = fails(&[
+        "train",
+        "autoencoder",
+        "--data",
+        s(&data),
+        "--config",
+        s(&dir.join("none.json")),
+        "--out",
+        s(&dir.join("r5")),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        e.contains("none.json") && e.contains("does not exist"),
+        "{e}"
+    );
+    let e = fails(&[
+        "train",
+        "autoencoder",
+        "--resume",
+        s(&dir.join("r6")),
+        "--backend",
+        "cpu",
+    ]);
     assert!(e.contains("r6") && e.contains("does not exist"), "{e}");
-    let e = fails(&["encode", "--autoencoder", s(&dir.join("r7")), "--data", s(&data), "--out", s(&dir.join("l7")), "--backend", "cpu"]);
+    let e = fails(&[
+        "encode",
+        "--autoencoder",
+        s(&dir.join("r7")),
+        "--data",
+        s(&data),
+        "--out",
+        s(&dir.join("l7")),
+        "--backend",
+        "cpu",
+    ]);
     assert!(e.contains("r7") && e.contains("does not exist"), "{e}");
 }
