@@ -18,6 +18,23 @@ pub enum TrainCommand {
         #[command(flatten)]
         common: TrainArgs,
     },
+    /// Training throughput (samples/s of one optimizer step) of the small presets and the
+    /// issue's fixed configurations, on each backend.
+    Bench(BenchArgs),
+}
+
+/// Arguments of `lemur train bench`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// Backends to measure: cpu, gpu or both.
+    #[arg(long, default_value = "both")]
+    pub backend: String,
+    /// Minimum measuring time per figure, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub min_ms: u64,
+    /// Only the configurations whose name contains this.
+    #[arg(long)]
+    pub only: Option<String>,
 }
 
 /// Options shared by every model. Unset options take the defaults of a new run, or the
@@ -140,6 +157,72 @@ pub fn run(command: TrainCommand) -> Result<()> {
                 &common,
                 &lemur_train::autoencoder::train(&args)?,
             );
+        }
+        TrainCommand::Bench(args) => bench(&args)?,
+    }
+    Ok(())
+}
+
+fn bench_on<B: lemur_tensor::Backend>(backend: &B, args: &BenchArgs) -> Result<()> {
+    use lemur_train::bench;
+    let min = std::time::Duration::from_millis(args.min_ms);
+    let small = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/assets/presets/autoencoder-small.json"
+    ))?;
+    let small = lemur_models_config(&small)?;
+    let configs = [
+        ("autoencoder-small 64x64 batch 16", small, None),
+        (
+            "autoencoder-fixed 64x64 batch 16",
+            bench::fixed_autoencoder(),
+            Some((8.4, 26.0)),
+        ),
+    ];
+    for (name, cfg, reference) in configs {
+        if args
+            .only
+            .as_ref()
+            .is_some_and(|o| !name.contains(o.as_str()))
+        {
+            continue;
+        }
+        let mut line = bench::autoencoder(backend, name, &cfg, 16, [64, 64], min)?;
+        line.reference = reference;
+        let vs = |v: f64, r: Option<f64>| {
+            r.map_or(String::new(), |r| {
+                format!(" (PyTorch {r}, ratio {:.2})", v / r)
+            })
+        };
+        println!(
+            "{:<36} {:>10} params  train {:>7.2} samples/s{}  encode+decode {:>7.2} frames/s{}  [{}]",
+            line.name,
+            line.params,
+            line.train_per_s,
+            vs(line.train_per_s, reference.map(|r| r.0)),
+            line.infer_per_s,
+            vs(line.infer_per_s, reference.map(|r| r.1)),
+            line.backend
+        );
+    }
+    Ok(())
+}
+
+fn lemur_models_config(text: &str) -> Result<lemur_train::bench::AutoencoderConfig> {
+    Ok(lemur_train::bench::AutoencoderConfig::from_json(text)?)
+}
+
+fn bench(args: &BenchArgs) -> Result<()> {
+    let backends: &[&str] = match args.backend.as_str() {
+        "both" => &["cpu", "gpu"],
+        "cpu" => &["cpu"],
+        "gpu" => &["gpu"],
+        other => anyhow::bail!("--backend {other}: use cpu, gpu or both"),
+    };
+    for &b in backends {
+        match lemur_tensor::AnyBackend::open_blocking(b.parse()?)? {
+            lemur_tensor::AnyBackend::Cpu(c) => bench_on(&c, args)?,
+            lemur_tensor::AnyBackend::Gpu(g) => bench_on(&g, args)?,
         }
     }
     Ok(())

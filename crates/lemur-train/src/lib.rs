@@ -11,6 +11,7 @@
 
 pub mod autoencoder;
 pub mod batch;
+pub mod bench;
 mod error;
 pub mod latents;
 pub mod options;

@@ -1,0 +1,96 @@
+//! Training throughput: samples per second of one optimizer step (forward, backward, AdamW)
+//! and of inference, on random data, for the `small` presets and the issue's fixed
+//! configurations.
+
+use std::time::{Duration, Instant};
+
+pub use lemur_models::dcae::DcaeConfig as AutoencoderConfig;
+use lemur_models::dcae::DcaeConfig;
+use lemur_models::dcae::{Dcae, Loss, TrainCtx};
+use lemur_models::nn::Builder;
+use lemur_tensor::{AdamW, AdamWConfig, Backend, ParamStore, Tensor, no_grad};
+
+use crate::error::Result;
+
+/// One measured configuration.
+#[derive(Clone, Debug)]
+pub struct BenchLine {
+    pub name: String,
+    pub backend: String,
+    pub params: usize,
+    pub batch: usize,
+    /// Samples per second of one optimizer step.
+    pub train_per_s: f64,
+    /// Samples (frames) per second of inference (autoencoder: encode + decode).
+    pub infer_per_s: f64,
+    /// The reference's figures (PyTorch, 2 CPU threads) where the issue gives them.
+    pub reference: Option<(f64, f64)>,
+}
+
+/// Runs `f` at least once and until `min` has elapsed, after one warm-up call; seconds per call.
+fn time<B: Backend>(backend: &B, min: Duration, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    pollster::block_on(backend.sync())?;
+    let start = Instant::now();
+    let mut n = 0u32;
+    while n == 0 || start.elapsed() < min {
+        f()?;
+        pollster::block_on(backend.sync())?;
+        n += 1;
+    }
+    Ok(start.elapsed().as_secs_f64() / f64::from(n))
+}
+
+/// The issue's fixed autoencoder: 64x64x5 fields, hid_channels [32, 64, 128, 256, 256],
+/// 2 blocks each, 4 latent channels, batch 16 (PyTorch: 8.4 samples/s per training step, 26
+/// frames/s encode + decode).
+pub fn fixed_autoencoder() -> DcaeConfig {
+    DcaeConfig::from_json(
+        r#"{"pix_channels": 5, "lat_channels": 4, "hid_channels": [32, 64, 128, 256, 256], "hid_blocks": [2, 2, 2, 2, 2]}"#,
+    )
+    .expect("a valid configuration")
+}
+
+/// Throughput of the DCAE `cfg` on `batch` random `hw` fields.
+pub fn autoencoder<B: Backend>(
+    backend: &B,
+    name: &str,
+    cfg: &DcaeConfig,
+    batch: usize,
+    hw: [usize; 2],
+    min: Duration,
+) -> Result<BenchLine> {
+    let mut params = ParamStore::new();
+    let model = Dcae::new(cfg, &mut Builder::new(backend, &mut params, 0))?;
+    let mut optimizer = AdamW::new(AdamWConfig::default());
+    let x = Tensor::randn(backend, &[batch, cfg.pix_channels, hw[0], hw[1]], 1, 0)?;
+    let mut pass = 0u64;
+    let train = time(backend, min, || {
+        pass += 1;
+        model
+            .loss(
+                &x,
+                Loss::Vrmse,
+                Some(&TrainCtx {
+                    seed: 0,
+                    step: pass,
+                }),
+            )?
+            .backward()?;
+        optimizer.step(&params)?;
+        Ok(())
+    })?;
+    let infer = time(backend, min, || {
+        no_grad(|| model.forward(&x))?;
+        Ok(())
+    })?;
+    Ok(BenchLine {
+        name: name.into(),
+        backend: backend.name(),
+        params: model.param_count(),
+        batch,
+        train_per_s: batch as f64 / train,
+        infer_per_s: batch as f64 / infer,
+        reference: None,
+    })
+}
