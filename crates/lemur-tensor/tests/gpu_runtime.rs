@@ -67,3 +67,12 @@ fn adapter_choice_names_what_exists_when_nothing_matches() {
     let err = pollster::block_on(lemur_tensor::GpuBackend::with_choice(&choice)).unwrap_err().to_string();
     assert!(err.contains("no-such-adapter-xyz") && err.contains("mesa-vulkan-drivers"), "{err}");
 }
+
+#[test]
+fn dropping_a_backend_with_unsubmitted_work_is_clean() {
+    let Some(g) = common::gpu() else { return };
+    let x = g.fill(10, 1.0).unwrap();
+    let _y = g.unary(lemur_tensor::backend::Unary::Exp, &x).unwrap();
+    // Recorded, never read: the open error scopes are popped in order on drop.
+    drop(g);
+}

@@ -68,6 +68,17 @@ struct Recorder {
     pending: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>>>>>,
 }
 
+impl Drop for Recorder {
+    /// Work recorded but never submitted is discarded; its error scopes must still be popped
+    /// innermost first (wgpu panics otherwise), which a plain field drop would not do.
+    fn drop(&mut self) {
+        self.pass = None;
+        while let Some((_, scope)) = self.scopes.pop() {
+            drop(scope.pop());
+        }
+    }
+}
+
 impl fmt::Debug for GpuBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "GpuBackend({})", self.inner.info)
