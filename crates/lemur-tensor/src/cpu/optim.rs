@@ -22,12 +22,26 @@ pub(crate) fn adamw(
     let scale = clip_factor(d.max_norm, gnorm_sq);
     let bc1 = 1.0 - d.beta1.powi(d.step as i32);
     let bc2 = 1.0 - d.beta2.powi(d.step as i32);
-    for i in 0..p.len() {
-        let gi = g[i] * scale;
-        m[i] = d.beta1 * m[i] + (1.0 - d.beta1) * gi;
-        v[i] = d.beta2 * v[i] + (1.0 - d.beta2) * gi * gi;
-        let mhat = m[i] / bc1;
-        let vhat = v[i] / bc2;
-        p[i] -= d.lr * (mhat / (vhat.sqrt() + d.eps) + d.weight_decay * p[i]);
+    let update = |(((p, m), v), g): (((&mut [f32], &mut [f32]), &mut [f32]), &[f32])| {
+        for i in 0..p.len() {
+            let gi = g[i] * scale;
+            m[i] = d.beta1 * m[i] + (1.0 - d.beta1) * gi;
+            v[i] = d.beta2 * v[i] + (1.0 - d.beta2) * gi * gi;
+            let mhat = m[i] / bc1;
+            let vhat = v[i] / bc2;
+            p[i] -= d.lr * (mhat / (vhat.sqrt() + d.eps) + d.weight_decay * p[i]);
+        }
+    };
+    const CHUNK: usize = 1 << 14;
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        p.par_chunks_mut(CHUNK)
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(update);
     }
+    #[cfg(target_arch = "wasm32")]
+    p.chunks_mut(CHUNK).zip(m.chunks_mut(CHUNK)).zip(v.chunks_mut(CHUNK)).zip(g.chunks(CHUNK)).for_each(update);
 }
