@@ -5,7 +5,11 @@ mod cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "lemur", version, about = "Latent EMUlatoR: fluid-dynamics emulation with latent diffusion on WebGPU")]
+#[command(
+    name = "lemur",
+    version,
+    about = "Latent EMUlatoR: fluid-dynamics emulation with latent diffusion on WebGPU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -19,8 +19,16 @@ fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usi
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -35,7 +43,15 @@ fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usi
 fn bstrides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     let pad = out.len() - shape.len();
     let c = contiguous_strides(shape);
-    (0..out.len()).map(|d| if d < pad || shape[d - pad] == 1 { 0 } else { c[d - pad] }).collect()
+    (0..out.len())
+        .map(|d| {
+            if d < pad || shape[d - pad] == 1 {
+                0
+            } else {
+                c[d - pad]
+            }
+        })
+        .collect()
 }
 
 /// Merges adjacent axes that are contiguous in every operand, so that any broadcast of
@@ -48,7 +64,10 @@ fn compact(shape: &[usize], strides: &[Vec<usize>]) -> Broadcast {
             continue;
         }
         let mergeable = !out_shape.is_empty()
-            && strides.iter().zip(&out_strides).all(|(s, os)| *os.last().unwrap() == s[d] * shape[d]);
+            && strides
+                .iter()
+                .zip(&out_strides)
+                .all(|(s, os)| *os.last().unwrap() == s[d] * shape[d]);
         if mergeable {
             *out_shape.last_mut().unwrap() *= shape[d];
             for (s, os) in strides.iter().zip(out_strides.iter_mut()) {
@@ -67,12 +86,21 @@ fn compact(shape: &[usize], strides: &[Vec<usize>]) -> Broadcast {
             os.push(0);
         }
     }
-    Broadcast { shape: out_shape, strides: out_strides }
+    Broadcast {
+        shape: out_shape,
+        strides: out_strides,
+    }
 }
 
 fn check_dims(op: &'static str, layout: &Broadcast) -> Result<()> {
     if layout.shape.len() > MAX_DIMS {
-        return Err(invalid(op, format!("broadcast over {} non-mergeable axes (max {MAX_DIMS})", layout.shape.len())));
+        return Err(invalid(
+            op,
+            format!(
+                "broadcast over {} non-mergeable axes (max {MAX_DIMS})",
+                layout.shape.len()
+            ),
+        ));
     }
     Ok(())
 }
@@ -83,12 +111,20 @@ impl<B: Backend> Tensor<B> {
     /// Same data, new shape (free: no copy).
     pub fn reshape(&self, shape: &[usize]) -> Result<Self> {
         if numel(shape) != self.numel() {
-            return Err(shape_err("reshape", format!("{:?} -> {shape:?}", self.shape())));
+            return Err(shape_err(
+                "reshape",
+                format!("{:?} -> {shape:?}", self.shape()),
+            ));
         }
         let from = self.shape().to_vec();
-        Ok(Tensor::from_op(self.backend(), self.storage(), shape.to_vec(), "reshape", &[self], move |dy| {
-            Ok(vec![Some(dy.reshape(&from)?)])
-        }))
+        Ok(Tensor::from_op(
+            self.backend(),
+            self.storage(),
+            shape.to_vec(),
+            "reshape",
+            &[self],
+            move |dy| Ok(vec![Some(dy.reshape(&from)?)]),
+        ))
     }
 
     // ---- elementwise ---------------------------------------------------------------------
@@ -97,10 +133,23 @@ impl<B: Backend> Tensor<B> {
         let b = self.backend();
         let out = b.unary(op, &self.storage())?;
         let x = self.detach();
-        Ok(Tensor::from_op(b, out, self.shape().to_vec(), "unary", &[self], move |dy| {
-            let dx = x.backend().unary_backward(op, &x.storage(), &dy.storage())?;
-            Ok(vec![Some(Tensor::from_storage(x.backend(), dx, x.shape())?)])
-        }))
+        Ok(Tensor::from_op(
+            b,
+            out,
+            self.shape().to_vec(),
+            "unary",
+            &[self],
+            move |dy| {
+                let dx = x
+                    .backend()
+                    .unary_backward(op, &x.storage(), &dy.storage())?;
+                Ok(vec![Some(Tensor::from_storage(
+                    x.backend(),
+                    dx,
+                    x.shape(),
+                )?)])
+            },
+        ))
     }
 
     pub fn neg(&self) -> Result<Self> {
@@ -161,26 +210,46 @@ impl<B: Backend> Tensor<B> {
             Binary::Min => "minimum",
         };
         let shape = broadcast_shape(name, self.shape(), other.shape())?;
-        let layout = compact(&shape, &[bstrides(self.shape(), &shape), bstrides(other.shape(), &shape)]);
+        let layout = compact(
+            &shape,
+            &[
+                bstrides(self.shape(), &shape),
+                bstrides(other.shape(), &shape),
+            ],
+        );
         check_dims(name, &layout)?;
         let b = self.backend();
         let out = b.binary(op, &self.storage(), &other.storage(), &layout)?;
         let (x, y) = (self.detach(), other.detach());
-        Ok(Tensor::from_op(b, out, shape, name, &[self, other], move |dy| {
-            let (dx, dyy) = match op {
-                Binary::Add => (dy.clone(), dy.clone()),
-                Binary::Sub => (dy.clone(), dy.neg()?),
-                Binary::Mul => (dy.mul(&y)?, dy.mul(&x)?),
-                Binary::Div => (dy.div(&y)?, dy.mul(&x)?.div(&y.square()?)?.neg()?),
-                Binary::Max | Binary::Min => {
-                    let diff = if op == Binary::Max { x.sub(&y)? } else { y.sub(&x)? };
-                    let take_x = diff.gt(0.0)?;
-                    let dx = dy.mul(&take_x)?;
-                    (dx.clone(), dy.sub(&dx)?)
-                }
-            };
-            Ok(vec![Some(dx.sum_to(x.shape())?), Some(dyy.sum_to(y.shape())?)])
-        }))
+        Ok(Tensor::from_op(
+            b,
+            out,
+            shape,
+            name,
+            &[self, other],
+            move |dy| {
+                let (dx, dyy) = match op {
+                    Binary::Add => (dy.clone(), dy.clone()),
+                    Binary::Sub => (dy.clone(), dy.neg()?),
+                    Binary::Mul => (dy.mul(&y)?, dy.mul(&x)?),
+                    Binary::Div => (dy.div(&y)?, dy.mul(&x)?.div(&y.square()?)?.neg()?),
+                    Binary::Max | Binary::Min => {
+                        let diff = if op == Binary::Max {
+                            x.sub(&y)?
+                        } else {
+                            y.sub(&x)?
+                        };
+                        let take_x = diff.gt(0.0)?;
+                        let dx = dy.mul(&take_x)?;
+                        (dx.clone(), dy.sub(&dx)?)
+                    }
+                };
+                Ok(vec![
+                    Some(dx.sum_to(x.shape())?),
+                    Some(dyy.sum_to(y.shape())?),
+                ])
+            },
+        ))
     }
 
     pub fn add(&self, other: &Self) -> Result<Self> {
@@ -204,37 +273,77 @@ impl<B: Backend> Tensor<B> {
 
     /// `mask != 0 ? a : b`, all three broadcast together; no gradient flows to the mask.
     pub fn select(mask: &Self, a: &Self, b: &Self) -> Result<Self> {
-        let shape = broadcast_shape("select", &broadcast_shape("select", mask.shape(), a.shape())?, b.shape())?;
-        let layout = compact(&shape, &[bstrides(mask.shape(), &shape), bstrides(a.shape(), &shape), bstrides(b.shape(), &shape)]);
+        let shape = broadcast_shape(
+            "select",
+            &broadcast_shape("select", mask.shape(), a.shape())?,
+            b.shape(),
+        )?;
+        let layout = compact(
+            &shape,
+            &[
+                bstrides(mask.shape(), &shape),
+                bstrides(a.shape(), &shape),
+                bstrides(b.shape(), &shape),
+            ],
+        );
         check_dims("select", &layout)?;
         let be = a.backend();
         let out = be.select(&mask.storage(), &a.storage(), &b.storage(), &layout)?;
         let (m, ash, bsh) = (mask.detach(), a.shape().to_vec(), b.shape().to_vec());
-        Ok(Tensor::from_op(be, out, shape, "select", &[a, b], move |dy| {
-            let zero = Tensor::zeros(dy.backend(), &[1])?;
-            let da = Tensor::select(&m, dy, &zero)?.sum_to(&ash)?;
-            let db = Tensor::select(&m, &zero, dy)?.sum_to(&bsh)?;
-            Ok(vec![Some(da), Some(db)])
-        }))
+        Ok(Tensor::from_op(
+            be,
+            out,
+            shape,
+            "select",
+            &[a, b],
+            move |dy| {
+                let zero = Tensor::zeros(dy.backend(), &[1])?;
+                let da = Tensor::select(&m, dy, &zero)?.sum_to(&ash)?;
+                let db = Tensor::select(&m, &zero, dy)?.sum_to(&bsh)?;
+                Ok(vec![Some(da), Some(db)])
+            },
+        ))
     }
 
     // ---- data movement ---------------------------------------------------------------------
 
-    fn gather(&self, desc: Strided, op: &'static str, backward: impl Fn(&Tensor<B>) -> Result<Tensor<B>> + 'static) -> Result<Self> {
+    fn gather(
+        &self,
+        desc: Strided,
+        op: &'static str,
+        backward: impl Fn(&Tensor<B>) -> Result<Tensor<B>> + 'static,
+    ) -> Result<Self> {
         if desc.shape.len() > MAX_DIMS {
-            return Err(invalid(op, format!("{} axes (max {MAX_DIMS})", desc.shape.len())));
+            return Err(invalid(
+                op,
+                format!("{} axes (max {MAX_DIMS})", desc.shape.len()),
+            ));
         }
         let b = self.backend();
         let out = b.copy_strided(&self.storage(), &desc)?;
-        Ok(Tensor::from_op(b, out, desc.shape.clone(), op, &[self], move |dy| Ok(vec![Some(backward(dy)?)])))
+        Ok(Tensor::from_op(
+            b,
+            out,
+            desc.shape.clone(),
+            op,
+            &[self],
+            move |dy| Ok(vec![Some(backward(dy)?)]),
+        ))
     }
 
     /// Reorders axes: output axis i is input axis `axes[i]`.
     pub fn permute(&self, axes: &[usize]) -> Result<Self> {
         let r = self.rank();
         let mut seen = vec![false; r];
-        if axes.len() != r || axes.iter().any(|&a| a >= r || std::mem::replace(&mut seen[a], true)) {
-            return Err(shape_err("permute", format!("axes {axes:?} for shape {:?}", self.shape())));
+        if axes.len() != r
+            || axes
+                .iter()
+                .any(|&a| a >= r || std::mem::replace(&mut seen[a], true))
+        {
+            return Err(shape_err(
+                "permute",
+                format!("axes {axes:?} for shape {:?}", self.shape()),
+            ));
         }
         let c = contiguous_strides(self.shape());
         let desc = Strided {
@@ -252,7 +361,10 @@ impl<B: Backend> Tensor<B> {
     pub fn transpose(&self, a: usize, b: usize) -> Result<Self> {
         let mut axes: Vec<usize> = (0..self.rank()).collect();
         if a >= axes.len() || b >= axes.len() {
-            return Err(shape_err("transpose", format!("axes ({a}, {b}) for shape {:?}", self.shape())));
+            return Err(shape_err(
+                "transpose",
+                format!("axes ({a}, {b}) for shape {:?}", self.shape()),
+            ));
         }
         axes.swap(a, b);
         self.permute(&axes)
@@ -261,10 +373,17 @@ impl<B: Backend> Tensor<B> {
     /// Reverses the given axes.
     pub fn flip(&self, axes: &[usize]) -> Result<Self> {
         let c = contiguous_strides(self.shape());
-        let mut desc = Strided { shape: self.shape().to_vec(), strides: c.iter().map(|&s| s as isize).collect(), offset: 0 };
+        let mut desc = Strided {
+            shape: self.shape().to_vec(),
+            strides: c.iter().map(|&s| s as isize).collect(),
+            offset: 0,
+        };
         for &a in axes {
             if a >= self.rank() {
-                return Err(shape_err("flip", format!("axis {a} for shape {:?}", self.shape())));
+                return Err(shape_err(
+                    "flip",
+                    format!("axis {a} for shape {:?}", self.shape()),
+                ));
             }
             desc.offset += (self.shape()[a].max(1) - 1) * c[a];
             desc.strides[a] = -desc.strides[a];
@@ -276,28 +395,48 @@ impl<B: Backend> Tensor<B> {
     pub fn broadcast_to(&self, shape: &[usize]) -> Result<Self> {
         let out = broadcast_shape("broadcast_to", self.shape(), shape)?;
         if out != shape {
-            return Err(shape_err("broadcast_to", format!("{:?} -> {shape:?}", self.shape())));
+            return Err(shape_err(
+                "broadcast_to",
+                format!("{:?} -> {shape:?}", self.shape()),
+            ));
         }
         if self.shape() == shape {
             return Ok(self.clone());
         }
         let layout = compact(shape, &[bstrides(self.shape(), shape)]);
-        let desc = Strided { shape: layout.shape, strides: layout.strides[0].iter().map(|&s| s as isize).collect(), offset: 0 };
+        let desc = Strided {
+            shape: layout.shape,
+            strides: layout.strides[0].iter().map(|&s| s as isize).collect(),
+            offset: 0,
+        };
         let from = self.shape().to_vec();
         let to = shape.to_vec();
-        let flat = self.gather(desc, "broadcast_to", move |dy| dy.reshape(&[numel(&to)])?.reshape(&to)?.sum_to(&from))?;
+        let flat = self.gather(desc, "broadcast_to", move |dy| {
+            dy.reshape(&[numel(&to)])?.reshape(&to)?.sum_to(&from)
+        })?;
         flat.reshape(shape)
     }
 
     /// `len` entries of `axis` starting at `start`.
     pub fn slice(&self, axis: usize, start: usize, len: usize) -> Result<Self> {
         if axis >= self.rank() || start + len > self.shape()[axis] {
-            return Err(shape_err("slice", format!("axis {axis} range {start}..{} of shape {:?}", start + len, self.shape())));
+            return Err(shape_err(
+                "slice",
+                format!(
+                    "axis {axis} range {start}..{} of shape {:?}",
+                    start + len,
+                    self.shape()
+                ),
+            ));
         }
         let c = contiguous_strides(self.shape());
         let mut shape = self.shape().to_vec();
         shape[axis] = len;
-        let desc = Strided { shape, strides: c.iter().map(|&s| s as isize).collect(), offset: start * c[axis] };
+        let desc = Strided {
+            shape,
+            strides: c.iter().map(|&s| s as isize).collect(),
+            offset: start * c[axis],
+        };
         let full = self.shape()[axis];
         self.gather(desc, "slice", move |dy| {
             let mut parts = Vec::new();
@@ -317,13 +456,20 @@ impl<B: Backend> Tensor<B> {
 
     /// Joins tensors along `axis`; all other dims must agree.
     pub fn concat(parts: &[&Self], axis: usize) -> Result<Self> {
-        let first = parts.first().ok_or_else(|| invalid("concat", "no tensors"))?;
+        let first = parts
+            .first()
+            .ok_or_else(|| invalid("concat", "no tensors"))?;
         let rank = first.rank();
         for p in parts {
-            let ok = p.rank() == rank && axis < rank && (0..rank).all(|d| d == axis || p.shape()[d] == first.shape()[d]);
+            let ok = p.rank() == rank
+                && axis < rank
+                && (0..rank).all(|d| d == axis || p.shape()[d] == first.shape()[d]);
             if !ok {
                 let shapes: Vec<_> = parts.iter().map(|p| p.shape().to_vec()).collect();
-                return Err(shape_err("concat", format!("shapes {shapes:?} along axis {axis}")));
+                return Err(shape_err(
+                    "concat",
+                    format!("shapes {shapes:?} along axis {axis}"),
+                ));
             }
         }
         let outer = numel(&first.shape()[..axis]);
@@ -351,7 +497,10 @@ impl<B: Backend> Tensor<B> {
     /// Sums over `axis`, keeping it as size 1 when `keepdim`.
     pub fn sum(&self, axis: usize, keepdim: bool) -> Result<Self> {
         if axis >= self.rank() {
-            return Err(shape_err("sum", format!("axis {axis} of shape {:?}", self.shape())));
+            return Err(shape_err(
+                "sum",
+                format!("axis {axis} of shape {:?}", self.shape()),
+            ));
         }
         let s = self.shape();
         let (outer, r, inner) = (numel(&s[..axis]), s[axis], numel(&s[axis + 1..]));
@@ -361,7 +510,9 @@ impl<B: Backend> Tensor<B> {
         kshape[axis] = 1;
         let from = s.to_vec();
         let keep = kshape.clone();
-        let t = Tensor::from_op(b, out, kshape, "sum", &[self], move |dy| Ok(vec![Some(dy.reshape(&keep)?.broadcast_to(&from)?)]));
+        let t = Tensor::from_op(b, out, kshape, "sum", &[self], move |dy| {
+            Ok(vec![Some(dy.reshape(&keep)?.broadcast_to(&from)?)])
+        });
         if keepdim {
             Ok(t)
         } else {
@@ -390,7 +541,11 @@ impl<B: Backend> Tensor<B> {
     pub fn var(&self, axis: usize, keepdim: bool, unbiased: bool) -> Result<Self> {
         let n = self.shape().get(axis).copied().unwrap_or(1);
         let d = self.sub(&self.mean(axis, true)?)?;
-        let denom = if unbiased { n.saturating_sub(1).max(1) } else { n.max(1) } as f32;
+        let denom = if unbiased {
+            n.saturating_sub(1).max(1)
+        } else {
+            n.max(1)
+        } as f32;
         d.square()?.sum(axis, keepdim)?.scale(1.0 / denom)
     }
 
@@ -400,7 +555,10 @@ impl<B: Backend> Tensor<B> {
             return Ok(self.clone());
         }
         if shape.len() > self.rank() {
-            return Err(shape_err("sum_to", format!("{:?} -> {shape:?}", self.shape())));
+            return Err(shape_err(
+                "sum_to",
+                format!("{:?} -> {shape:?}", self.shape()),
+            ));
         }
         let pad = self.rank() - shape.len();
         let mut t = self.clone();
@@ -409,7 +567,10 @@ impl<B: Backend> Tensor<B> {
             if target == 1 && t.shape()[d] != 1 {
                 t = t.sum(d, true)?;
             } else if target != t.shape()[d] {
-                return Err(shape_err("sum_to", format!("{:?} -> {shape:?}", self.shape())));
+                return Err(shape_err(
+                    "sum_to",
+                    format!("{:?} -> {shape:?}", self.shape()),
+                ));
             }
         }
         t.reshape(shape)
@@ -420,14 +581,31 @@ impl<B: Backend> Tensor<B> {
     /// `op(a) @ op(b)` over matching batch dims (or a rank-2 operand shared by the batch).
     fn mm(a: &Self, b: &Self, ta: bool, tb: bool, bias: Option<&Self>) -> Result<Self> {
         let err = || {
-            shape_err("matmul", format!("{:?}{} @ {:?}{}", a.shape(), if ta { "^T" } else { "" }, b.shape(), if tb { "^T" } else { "" }))
+            shape_err(
+                "matmul",
+                format!(
+                    "{:?}{} @ {:?}{}",
+                    a.shape(),
+                    if ta { "^T" } else { "" },
+                    b.shape(),
+                    if tb { "^T" } else { "" }
+                ),
+            )
         };
         if a.rank() < 2 || b.rank() < 2 {
             return Err(err());
         }
         let (ar, br) = (a.rank(), b.rank());
-        let (m, ka) = if ta { (a.shape()[ar - 1], a.shape()[ar - 2]) } else { (a.shape()[ar - 2], a.shape()[ar - 1]) };
-        let (kb, n) = if tb { (b.shape()[br - 1], b.shape()[br - 2]) } else { (b.shape()[br - 2], b.shape()[br - 1]) };
+        let (m, ka) = if ta {
+            (a.shape()[ar - 1], a.shape()[ar - 2])
+        } else {
+            (a.shape()[ar - 2], a.shape()[ar - 1])
+        };
+        let (kb, n) = if tb {
+            (b.shape()[br - 1], b.shape()[br - 2])
+        } else {
+            (b.shape()[br - 2], b.shape()[br - 1])
+        };
         let (abatch, bbatch) = (&a.shape()[..ar - 2], &b.shape()[..br - 2]);
         if ka != kb || (!abatch.is_empty() && !bbatch.is_empty() && abatch != bbatch) {
             return Err(err());
@@ -435,9 +613,16 @@ impl<B: Backend> Tensor<B> {
         if let Some(bias) = bias
             && bias.shape() != [n]
         {
-            return Err(shape_err("matmul", format!("bias {:?} for {n} output columns", bias.shape())));
+            return Err(shape_err(
+                "matmul",
+                format!("bias {:?} for {n} output columns", bias.shape()),
+            ));
         }
-        let batch_dims = if abatch.is_empty() { bbatch.to_vec() } else { abatch.to_vec() };
+        let batch_dims = if abatch.is_empty() {
+            bbatch.to_vec()
+        } else {
+            abatch.to_vec()
+        };
         let d = MatmulDesc {
             batch: numel(&batch_dims),
             m,
@@ -449,7 +634,12 @@ impl<B: Backend> Tensor<B> {
             b_batched: !bbatch.is_empty(),
         };
         let be = a.backend();
-        let out = be.matmul(&a.storage(), &b.storage(), bias.map(|b| b.storage()).as_ref(), &d)?;
+        let out = be.matmul(
+            &a.storage(),
+            &b.storage(),
+            bias.map(|b| b.storage()).as_ref(),
+            &d,
+        )?;
         let mut shape = batch_dims;
         shape.extend([m, n]);
         let (x, y) = (a.detach(), b.detach());
@@ -458,32 +648,65 @@ impl<B: Backend> Tensor<B> {
         if let Some(bias) = bias {
             parents.push(bias);
         }
-        Ok(Tensor::from_op(be, out, shape, "matmul", &parents, move |dy| {
-            // See DESIGN: each case is the transposed-operand matmul of dy with the other input.
-            let (da, db) = match (ta, tb) {
-                (false, false) => (Tensor::mm(dy, &y, false, true, None)?, Tensor::mm(&x, dy, true, false, None)?),
-                (false, true) => (Tensor::mm(dy, &y, false, false, None)?, Tensor::mm(dy, &x, true, false, None)?),
-                (true, false) => (Tensor::mm(&y, dy, false, true, None)?, Tensor::mm(&x, dy, false, false, None)?),
-                (true, true) => (Tensor::mm(&y, dy, true, true, None)?, Tensor::mm(dy, &x, true, true, None)?),
-            };
-            // A shared (unbatched) operand's gradient sums over the batch.
-            let da = if x.rank() < da.rank() { da.sum(0, false)? } else { da };
-            let db = if y.rank() < db.rank() { db.sum(0, false)? } else { db };
-            let da = da.reshape(x.shape())?;
-            let db = db.reshape(y.shape())?;
-            let mut g = vec![Some(da), Some(db)];
-            if has_bias {
-                g.push(Some(dy.reshape(&[dy.numel() / d.n.max(1), d.n])?.sum(0, false)?));
-            }
-            Ok(g)
-        }))
+        Ok(Tensor::from_op(
+            be,
+            out,
+            shape,
+            "matmul",
+            &parents,
+            move |dy| {
+                // See DESIGN: each case is the transposed-operand matmul of dy with the other input.
+                let (da, db) = match (ta, tb) {
+                    (false, false) => (
+                        Tensor::mm(dy, &y, false, true, None)?,
+                        Tensor::mm(&x, dy, true, false, None)?,
+                    ),
+                    (false, true) => (
+                        Tensor::mm(dy, &y, false, false, None)?,
+                        Tensor::mm(dy, &x, true, false, None)?,
+                    ),
+                    (true, false) => (
+                        Tensor::mm(&y, dy, false, true, None)?,
+                        Tensor::mm(&x, dy, false, false, None)?,
+                    ),
+                    (true, true) => (
+                        Tensor::mm(&y, dy, true, true, None)?,
+                        Tensor::mm(dy, &x, true, true, None)?,
+                    ),
+                };
+                // A shared (unbatched) operand's gradient sums over the batch.
+                let da = if x.rank() < da.rank() {
+                    da.sum(0, false)?
+                } else {
+                    da
+                };
+                let db = if y.rank() < db.rank() {
+                    db.sum(0, false)?
+                } else {
+                    db
+                };
+                let da = da.reshape(x.shape())?;
+                let db = db.reshape(y.shape())?;
+                let mut g = vec![Some(da), Some(db)];
+                if has_bias {
+                    g.push(Some(
+                        dy.reshape(&[dy.numel() / d.n.max(1), d.n])?.sum(0, false)?,
+                    ));
+                }
+                Ok(g)
+            },
+        ))
     }
 
     /// Batched matmul: (..., M, K) @ (..., K, N), or @ (K, N) shared by the batch.
     pub fn matmul(&self, other: &Self) -> Result<Self> {
         let (a, b) = (self.flatten_batch()?, other.flatten_batch()?);
         let out = Tensor::mm(&a, &b, false, false, None)?;
-        let batch = if self.rank() > 2 { &self.shape()[..self.rank() - 2] } else { &other.shape()[..other.rank() - 2] };
+        let batch = if self.rank() > 2 {
+            &self.shape()[..self.rank() - 2]
+        } else {
+            &other.shape()[..other.rank() - 2]
+        };
         let mut shape = batch.to_vec();
         shape.extend_from_slice(&out.shape()[out.rank() - 2..]);
         out.reshape(&shape)
@@ -493,7 +716,11 @@ impl<B: Backend> Tensor<B> {
     pub fn matmul_t(&self, other: &Self) -> Result<Self> {
         let (a, b) = (self.flatten_batch()?, other.flatten_batch()?);
         let out = Tensor::mm(&a, &b, false, true, None)?;
-        let batch = if self.rank() > 2 { &self.shape()[..self.rank() - 2] } else { &other.shape()[..other.rank() - 2] };
+        let batch = if self.rank() > 2 {
+            &self.shape()[..self.rank() - 2]
+        } else {
+            &other.shape()[..other.rank() - 2]
+        };
         let mut shape = batch.to_vec();
         shape.extend_from_slice(&out.shape()[out.rank() - 2..]);
         out.reshape(&shape)
@@ -503,18 +730,28 @@ impl<B: Backend> Tensor<B> {
     fn flatten_batch(&self) -> Result<Self> {
         if self.rank() <= 3 {
             if self.rank() < 2 {
-                return Err(shape_err("matmul", format!("operand of shape {:?} needs rank >= 2", self.shape())));
+                return Err(shape_err(
+                    "matmul",
+                    format!("operand of shape {:?} needs rank >= 2", self.shape()),
+                ));
             }
             return Ok(self.clone());
         }
         let r = self.rank();
-        self.reshape(&[numel(&self.shape()[..r - 2]), self.shape()[r - 2], self.shape()[r - 1]])
+        self.reshape(&[
+            numel(&self.shape()[..r - 2]),
+            self.shape()[r - 2],
+            self.shape()[r - 1],
+        ])
     }
 
     /// PyTorch's `Linear`: x (..., in) @ w^T (w: (out, in)) + bias (out).
     pub fn linear(&self, w: &Self, bias: Option<&Self>) -> Result<Self> {
         if w.rank() != 2 || self.rank() == 0 || self.shape()[self.rank() - 1] != w.shape()[1] {
-            return Err(shape_err("linear", format!("input {:?} with weight {:?}", self.shape(), w.shape())));
+            return Err(shape_err(
+                "linear",
+                format!("input {:?} with weight {:?}", self.shape(), w.shape()),
+            ));
         }
         let cols = w.shape()[1];
         let x2 = self.reshape(&[self.numel() / cols, cols])?;
@@ -528,47 +765,83 @@ impl<B: Backend> Tensor<B> {
     /// bias (Cout); zeros or circular padding.
     pub fn conv2d(&self, w: &Self, bias: Option<&Self>, circular: bool) -> Result<Self> {
         let (xs, ws) = (self.shape(), w.shape());
-        let ok = xs.len() == 4 && ws.len() == 4 && ws[1] == xs[1] && ws[2] == ws[3] && (ws[2] == 1 || ws[2] == 3);
+        let ok = xs.len() == 4
+            && ws.len() == 4
+            && ws[1] == xs[1]
+            && ws[2] == ws[3]
+            && (ws[2] == 1 || ws[2] == 3);
         if !ok || bias.is_some_and(|b| b.shape() != [ws[0]]) {
             return Err(shape_err(
                 "conv2d",
-                format!("input {xs:?}, weight {ws:?}, bias {:?} (want (B,Cin,H,W), (Cout,Cin,k,k) with k in {{1,3}}, (Cout))", bias.map(|b| b.shape().to_vec())),
+                format!(
+                    "input {xs:?}, weight {ws:?}, bias {:?} (want (B,Cin,H,W), (Cout,Cin,k,k) with k in {{1,3}}, (Cout))",
+                    bias.map(|b| b.shape().to_vec())
+                ),
             ));
         }
-        let d = ConvDesc { batch: xs[0], cin: xs[1], cout: ws[0], h: xs[2], w: xs[3], kernel: ws[2], circular };
+        let d = ConvDesc {
+            batch: xs[0],
+            cin: xs[1],
+            cout: ws[0],
+            h: xs[2],
+            w: xs[3],
+            kernel: ws[2],
+            circular,
+        };
         let be = self.backend();
-        let out = be.conv2d(&self.storage(), &w.storage(), bias.map(|b| b.storage()).as_ref(), &d)?;
+        let out = be.conv2d(
+            &self.storage(),
+            &w.storage(),
+            bias.map(|b| b.storage()).as_ref(),
+            &d,
+        )?;
         let (x, wt) = (self.detach(), w.detach());
         let has_bias = bias.is_some();
         let mut parents = vec![self, w];
         if let Some(b) = bias {
             parents.push(b);
         }
-        Ok(Tensor::from_op(be, out, vec![d.batch, d.cout, d.h, d.w], "conv2d", &parents, move |dy| {
-            let be = dy.backend();
-            // The adjoint of a same-size convolution is the convolution with the kernel
-            // transposed in (Cout, Cin) and flipped in space, for zeros and circular padding.
-            let k = d.kernel;
-            let flipped = Strided {
-                shape: vec![d.cin, d.cout, k, k],
-                strides: vec![(k * k) as isize, (d.cin * k * k) as isize, -(k as isize), -1],
-                offset: k * k - 1,
-            };
-            let wf = be.copy_strided(&wt.storage(), &flipped)?;
-            let dt = ConvDesc { cin: d.cout, cout: d.cin, ..d };
-            let dx = be.conv2d(&dy.storage(), &wf, None, &dt)?;
-            let dw = be.conv2d_weight_grad(&x.storage(), &dy.storage(), &d)?;
-            let mut g = vec![
-                Some(Tensor::from_storage(be, dx, x.shape())?),
-                Some(Tensor::from_storage(be, dw, wt.shape())?),
-            ];
-            if has_bias {
-                let db = be.sum_axis(&dy.storage(), 1, d.batch, d.cout * d.h * d.w)?;
-                let db = be.sum_axis(&db, d.cout, d.h * d.w, 1)?;
-                g.push(Some(Tensor::from_storage(be, db, &[d.cout])?));
-            }
-            Ok(g)
-        }))
+        Ok(Tensor::from_op(
+            be,
+            out,
+            vec![d.batch, d.cout, d.h, d.w],
+            "conv2d",
+            &parents,
+            move |dy| {
+                let be = dy.backend();
+                // The adjoint of a same-size convolution is the convolution with the kernel
+                // transposed in (Cout, Cin) and flipped in space, for zeros and circular padding.
+                let k = d.kernel;
+                let flipped = Strided {
+                    shape: vec![d.cin, d.cout, k, k],
+                    strides: vec![
+                        (k * k) as isize,
+                        (d.cin * k * k) as isize,
+                        -(k as isize),
+                        -1,
+                    ],
+                    offset: k * k - 1,
+                };
+                let wf = be.copy_strided(&wt.storage(), &flipped)?;
+                let dt = ConvDesc {
+                    cin: d.cout,
+                    cout: d.cin,
+                    ..d
+                };
+                let dx = be.conv2d(&dy.storage(), &wf, None, &dt)?;
+                let dw = be.conv2d_weight_grad(&x.storage(), &dy.storage(), &d)?;
+                let mut g = vec![
+                    Some(Tensor::from_storage(be, dx, x.shape())?),
+                    Some(Tensor::from_storage(be, dw, wt.shape())?),
+                ];
+                if has_bias {
+                    let db = be.sum_axis(&dy.storage(), 1, d.batch, d.cout * d.h * d.w)?;
+                    let db = be.sum_axis(&db, d.cout, d.h * d.w, 1)?;
+                    g.push(Some(Tensor::from_storage(be, db, &[d.cout])?));
+                }
+                Ok(g)
+            },
+        ))
     }
 
     // ---- normalisation, softmax, attention -------------------------------------------------
@@ -576,51 +849,98 @@ impl<B: Backend> Tensor<B> {
     /// Normalises over `axis` (no affine): layer norm (biased or unbiased variance) or RMS norm.
     pub fn norm(&self, axis: usize, kind: NormKind, eps: f32) -> Result<Self> {
         if axis >= self.rank() {
-            return Err(shape_err("norm", format!("axis {axis} of shape {:?}", self.shape())));
+            return Err(shape_err(
+                "norm",
+                format!("axis {axis} of shape {:?}", self.shape()),
+            ));
         }
         let s = self.shape();
-        let d = NormDesc { outer: numel(&s[..axis]), c: s[axis], inner: numel(&s[axis + 1..]), eps, kind };
+        let d = NormDesc {
+            outer: numel(&s[..axis]),
+            c: s[axis],
+            inner: numel(&s[axis + 1..]),
+            eps,
+            kind,
+        };
         let be = self.backend();
         let (y, rstd) = be.norm(&self.storage(), &d)?;
         let yk = y.clone();
         let shape = s.to_vec();
-        Ok(Tensor::from_op(be, y, s.to_vec(), "norm", &[self], move |dy| {
-            let dx = dy.backend().norm_backward(&yk, &rstd, &dy.storage(), &d)?;
-            Ok(vec![Some(Tensor::from_storage(dy.backend(), dx, &shape)?)])
-        }))
+        Ok(Tensor::from_op(
+            be,
+            y,
+            s.to_vec(),
+            "norm",
+            &[self],
+            move |dy| {
+                let dx = dy.backend().norm_backward(&yk, &rstd, &dy.storage(), &d)?;
+                Ok(vec![Some(Tensor::from_storage(dy.backend(), dx, &shape)?)])
+            },
+        ))
     }
 
     /// Softmax over the last axis.
     pub fn softmax(&self) -> Result<Self> {
-        let n = *self.shape().last().ok_or_else(|| shape_err("softmax", "scalar input"))?;
+        let n = *self
+            .shape()
+            .last()
+            .ok_or_else(|| shape_err("softmax", "scalar input"))?;
         let rows = self.numel() / n.max(1);
         let be = self.backend();
         let y = be.softmax(&self.storage(), rows, n)?;
         let yk = y.clone();
         let shape = self.shape().to_vec();
-        Ok(Tensor::from_op(be, y, shape.clone(), "softmax", &[self], move |dy| {
-            let dx = dy.backend().softmax_backward(&yk, &dy.storage(), rows, n)?;
-            Ok(vec![Some(Tensor::from_storage(dy.backend(), dx, &shape)?)])
-        }))
+        Ok(Tensor::from_op(
+            be,
+            y,
+            shape.clone(),
+            "softmax",
+            &[self],
+            move |dy| {
+                let dx = dy.backend().softmax_backward(&yk, &dy.storage(), rows, n)?;
+                Ok(vec![Some(Tensor::from_storage(dy.backend(), dx, &shape)?)])
+            },
+        ))
     }
 
     /// Rotary embedding of x (B, heads, T, D) by angles (T, heads*D/2) (DESIGN.md section 3).
     pub fn rope(&self, angles: &Self) -> Result<Self> {
         let s = self.shape();
         if s.len() != 4 || s[3] % 2 != 0 || angles.shape() != [s[2], s[1] * s[3] / 2] {
-            return Err(shape_err("rope", format!("x {s:?} (want (B, heads, T, even D)) with angles {:?}", angles.shape())));
+            return Err(shape_err(
+                "rope",
+                format!(
+                    "x {s:?} (want (B, heads, T, even D)) with angles {:?}",
+                    angles.shape()
+                ),
+            ));
         }
-        let d = RopeDesc { batch: s[0], heads: s[1], tokens: s[2], dim: s[3] };
+        let d = RopeDesc {
+            batch: s[0],
+            heads: s[1],
+            tokens: s[2],
+            dim: s[3],
+        };
         let be = self.backend();
         let y = be.rope(&self.storage(), &angles.storage(), &d, false)?;
         let (yk, ang) = (y.clone(), angles.detach());
         let shape = s.to_vec();
-        Ok(Tensor::from_op(be, y, shape.clone(), "rope", &[self, angles], move |dy| {
-            let be = dy.backend();
-            let dx = be.rope(&dy.storage(), &ang.storage(), &d, true)?;
-            let da = be.rope_angle_grad(&yk, &dy.storage(), &d)?;
-            Ok(vec![Some(Tensor::from_storage(be, dx, &shape)?), Some(Tensor::from_storage(be, da, ang.shape())?)])
-        }))
+        Ok(Tensor::from_op(
+            be,
+            y,
+            shape.clone(),
+            "rope",
+            &[self, angles],
+            move |dy| {
+                let be = dy.backend();
+                let dx = be.rope(&dy.storage(), &ang.storage(), &d, true)?;
+                let da = be.rope_angle_grad(&yk, &dy.storage(), &d)?;
+                Ok(vec![
+                    Some(Tensor::from_storage(be, dx, &shape)?),
+                    Some(Tensor::from_storage(be, da, ang.shape())?),
+                ])
+            },
+        ))
     }
 
     /// softmax(q k^T * scale) v for q, k, v (B, heads, T, D). Without gradients this is the
@@ -628,14 +948,27 @@ impl<B: Backend> Tensor<B> {
     pub fn attention(q: &Self, k: &Self, v: &Self, scale: f32) -> Result<Self> {
         let s = q.shape();
         if s.len() != 4 || k.shape() != s || v.shape() != s {
-            return Err(shape_err("attention", format!("q {s:?}, k {:?}, v {:?} (want equal (B, heads, T, D))", k.shape(), v.shape())));
+            return Err(shape_err(
+                "attention",
+                format!(
+                    "q {s:?}, k {:?}, v {:?} (want equal (B, heads, T, D))",
+                    k.shape(),
+                    v.shape()
+                ),
+            ));
         }
-        let needs_grad = grad_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+        let needs_grad =
+            grad_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
         if needs_grad {
             let scores = q.matmul_t(k)?.scale(scale)?;
             return scores.softmax()?.matmul(v);
         }
-        let d = AttentionDesc { bh: s[0] * s[1], tokens: s[2], dim: s[3], scale };
+        let d = AttentionDesc {
+            bh: s[0] * s[1],
+            tokens: s[2],
+            dim: s[3],
+            scale,
+        };
         let be = q.backend();
         let out = be.attention(&q.storage(), &k.storage(), &v.storage(), &d)?;
         Tensor::from_storage(be, out, s)
@@ -647,27 +980,44 @@ impl<B: Backend> Tensor<B> {
     pub fn pixel_unshuffle(&self) -> Result<Self> {
         let s = self.shape();
         if s.len() != 4 || s[2] % 2 != 0 || s[3] % 2 != 0 {
-            return Err(shape_err("pixel_unshuffle", format!("{s:?} (want (B, C, even H, even W))")));
+            return Err(shape_err(
+                "pixel_unshuffle",
+                format!("{s:?} (want (B, C, even H, even W))"),
+            ));
         }
         let (b, c, h, w) = (s[0], s[1], s[2] / 2, s[3] / 2);
-        self.reshape(&[b, c, h, 2, w, 2])?.permute(&[0, 1, 3, 5, 2, 4])?.reshape(&[b, c * 4, h, w])
+        self.reshape(&[b, c, h, 2, w, 2])?
+            .permute(&[0, 1, 3, 5, 2, 4])?
+            .reshape(&[b, c * 4, h, w])
     }
 
     /// Depth-to-space by 2: the inverse of `pixel_unshuffle`.
     pub fn pixel_shuffle(&self) -> Result<Self> {
         let s = self.shape();
         if s.len() != 4 || s[1] % 4 != 0 {
-            return Err(shape_err("pixel_shuffle", format!("{s:?} (want (B, 4C, H, W))")));
+            return Err(shape_err(
+                "pixel_shuffle",
+                format!("{s:?} (want (B, 4C, H, W))"),
+            ));
         }
         let (b, c, h, w) = (s[0], s[1] / 4, s[2], s[3]);
-        self.reshape(&[b, c, 2, 2, h, w])?.permute(&[0, 1, 4, 2, 5, 3])?.reshape(&[b, c, h * 2, w * 2])
+        self.reshape(&[b, c, 2, 2, h, w])?
+            .permute(&[0, 1, 4, 2, 5, 3])?
+            .reshape(&[b, c, h * 2, w * 2])
     }
 
     /// `B C (L l) (H h) (W w) -> B (L H W) (C l h w)`: space-time tokens.
     pub fn patchify(&self, patch: [usize; 3]) -> Result<Self> {
         let s = self.shape();
         let [pl, ph, pw] = patch;
-        if s.len() != 5 || pl == 0 || ph == 0 || pw == 0 || s[2] % pl != 0 || s[3] % ph != 0 || s[4] % pw != 0 {
+        if s.len() != 5
+            || pl == 0
+            || ph == 0
+            || pw == 0
+            || s[2] % pl != 0
+            || s[3] % ph != 0
+            || s[4] % pw != 0
+        {
             return Err(shape_err("patchify", format!("{s:?} with patch {patch:?}")));
         }
         let (b, c, l, h, w) = (s[0], s[1], s[2] / pl, s[3] / ph, s[4] / pw);
@@ -682,7 +1032,10 @@ impl<B: Backend> Tensor<B> {
         let [l, h, w] = grid;
         let [pl, ph, pw] = patch;
         if s.len() != 3 || s[1] != l * h * w || s[2] != channels * pl * ph * pw {
-            return Err(shape_err("unpatchify", format!("{s:?} for grid {grid:?}, {channels} channels, patch {patch:?}")));
+            return Err(shape_err(
+                "unpatchify",
+                format!("{s:?} for grid {grid:?}, {channels} channels, patch {patch:?}"),
+            ));
         }
         let b = s[0];
         self.reshape(&[b, l, h, w, channels, pl, ph, pw])?
@@ -696,7 +1049,10 @@ impl<B: Backend> Tensor<B> {
             return Ok(self.clone());
         }
         if p >= 1.0 {
-            return Err(invalid("dropout", format!("probability {p} must be below 1")));
+            return Err(invalid(
+                "dropout",
+                format!("probability {p} must be below 1"),
+            ));
         }
         let keep = Tensor::rand(self.backend(), self.shape(), seed, offset)?.gt(p)?;
         self.mul(&keep)?.scale(1.0 / (1.0 - p))

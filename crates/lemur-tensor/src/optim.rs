@@ -26,7 +26,8 @@ impl CosineSchedule {
         }
         let span = self.total.saturating_sub(self.warmup).max(1) as f32;
         let progress = ((step - self.warmup) as f32 / span).min(1.0);
-        self.min_lr + 0.5 * (self.peak - self.min_lr) * (1.0 + (std::f32::consts::PI * progress).cos())
+        self.min_lr
+            + 0.5 * (self.peak - self.min_lr) * (1.0 + (std::f32::consts::PI * progress).cos())
     }
 }
 
@@ -48,7 +49,12 @@ impl Default for AdamWConfig {
             eps: 1e-8,
             weight_decay: 0.0,
             max_norm: 1.0,
-            schedule: CosineSchedule { peak: 1e-4, min_lr: 0.0, warmup: 0, total: 1 },
+            schedule: CosineSchedule {
+                peak: 1e-4,
+                min_lr: 0.0,
+                warmup: 0,
+                total: 1,
+            },
         }
     }
 }
@@ -68,7 +74,11 @@ impl<B: Backend> std::fmt::Debug for AdamW<B> {
 
 impl<B: Backend> AdamW<B> {
     pub fn new(config: AdamWConfig) -> Self {
-        Self { config, step: 0, state: HashMap::new() }
+        Self {
+            config,
+            step: 0,
+            state: HashMap::new(),
+        }
     }
 
     /// The squared global norm of all gradients, as a one-element tensor left on the device.
@@ -91,7 +101,11 @@ impl<B: Backend> AdamW<B> {
     /// Applies one update to every parameter with a gradient, then clears the gradients.
     pub fn step(&mut self, params: &ParamStore<B>) -> Result<()> {
         self.step += 1;
-        let gnorm = if self.config.max_norm > 0.0 { Self::grad_norm_sq(params)? } else { None };
+        let gnorm = if self.config.max_norm > 0.0 {
+            Self::grad_norm_sq(params)?
+        } else {
+            None
+        };
         let c = &self.config;
         let desc = AdamWDesc {
             lr: c.schedule.lr(self.step),
@@ -109,7 +123,14 @@ impl<B: Backend> AdamW<B> {
                 Some(mv) => mv,
                 None => (b.fill(p.numel(), 0.0)?, b.fill(p.numel(), 0.0)?),
             };
-            let (np, nm, nv) = b.adamw(p.storage(), m, v, &g.storage(), &desc, gnorm.as_ref().map(|t| t.storage()).as_ref())?;
+            let (np, nm, nv) = b.adamw(
+                p.storage(),
+                m,
+                v,
+                &g.storage(),
+                &desc,
+                gnorm.as_ref().map(|t| t.storage()).as_ref(),
+            )?;
             p.set_storage(np)?;
             self.state.insert(name.to_string(), (nm, nv));
         }
@@ -118,25 +139,43 @@ impl<B: Backend> AdamW<B> {
     }
 
     /// Moments as host tensors named `<param>.exp_avg` / `<param>.exp_avg_sq` (for checkpoints).
-    pub async fn state_to_host(&self, params: &ParamStore<B>) -> Result<std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+    pub async fn state_to_host(
+        &self,
+        params: &ParamStore<B>,
+    ) -> Result<std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
         let mut out = std::collections::BTreeMap::new();
         for (name, p) in params.iter() {
             if let Some((m, v)) = self.state.get(name) {
                 let b = p.backend();
-                out.insert(format!("{name}.exp_avg"), (p.shape().to_vec(), b.read(m).await?));
-                out.insert(format!("{name}.exp_avg_sq"), (p.shape().to_vec(), b.read(v).await?));
+                out.insert(
+                    format!("{name}.exp_avg"),
+                    (p.shape().to_vec(), b.read(m).await?),
+                );
+                out.insert(
+                    format!("{name}.exp_avg_sq"),
+                    (p.shape().to_vec(), b.read(v).await?),
+                );
             }
         }
         Ok(out)
     }
 
     /// Restores moments saved by `state_to_host`.
-    pub fn load_state(&mut self, params: &ParamStore<B>, host: &std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>, step: u32) -> Result<()> {
+    pub fn load_state(
+        &mut self,
+        params: &ParamStore<B>,
+        host: &std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+        step: u32,
+    ) -> Result<()> {
         self.state.clear();
         for (name, p) in params.iter() {
-            if let (Some((_, m)), Some((_, v))) = (host.get(&format!("{name}.exp_avg")), host.get(&format!("{name}.exp_avg_sq"))) {
+            if let (Some((_, m)), Some((_, v))) = (
+                host.get(&format!("{name}.exp_avg")),
+                host.get(&format!("{name}.exp_avg_sq")),
+            ) {
                 let b = p.backend();
-                self.state.insert(name.to_string(), (b.upload(m)?, b.upload(v)?));
+                self.state
+                    .insert(name.to_string(), (b.upload(m)?, b.upload(v)?));
             }
         }
         self.step = step;

@@ -23,7 +23,12 @@ impl<B: Backend> Default for ParamStore<B> {
 
 impl<B: Backend> std::fmt::Debug for ParamStore<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ParamStore({} tensors, {} values)", self.params.len(), self.count())
+        write!(
+            f,
+            "ParamStore({} tensors, {} values)",
+            self.params.len(),
+            self.count()
+        )
     }
 }
 
@@ -33,13 +38,25 @@ impl<B: Backend> ParamStore<B> {
     }
 
     /// Registers a parameter initialised from `data`; names must be unique.
-    pub fn add(&mut self, backend: &B, name: &str, data: &[f32], shape: &[usize]) -> Result<Tensor<B>> {
+    pub fn add(
+        &mut self,
+        backend: &B,
+        name: &str,
+        data: &[f32],
+        shape: &[usize],
+    ) -> Result<Tensor<B>> {
         if self.get(name).is_some() {
-            return Err(Error::Invalid { op: "ParamStore::add", detail: format!("duplicate parameter `{name}`") });
+            return Err(Error::Invalid {
+                op: "ParamStore::add",
+                detail: format!("duplicate parameter `{name}`"),
+            });
         }
         let t = Tensor::param(backend, backend.upload(data)?, shape)?;
         if data.len() != t.numel() {
-            return Err(Error::Shape { op: "ParamStore::add", detail: format!("`{name}`: {} values for shape {shape:?}", data.len()) });
+            return Err(Error::Shape {
+                op: "ParamStore::add",
+                detail: format!("`{name}`: {} values for shape {shape:?}", data.len()),
+            });
         }
         self.params.push((name.to_string(), t.clone()));
         Ok(t)
@@ -83,7 +100,11 @@ impl<B: Backend> ParamStore<B> {
 
     /// Overwrites every parameter from host tensors: each key must be present with the right
     /// shape, and no unknown key may be left over.
-    pub fn load_host(&self, tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>, source: &Path) -> Result<()> {
+    pub fn load_host(
+        &self,
+        tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+        source: &Path,
+    ) -> Result<()> {
         for (name, t) in &self.params {
             let (shape, data) = tensors.get(name).ok_or_else(|| Error::Param {
                 path: source.to_path_buf(),
@@ -100,34 +121,59 @@ impl<B: Backend> ParamStore<B> {
             t.set_storage(t.backend().upload(data)?)?;
         }
         if let Some(extra) = tensors.keys().find(|k| self.get(k).is_none()) {
-            return Err(Error::Param { path: source.to_path_buf(), key: extra.clone(), detail: "unexpected key: the model has no such parameter".into() });
+            return Err(Error::Param {
+                path: source.to_path_buf(),
+                key: extra.clone(),
+                detail: "unexpected key: the model has no such parameter".into(),
+            });
         }
         Ok(())
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn save(&self, path: &Path, metadata: Option<std::collections::HashMap<String, String>>) -> Result<()> {
+    pub fn save(
+        &self,
+        path: &Path,
+        metadata: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<()> {
         let host = pollster::block_on(self.to_host())?;
         write_safetensors(path, &host, metadata)
     }
 
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(&self, path: &Path) -> Result<()> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         self.load_host(&read_safetensors(&bytes, path)?, path)
     }
 }
 
 /// Parses safetensors bytes into f32 host tensors; any malformed, truncated or non-f32 content
 /// is an error naming the file (and the key where there is one).
-pub fn read_safetensors(bytes: &[u8], path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Safetensors { path: path.to_path_buf(), detail: e.to_string() })?;
+pub fn read_safetensors(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Safetensors {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(Error::Param { path: path.to_path_buf(), key: name, detail: format!("dtype {:?}, expected F32", view.dtype()) });
+            return Err(Error::Param {
+                path: path.to_path_buf(),
+                key: name,
+                detail: format!("dtype {:?}, expected F32", view.dtype()),
+            });
         }
-        let data: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let data: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         out.insert(name, (view.shape().to_vec(), data));
     }
     Ok(out)
@@ -141,14 +187,34 @@ pub fn write_safetensors(
     tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
     metadata: Option<std::collections::HashMap<String, String>>,
 ) -> Result<()> {
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> =
-        tensors.iter().map(|(n, (s, d))| (n.clone(), d.iter().flat_map(|v| v.to_le_bytes()).collect(), s.clone())).collect();
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(n, (s, d))| {
+            (
+                n.clone(),
+                d.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                s.clone(),
+            )
+        })
+        .collect();
     use safetensors::tensor::TensorView;
     let views: Vec<(String, TensorView<'_>)> = bytes
         .iter()
-        .map(|(n, b, s)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| Error::Param { path: path.to_path_buf(), key: n.clone(), detail: e.to_string() })?)))
+        .map(|(n, b, s)| {
+            Ok((
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| Error::Param {
+                    path: path.to_path_buf(),
+                    key: n.clone(),
+                    detail: e.to_string(),
+                })?,
+            ))
+        })
         .collect::<Result<_>>()?;
-    let data = safetensors::serialize(views, metadata).map_err(|e| Error::Safetensors { path: path.to_path_buf(), detail: e.to_string() })?;
+    let data = safetensors::serialize(views, metadata).map_err(|e| Error::Safetensors {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
     write_atomic(path, &data)
 }
 
@@ -156,8 +222,14 @@ pub fn write_safetensors(
 #[cfg(not(target_arch = "wasm32"))]
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
-    let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file_name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(data).map_err(io)?;

@@ -21,7 +21,10 @@ impl std::str::FromStr for BackendKind {
             "gpu" => Ok(Self::Gpu),
             "cpu" => Ok(Self::Cpu),
             "auto" | "" => Ok(Self::Auto),
-            other => Err(Error::Invalid { op: "backend", detail: format!("unknown backend `{other}` (use gpu, cpu or auto)") }),
+            other => Err(Error::Invalid {
+                op: "backend",
+                detail: format!("unknown backend `{other}` (use gpu, cpu or auto)"),
+            }),
         }
     }
 }

@@ -59,7 +59,9 @@ pub struct Tensor<B: Backend> {
 
 impl<B: Backend> Clone for Tensor<B> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone() }
+        Self {
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -82,18 +84,44 @@ impl<B: Backend> Tensor<B> {
     pub fn from_storage(backend: &B, storage: B::Storage, shape: &[usize]) -> Result<Self> {
         let len = backend.len(&storage);
         if len != numel(shape) {
-            return Err(shape_err("from_storage", format!("storage of {len} elements cannot have shape {shape:?}")));
+            return Err(shape_err(
+                "from_storage",
+                format!("storage of {len} elements cannot have shape {shape:?}"),
+            ));
         }
-        Ok(Self::raw(backend.clone(), storage, shape.to_vec(), None, None))
+        Ok(Self::raw(
+            backend.clone(),
+            storage,
+            shape.to_vec(),
+            None,
+            None,
+        ))
     }
 
-    fn raw(backend: B, storage: B::Storage, shape: Vec<usize>, node: Option<Node<B>>, grad: Option<RefCell<Option<Tensor<B>>>>) -> Self {
-        Self { inner: Rc::new(Inner { backend, storage: RefCell::new(storage), shape, node, grad }) }
+    fn raw(
+        backend: B,
+        storage: B::Storage,
+        shape: Vec<usize>,
+        node: Option<Node<B>>,
+        grad: Option<RefCell<Option<Tensor<B>>>>,
+    ) -> Self {
+        Self {
+            inner: Rc::new(Inner {
+                backend,
+                storage: RefCell::new(storage),
+                shape,
+                node,
+                grad,
+            }),
+        }
     }
 
     pub fn from_slice(backend: &B, data: &[f32], shape: &[usize]) -> Result<Self> {
         if data.len() != numel(shape) {
-            return Err(shape_err("from_slice", format!("{} values cannot have shape {shape:?}", data.len())));
+            return Err(shape_err(
+                "from_slice",
+                format!("{} values cannot have shape {shape:?}", data.len()),
+            ));
         }
         Self::from_storage(backend, backend.upload(data)?, shape)
     }
@@ -108,21 +136,38 @@ impl<B: Backend> Tensor<B> {
 
     /// Standard normal samples `offset..offset + numel` of stream `seed` (same on every backend).
     pub fn randn(backend: &B, shape: &[usize], seed: u64, offset: u64) -> Result<Self> {
-        Self::from_storage(backend, backend.random(crate::backend::Dist::Normal, seed, offset, numel(shape))?, shape)
+        Self::from_storage(
+            backend,
+            backend.random(crate::backend::Dist::Normal, seed, offset, numel(shape))?,
+            shape,
+        )
     }
 
     /// Uniform samples on (0, 1].
     pub fn rand(backend: &B, shape: &[usize], seed: u64, offset: u64) -> Result<Self> {
-        Self::from_storage(backend, backend.random(crate::backend::Dist::Uniform, seed, offset, numel(shape))?, shape)
+        Self::from_storage(
+            backend,
+            backend.random(crate::backend::Dist::Uniform, seed, offset, numel(shape))?,
+            shape,
+        )
     }
 
     /// A leaf that collects gradients: a trainable parameter.
     pub fn param(backend: &B, storage: B::Storage, shape: &[usize]) -> Result<Self> {
         let len = backend.len(&storage);
         if len != numel(shape) {
-            return Err(shape_err("param", format!("storage of {len} elements cannot have shape {shape:?}")));
+            return Err(shape_err(
+                "param",
+                format!("storage of {len} elements cannot have shape {shape:?}"),
+            ));
         }
-        Ok(Self::raw(backend.clone(), storage, shape.to_vec(), None, Some(RefCell::new(None))))
+        Ok(Self::raw(
+            backend.clone(),
+            storage,
+            shape.to_vec(),
+            None,
+            Some(RefCell::new(None)),
+        ))
     }
 
     /// The result of an op: records `backward` when gradients are enabled and any parent needs one.
@@ -176,14 +221,23 @@ impl<B: Backend> Tensor<B> {
 
     /// Same storage, no graph: a constant.
     pub fn detach(&self) -> Self {
-        Self::raw(self.inner.backend.clone(), self.storage(), self.inner.shape.clone(), None, None)
+        Self::raw(
+            self.inner.backend.clone(),
+            self.storage(),
+            self.inner.shape.clone(),
+            None,
+            None,
+        )
     }
 
     /// Replaces a parameter's values (optimizer updates, checkpoint loads).
     pub fn set_storage(&self, storage: B::Storage) -> Result<()> {
         let len = self.inner.backend.len(&storage);
         if len != self.numel() {
-            return Err(shape_err("set_storage", format!("{len} elements for a tensor of shape {:?}", self.shape())));
+            return Err(shape_err(
+                "set_storage",
+                format!("{len} elements for a tensor of shape {:?}", self.shape()),
+            ));
         }
         *self.inner.storage.borrow_mut() = storage;
         Ok(())
@@ -217,7 +271,10 @@ impl<B: Backend> Tensor<B> {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn item(&self) -> Result<f32> {
         if self.numel() != 1 {
-            return Err(shape_err("item", format!("tensor of shape {:?} is not a scalar", self.shape())));
+            return Err(shape_err(
+                "item",
+                format!("tensor of shape {:?} is not a scalar", self.shape()),
+            ));
         }
         Ok(self.to_vec()?[0])
     }
@@ -226,10 +283,15 @@ impl<B: Backend> Tensor<B> {
     /// it depends on (so successive calls accumulate micro-batch gradients).
     pub fn backward(&self) -> Result<()> {
         if self.numel() != 1 {
-            return Err(Error::Autodiff(format!("backward needs a scalar loss, got shape {:?}", self.shape())));
+            return Err(Error::Autodiff(format!(
+                "backward needs a scalar loss, got shape {:?}",
+                self.shape()
+            )));
         }
         if !self.requires_grad() {
-            return Err(Error::Autodiff("the loss does not depend on any parameter".into()));
+            return Err(Error::Autodiff(
+                "the loss does not depend on any parameter".into(),
+            ));
         }
         let seed = Tensor::full(self.backend(), self.shape(), 1.0)?;
         self.backward_with(seed)
@@ -238,7 +300,10 @@ impl<B: Backend> Tensor<B> {
     /// Backward from an arbitrary output gradient `dy` of this tensor's shape.
     pub fn backward_with(&self, dy: Tensor<B>) -> Result<()> {
         if dy.shape() != self.shape() {
-            return Err(shape_err("backward", format!("gradient {:?} for output {:?}", dy.shape(), self.shape())));
+            return Err(shape_err(
+                "backward",
+                format!("gradient {:?} for output {:?}", dy.shape(), self.shape()),
+            ));
         }
         // Topological order by iterative DFS (deep models would overflow a recursive one).
         let mut order: Vec<Tensor<B>> = Vec::new();
@@ -266,7 +331,9 @@ impl<B: Backend> Tensor<B> {
         grads.insert(Rc::as_ptr(&self.inner), dy);
         no_grad(|| {
             for t in order.iter().rev() {
-                let Some(g) = grads.remove(&Rc::as_ptr(&t.inner)) else { continue };
+                let Some(g) = grads.remove(&Rc::as_ptr(&t.inner)) else {
+                    continue;
+                };
                 if let Some(cell) = &t.inner.grad {
                     let mut slot = cell.borrow_mut();
                     *slot = Some(match slot.take() {

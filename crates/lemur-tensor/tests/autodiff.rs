@@ -32,7 +32,16 @@ fn grads<B: Backend>(b: &B, f: Case<B>, shapes: &[&[usize]]) -> (f32, Vec<Vec<f3
     let l = loss(f, &xs, 7).unwrap();
     let value = l.item().unwrap();
     l.backward().unwrap();
-    (value, xs.iter().map(|x| x.grad().map(|g| g.to_vec().unwrap()).unwrap_or_else(|| vec![0.0; x.numel()])).collect())
+    (
+        value,
+        xs.iter()
+            .map(|x| {
+                x.grad()
+                    .map(|g| g.to_vec().unwrap())
+                    .unwrap_or_else(|| vec![0.0; x.numel()])
+            })
+            .collect(),
+    )
 }
 
 /// Central differences in f32 with step h: tolerance 2e-2 absolute + relative covers the
@@ -59,17 +68,34 @@ fn fd_check(f: Case<CpuBackend>, shapes: &[&[usize]], name: &str) {
             want.push((eval(h) - eval(-h)) / (2.0 * h));
             got.push(analytic[i][j]);
         }
-        assert_close(&format!("{name}: d loss / d input {i} (finite differences)"), &got, &want, 2e-2, 2e-2);
+        assert_close(
+            &format!("{name}: d loss / d input {i} (finite differences)"),
+            &got,
+            &want,
+            2e-2,
+            2e-2,
+        );
     }
 }
 
 /// Loss and gradients of the graph on the GPU against the CPU backend. f32 kernels differ from
 /// the CPU reference in summation order only: 1e-3 relative covers it for these sizes.
-fn gpu_vs_cpu(f_cpu: Case<CpuBackend>, f_gpu: Case<lemur_tensor::GpuBackend>, shapes: &[&[usize]], name: &str) {
+fn gpu_vs_cpu(
+    f_cpu: Case<CpuBackend>,
+    f_gpu: Case<lemur_tensor::GpuBackend>,
+    shapes: &[&[usize]],
+    name: &str,
+) {
     let Some(g) = common::gpu() else { return };
     let (lc, gc) = grads(&CpuBackend, f_cpu, shapes);
     let (lg, gg) = grads(&g, f_gpu, shapes);
-    assert_close(&format!("{name}: loss gpu vs cpu"), &[lg], &[lc], 1e-3, 1e-3);
+    assert_close(
+        &format!("{name}: loss gpu vs cpu"),
+        &[lg],
+        &[lc],
+        1e-3,
+        1e-3,
+    );
     for (i, (a, b)) in gg.iter().zip(&gc).enumerate() {
         assert_close(&format!("{name}: grad {i} gpu vs cpu"), a, b, 1e-3, 1e-3);
     }
@@ -98,21 +124,35 @@ macro_rules! grad_test {
 grad_test!(add_broadcast, [[3, 7], [7]], |x| x[0].add(&x[1]));
 grad_test!(sub_broadcast, [[2, 3, 5], [3, 1]], |x| x[0].sub(&x[1]));
 grad_test!(mul_broadcast, [[4, 1, 5], [1, 3, 5]], |x| x[0].mul(&x[1]));
-grad_test!(div, [[33], [33]], |x| x[0].div(&x[1].square()?.add_scalar(0.5)?));
-grad_test!(maximum_minimum, [[7, 5], [7, 5]], |x| x[0].maximum(&x[1])?.add(&x[0].minimum(&x[1].scale(0.5)?)?));
+grad_test!(div, [[33], [33]], |x| x[0]
+    .div(&x[1].square()?.add_scalar(0.5)?));
+grad_test!(maximum_minimum, [[7, 5], [7, 5]], |x| x[0]
+    .maximum(&x[1])?
+    .add(&x[0].minimum(&x[1].scale(0.5)?)?));
 grad_test!(unary_chain, [[33]], |x| {
-    let a = x[0].silu()?.add(&x[0].sin()?)?.add(&x[0].cos()?)?.add(&x[0].softclip()?)?;
+    let a = x[0]
+        .silu()?
+        .add(&x[0].sin()?)?
+        .add(&x[0].cos()?)?
+        .add(&x[0].softclip()?)?;
     let b = x[0].square()?.add_scalar(0.5)?;
     // clamp and abs have kinks where finite differences lie; their derivatives are checked
     // away from the kinks in tests/elementwise.rs.
-    a.add(&b.log()?)?.add(&b.sqrt()?)?.add(&b.rsqrt()?)?.add(&x[0].scale(0.3)?.exp()?)?.add(&x[0].neg()?)
+    a.add(&b.log()?)?
+        .add(&b.sqrt()?)?
+        .add(&b.rsqrt()?)?
+        .add(&x[0].scale(0.3)?.exp()?)?
+        .add(&x[0].neg()?)
 });
 grad_test!(select_mask, [[5, 7], [7]], |x| {
     let mask = x[0].gt(0.0)?;
     Tensor::select(&mask, &x[0], &x[1])
 });
-grad_test!(permute_flip, [[2, 3, 5]], |x| x[0].permute(&[2, 0, 1])?.flip(&[0, 2]));
-grad_test!(broadcast_to, [[3, 1, 5]], |x| x[0].broadcast_to(&[2, 3, 4, 5]));
+grad_test!(permute_flip, [[2, 3, 5]], |x| x[0]
+    .permute(&[2, 0, 1])?
+    .flip(&[0, 2]));
+grad_test!(broadcast_to, [[3, 1, 5]], |x| x[0]
+    .broadcast_to(&[2, 3, 4, 5]));
 grad_test!(slice_concat, [[4, 7], [4, 2]], |x| {
     let s = x[0].slice(1, 2, 3)?;
     Tensor::concat(&[&x[1], &s, &x[1].scale(2.0)?], 1)
@@ -123,22 +163,41 @@ grad_test!(reductions, [[3, 7, 5]], |x| {
     let c = x[0].var(1, false, true)?.add(&x[0].var(1, false, false)?)?;
     a.add(&c)?.mul(&b)
 });
-grad_test!(matmul_batched, [[2, 7, 5], [2, 5, 3]], |x| x[0].matmul(&x[1]));
-grad_test!(matmul_shared_rhs, [[2, 3, 7, 5], [5, 33]], |x| x[0].matmul(&x[1]));
-grad_test!(matmul_transposed, [[2, 7, 5], [2, 9, 5]], |x| x[0].matmul_t(&x[1]));
-grad_test!(linear_bias, [[2, 7, 5], [3, 5], [3]], |x| x[0].linear(&x[1], Some(&x[2])));
-grad_test!(conv2d_zeros, [[2, 3, 5, 7], [4, 3, 3, 3], [4]], |x| x[0].conv2d(&x[1], Some(&x[2]), false));
-grad_test!(conv2d_circular, [[1, 2, 6, 5], [3, 2, 3, 3]], |x| x[0].conv2d(&x[1], None, true));
-grad_test!(conv2d_1x1, [[2, 3, 4, 5], [5, 3, 1, 1], [5]], |x| x[0].conv2d(&x[1], Some(&x[2]), false));
-grad_test!(layer_norm_tokens, [[3, 7]], |x| x[0].norm(1, NormKind::Layer, 1e-5));
-grad_test!(layer_norm_channels_unbiased, [[2, 5, 3, 4]], |x| x[0].norm(1, NormKind::LayerUnbiased, 1e-5));
+grad_test!(matmul_batched, [[2, 7, 5], [2, 5, 3]], |x| x[0]
+    .matmul(&x[1]));
+grad_test!(matmul_shared_rhs, [[2, 3, 7, 5], [5, 33]], |x| x[0]
+    .matmul(&x[1]));
+grad_test!(matmul_transposed, [[2, 7, 5], [2, 9, 5]], |x| x[0]
+    .matmul_t(&x[1]));
+grad_test!(linear_bias, [[2, 7, 5], [3, 5], [3]], |x| x[0]
+    .linear(&x[1], Some(&x[2])));
+grad_test!(conv2d_zeros, [[2, 3, 5, 7], [4, 3, 3, 3], [4]], |x| x[0]
+    .conv2d(&x[1], Some(&x[2]), false));
+grad_test!(conv2d_circular, [[1, 2, 6, 5], [3, 2, 3, 3]], |x| x[0]
+    .conv2d(&x[1], None, true));
+grad_test!(conv2d_1x1, [[2, 3, 4, 5], [5, 3, 1, 1], [5]], |x| x[0]
+    .conv2d(&x[1], Some(&x[2]), false));
+grad_test!(layer_norm_tokens, [[3, 7]], |x| x[0].norm(
+    1,
+    NormKind::Layer,
+    1e-5
+));
+grad_test!(layer_norm_channels_unbiased, [[2, 5, 3, 4]], |x| x[0].norm(
+    1,
+    NormKind::LayerUnbiased,
+    1e-5
+));
 grad_test!(rms_norm, [[2, 3, 8]], |x| x[0].norm(2, NormKind::Rms, 1e-5));
 grad_test!(softmax, [[3, 7]], |x| x[0].softmax());
 grad_test!(rope, [[2, 2, 5, 4], [5, 4]], |x| x[0].rope(&x[1]));
-grad_test!(attention, [[1, 2, 5, 4], [1, 2, 5, 4], [1, 2, 5, 4]], |x| Tensor::attention(&x[0], &x[1], &x[2], 0.5));
+grad_test!(attention, [[1, 2, 5, 4], [1, 2, 5, 4], [1, 2, 5, 4]], |x| {
+    Tensor::attention(&x[0], &x[1], &x[2], 0.5)
+});
 grad_test!(pixel_shuffle_roundtrip, [[2, 3, 4, 6]], |x| {
     let u = x[0].pixel_unshuffle()?;
-    u.scale(2.0)?.pixel_shuffle()?.add(&u.reshape(&[2, 3, 4, 6])?)
+    u.scale(2.0)?
+        .pixel_shuffle()?
+        .add(&u.reshape(&[2, 3, 4, 6])?)
 });
 grad_test!(patchify_roundtrip, [[2, 3, 2, 4, 6]], |x| {
     let t = x[0].patchify([1, 2, 3])?;
@@ -198,13 +257,25 @@ fn shape_errors_name_the_op_and_shapes() {
     let a = Tensor::zeros(&b, &[2, 3]).unwrap();
     let c = Tensor::zeros(&b, &[4, 5]).unwrap();
     let e = a.matmul(&c).unwrap_err().to_string();
-    assert!(e.contains("matmul") && e.contains("[2, 3]") && e.contains("[4, 5]"), "{e}");
+    assert!(
+        e.contains("matmul") && e.contains("[2, 3]") && e.contains("[4, 5]"),
+        "{e}"
+    );
     let e = a.add(&c).unwrap_err().to_string();
-    assert!(e.contains("add") && e.contains("[2, 3]") && e.contains("[4, 5]"), "{e}");
+    assert!(
+        e.contains("add") && e.contains("[2, 3]") && e.contains("[4, 5]"),
+        "{e}"
+    );
     let e = a.reshape(&[7]).unwrap_err().to_string();
-    assert!(e.contains("reshape") && e.contains("[2, 3]") && e.contains("[7]"), "{e}");
+    assert!(
+        e.contains("reshape") && e.contains("[2, 3]") && e.contains("[7]"),
+        "{e}"
+    );
     let w = Tensor::zeros(&b, &[4, 2, 3, 3]).unwrap();
     let x = Tensor::zeros(&b, &[1, 3, 5, 5]).unwrap();
     let e = x.conv2d(&w, None, false).unwrap_err().to_string();
-    assert!(e.contains("conv2d") && e.contains("[1, 3, 5, 5]") && e.contains("[4, 2, 3, 3]"), "{e}");
+    assert!(
+        e.contains("conv2d") && e.contains("[1, 3, 5, 5]") && e.contains("[4, 2, 3, 3]"),
+        "{e}"
+    );
 }

@@ -7,7 +7,13 @@ use lemur_tensor::{CpuBackend, Error, ParamStore};
 
 fn store() -> ParamStore<CpuBackend> {
     let mut ps = ParamStore::new();
-    ps.add(&CpuBackend, "a.weight", &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
+    ps.add(
+        &CpuBackend,
+        "a.weight",
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        &[2, 3],
+    )
+    .unwrap();
     ps.add(&CpuBackend, "a.bias", &[0.5, -0.5], &[2]).unwrap();
     ps
 }
@@ -25,12 +31,26 @@ fn roundtrip() {
     let ps = store();
     ps.save(&path, None).unwrap();
     let other = store();
-    other.get("a.weight").unwrap().set_storage(std::sync::Arc::new(vec![0.0; 6])).unwrap();
+    other
+        .get("a.weight")
+        .unwrap()
+        .set_storage(std::sync::Arc::new(vec![0.0; 6]))
+        .unwrap();
     other.load(&path).unwrap();
-    assert_eq!(other.get("a.weight").unwrap().to_vec().unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-    assert_eq!(other.get("a.bias").unwrap().to_vec().unwrap(), vec![0.5, -0.5]);
+    assert_eq!(
+        other.get("a.weight").unwrap().to_vec().unwrap(),
+        vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    );
+    assert_eq!(
+        other.get("a.bias").unwrap().to_vec().unwrap(),
+        vec![0.5, -0.5]
+    );
     // No temporary file is left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
     assert!(leftovers.is_empty());
 }
 
@@ -42,7 +62,10 @@ fn missing_unexpected_and_misshapen_keys_are_named() {
     t.insert("a.weight".to_string(), (vec![2, 3], vec![0.0; 6]));
     write_safetensors(&path, &t, None).unwrap();
     let e = store().load(&path).unwrap_err().to_string();
-    assert!(e.contains("a.bias") && e.contains("missing") && e.contains("w.safetensors"), "{e}");
+    assert!(
+        e.contains("a.bias") && e.contains("missing") && e.contains("w.safetensors"),
+        "{e}"
+    );
 
     t.insert("a.bias".to_string(), (vec![2], vec![0.0; 2]));
     t.insert("b.extra".to_string(), (vec![1], vec![0.0]));
@@ -54,7 +77,10 @@ fn missing_unexpected_and_misshapen_keys_are_named() {
     t.insert("a.weight".to_string(), (vec![3, 2], vec![0.0; 6]));
     write_safetensors(&path, &t, None).unwrap();
     let e = store().load(&path).unwrap_err().to_string();
-    assert!(e.contains("a.weight") && e.contains("[3, 2]") && e.contains("[2, 3]"), "{e}");
+    assert!(
+        e.contains("a.weight") && e.contains("[3, 2]") && e.contains("[2, 3]"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -15,7 +15,10 @@ fn pool_reuses_buffers_and_reports_live_and_peak_bytes() {
     assert!(after_a.peak >= after_a.live);
     drop(a);
     let freed = g.memory();
-    assert_eq!(freed.live, base.live, "a dropped tensor's buffer leaves the live count");
+    assert_eq!(
+        freed.live, base.live,
+        "a dropped tensor's buffer leaves the live count"
+    );
     assert!(freed.pooled >= 4000, "and goes back to the pool: {freed:?}");
     // Same size class: served from the pool, no new device memory.
     let b = g.fill(990, 2.0).unwrap();
@@ -33,7 +36,9 @@ fn reused_buffer_inside_one_encoder_keeps_results_ordered() {
     // reads of x are still unsubmitted: queue order must keep y correct.
     let Some(g) = common::gpu() else { return };
     let x = g.upload(&[1.0, 2.0, 3.0]).unwrap();
-    let y = g.unary(lemur_tensor::backend::Unary::Scale(2.0), &x).unwrap();
+    let y = g
+        .unary(lemur_tensor::backend::Unary::Scale(2.0), &x)
+        .unwrap();
     drop(x);
     let z = g.upload(&[10.0, 20.0, 30.0]).unwrap();
     assert_eq!(common::read(&g, &y), vec![2.0, 4.0, 6.0]);
@@ -52,7 +57,10 @@ fn device_errors_are_results_not_panics() {
     });
     let err = pollster::block_on(g.sync()).unwrap_err();
     assert!(matches!(err, Error::Gpu { .. }), "{err}");
-    assert!(err.to_string().contains("deliberately invalid") || err.to_string().contains("usage"), "{err}");
+    assert!(
+        err.to_string().contains("deliberately invalid") || err.to_string().contains("usage"),
+        "{err}"
+    );
     // The device stays usable afterwards.
     let ok = g.fill(5, 3.0).unwrap();
     assert_eq!(common::read(&g, &ok), vec![3.0; 5]);
@@ -63,9 +71,17 @@ fn adapter_choice_names_what_exists_when_nothing_matches() {
     if std::env::var("LEMUR_TEST_CPU_ONLY").is_ok_and(|v| v == "1") {
         return;
     }
-    let choice = lemur_tensor::gpu::AdapterChoice { backends: None, name: Some("no-such-adapter-xyz".into()) };
-    let err = pollster::block_on(lemur_tensor::GpuBackend::with_choice(&choice)).unwrap_err().to_string();
-    assert!(err.contains("no-such-adapter-xyz") && err.contains("mesa-vulkan-drivers"), "{err}");
+    let choice = lemur_tensor::gpu::AdapterChoice {
+        backends: None,
+        name: Some("no-such-adapter-xyz".into()),
+    };
+    let err = pollster::block_on(lemur_tensor::GpuBackend::with_choice(&choice))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no-such-adapter-xyz") && err.contains("mesa-vulkan-drivers"),
+        "{err}"
+    );
 }
 
 #[test]

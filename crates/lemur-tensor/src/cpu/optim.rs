@@ -43,5 +43,9 @@ pub(crate) fn adamw(
             .for_each(update);
     }
     #[cfg(target_arch = "wasm32")]
-    p.chunks_mut(CHUNK).zip(m.chunks_mut(CHUNK)).zip(v.chunks_mut(CHUNK)).zip(g.chunks(CHUNK)).for_each(update);
+    p.chunks_mut(CHUNK)
+        .zip(m.chunks_mut(CHUNK))
+        .zip(v.chunks_mut(CHUNK))
+        .zip(g.chunks(CHUNK))
+        .for_each(update);
 }
