@@ -187,7 +187,14 @@ fn bench_on<B: lemur_tensor::Backend>(backend: &B, args: &BenchArgs) -> Result<(
         {
             continue;
         }
-        let mut line = bench::autoencoder(backend, name, &cfg, 16, [64, 64], min)?;
+        let mut line = match bench::autoencoder(backend, name, &cfg, 16, [64, 64], min) {
+            Ok(line) => line,
+            Err(e) => {
+                // One configuration failing (e.g. over a GPU limit) should not hide the others.
+                println!("{name:<36} failed on {}: {e}", backend.name());
+                continue;
+            }
+        };
         line.reference = reference;
         let vs = |v: f64, r: Option<f64>| {
             r.map_or(String::new(), |r| {
