@@ -214,6 +214,13 @@ impl GpuBackend {
         // One partial dw per batch element (the batch is a natural split of the long K = B*H*W
         // axis, and gives the dispatch B times more workgroups), then one sum over them.
         let partial_len = d.batch * dw_len;
+        // The per-batch partials must fit one storage binding: large layers over big batches
+        // are split into batch chunks whose weight gradients are summed.
+        let max_binding = self.inner.device.limits().max_storage_buffer_binding_size as usize;
+        let per_chunk = (max_binding / (dw_len * 4).max(1)).max(1);
+        if d.batch > 1 && partial_len * 4 > max_binding && per_chunk < d.batch {
+            return self.conv2d_weight_grad_chunked(x, dy, d, per_chunk);
+        }
         let groups = gemm_groups(
             "conv2d_weight_grad",
             GemmKernel::Tiled,
@@ -246,6 +253,50 @@ impl GpuBackend {
     }
 }
 
+impl GpuBackend {
+    fn conv2d_weight_grad_chunked(
+        &self,
+        x: &GpuStorage,
+        dy: &GpuStorage,
+        d: &ConvDesc,
+        per_chunk: usize,
+    ) -> Result<GpuStorage> {
+        use crate::backend::{Backend, Binary, Broadcast, Strided};
+        let (xs, ys) = (d.cin * d.h * d.w, d.cout * d.h * d.w);
+        let slice = |s: &GpuStorage, start: usize, len: usize| {
+            self.copy_strided(
+                s,
+                &Strided {
+                    shape: vec![len],
+                    strides: vec![1],
+                    offset: start,
+                },
+            )
+        };
+        let mut total: Option<GpuStorage> = None;
+        let mut b0 = 0;
+        while b0 < d.batch {
+            let nb = per_chunk.min(d.batch - b0);
+            let xc = slice(x, b0 * xs, nb * xs)?;
+            let yc = slice(dy, b0 * ys, nb * ys)?;
+            let part = self.conv2d_weight_grad_gpu(&xc, &yc, &ConvDesc { batch: nb, ..*d })?;
+            total = Some(match total {
+                None => part,
+                Some(t) => {
+                    let n = t.len;
+                    let layout = Broadcast {
+                        shape: vec![n],
+                        strides: vec![vec![1], vec![1]],
+                    };
+                    self.binary(Binary::Add, &t, &part, &layout)?
+                }
+            });
+            b0 += nb;
+        }
+        Ok(total.expect("batch > 1"))
+    }
+}
+
 fn conv_params(
     d: &ConvDesc,
     mode: u32,
@@ -267,5 +318,44 @@ fn conv_params(
         has_bias: 0,
         a_batch_stride: a_batch_stride as u32,
         _pad: 0,
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+
+    /// Chunking the batch (used when the per-batch partials outgrow a storage binding) must not
+    /// change the weight gradient.
+    #[test]
+    fn chunked_weight_grad_matches_single_pass() {
+        if std::env::var("LEMUR_TEST_CPU_ONLY").is_ok_and(|v| v == "1") {
+            return;
+        }
+        let g = GpuBackend::new_blocking().unwrap_or_else(|e| panic!("{e}"));
+        let d = ConvDesc {
+            batch: 5,
+            cin: 3,
+            cout: 4,
+            h: 6,
+            w: 7,
+            kernel: 3,
+            circular: true,
+        };
+        let x: Vec<f32> = (0..5 * 3 * 42).map(|i| crate::rng::normal(1, i)).collect();
+        let dy: Vec<f32> = (0..5 * 4 * 42).map(|i| crate::rng::normal(2, i)).collect();
+        let (xs, ys) = (g.upload(&x).unwrap(), g.upload(&dy).unwrap());
+        let whole =
+            pollster::block_on(g.read(&g.conv2d_weight_grad_gpu(&xs, &ys, &d).unwrap())).unwrap();
+        let chunked =
+            pollster::block_on(g.read(&g.conv2d_weight_grad_chunked(&xs, &ys, &d, 2).unwrap()))
+                .unwrap();
+        for (i, (a, b)) in whole.iter().zip(&chunked).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + a.abs()),
+                "dw[{i}]: {a} vs chunked {b}"
+            );
+        }
     }
 }
