@@ -14,6 +14,9 @@ pub struct BenchSolversArgs {
     /// Seconds of timed stepping per measurement.
     #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
+    /// Skip timing the generation of the default training sets.
+    #[arg(long)]
+    pub no_generate: bool,
 }
 
 pub fn run(args: BenchSolversArgs) -> anyhow::Result<()> {
@@ -57,6 +60,44 @@ pub fn run(args: BenchSolversArgs) -> anyhow::Result<()> {
             "scaling = throughput at {} threads / at {} (target >= 1.7 for 2 vs 1 on an idle machine)",
             args.threads.last().unwrap_or(&1),
             args.threads[0]
+        );
+    }
+    if !args.no_generate {
+        generation_times()?;
+    }
+    Ok(())
+}
+
+/// Times `lemur generate` with its defaults for each system, into a scratch directory.
+fn generation_times() -> anyhow::Result<()> {
+    use super::generate::{GenerateArgs, System, generate};
+    println!("\ndefault training sets (`lemur generate <system>` with its defaults)");
+    for (system, name) in [
+        (System::Euler, "euler"),
+        (System::RayleighBenard, "rayleigh-benard"),
+    ] {
+        let out = std::env::temp_dir().join(format!(
+            "lemur-bench-generate-{name}-{}",
+            std::process::id()
+        ));
+        let args = GenerateArgs {
+            system,
+            trajectories: 40,
+            frames: None,
+            size: None,
+            seed: 0,
+            periodic: false,
+            out: out.clone(),
+        };
+        let report = generate(&args, false);
+        let _ = std::fs::remove_dir_all(&out);
+        let r = report?;
+        println!(
+            "{name:<16} {} trajectories x {} frames: {:.2} s simulate+write, {:.2} s statistics",
+            r.trajectories,
+            r.frames,
+            r.simulate_and_write.as_secs_f64(),
+            r.statistics.as_secs_f64()
         );
     }
     Ok(())
