@@ -5,8 +5,14 @@ pub enum Error {
     Tensor(#[from] lemur_tensor::Error),
     #[error("invalid model configuration: {0}")]
     Config(String),
-    #[error("{model}: input of shape {got:?} does not match the configuration (expected {expected})")]
-    Input { model: &'static str, got: Vec<usize>, expected: String },
+    #[error(
+        "{model}: input of shape {got:?} does not match the configuration (expected {expected})"
+    )]
+    Input {
+        model: &'static str,
+        got: Vec<usize>,
+        expected: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

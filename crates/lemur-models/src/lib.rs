@@ -3,7 +3,6 @@
 //! deterministic surrogate (section 5). Parameter names, shapes and layouts are the reference
 //! implementation's, so its checkpoints load.
 
-pub mod config;
 pub mod dcae;
 pub mod diffusion;
 mod error;

@@ -17,25 +17,46 @@ pub struct Builder<'a, B: Backend> {
 
 fn name_hash(name: &str) -> u64 {
     // FNV-1a: stable across platforms and Rust versions.
-    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl<'a, B: Backend> Builder<'a, B> {
     pub fn new(backend: &B, store: &'a mut ParamStore<B>, seed: u64) -> Self {
-        Self { backend: backend.clone(), store, prefix: String::new(), seed }
+        Self {
+            backend: backend.clone(),
+            store,
+            prefix: String::new(),
+            seed,
+        }
     }
 
     /// A builder for the child `name` (`self.prefix + "." + name`).
     pub fn sub(&mut self, name: impl std::fmt::Display) -> Builder<'_, B> {
-        let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
-        Builder { backend: self.backend.clone(), store: self.store, prefix, seed: self.seed }
+        let prefix = if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        };
+        Builder {
+            backend: self.backend.clone(),
+            store: self.store,
+            prefix,
+            seed: self.seed,
+        }
     }
 
     pub fn full_name(&self, name: &str) -> String {
-        if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) }
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
     }
 
-    fn stream(&self, name: &str) -> u64 {
+    /// The random stream that initialises parameter `name` under this prefix.
+    pub fn stream(&self, name: &str) -> u64 {
         self.seed ^ name_hash(&self.full_name(name))
     }
 
@@ -50,7 +71,9 @@ impl<'a, B: Backend> Builder<'a, B> {
     pub fn uniform(&mut self, name: &str, shape: &[usize], bound: f32) -> Result<Tensor<B>> {
         let s = self.stream(name);
         let n: usize = shape.iter().product();
-        let data: Vec<f32> = (0..n as u64).map(|i| (2.0 * rng::uniform(s, i) - 1.0) * bound).collect();
+        let data: Vec<f32> = (0..n as u64)
+            .map(|i| (2.0 * rng::uniform(s, i) - 1.0) * bound)
+            .collect();
         self.tensor(name, &data, shape)
     }
 
@@ -79,7 +102,11 @@ impl<B: Backend> Linear<B> {
     pub fn new(b: &mut Builder<'_, B>, fan_in: usize, fan_out: usize, bias: bool) -> Result<Self> {
         let bound = 1.0 / (fan_in as f32).sqrt();
         let weight = b.uniform("weight", &[fan_out, fan_in], bound)?;
-        let bias = if bias { Some(b.uniform("bias", &[fan_out], bound)?) } else { None };
+        let bias = if bias {
+            Some(b.uniform("bias", &[fan_out], bound)?)
+        } else {
+            None
+        };
         Ok(Self { weight, bias })
     }
 
@@ -96,11 +123,21 @@ pub struct Conv2d<B: Backend> {
 }
 
 impl<B: Backend> Conv2d<B> {
-    pub fn new(b: &mut Builder<'_, B>, cin: usize, cout: usize, kernel: usize, circular: bool) -> Result<Self> {
+    pub fn new(
+        b: &mut Builder<'_, B>,
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        circular: bool,
+    ) -> Result<Self> {
         let bound = 1.0 / ((cin * kernel * kernel) as f32).sqrt();
         let weight = b.uniform("weight", &[cout, cin, kernel, kernel], bound)?;
         let bias = Some(b.uniform("bias", &[cout], bound)?);
-        Ok(Self { weight, bias, circular })
+        Ok(Self {
+            weight,
+            bias,
+            circular,
+        })
     }
 
     pub fn forward(&self, x: &Tensor<B>) -> Result<Tensor<B>> {
