@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Subcommand;
 use lemur_tensor::BackendKind;
-use lemur_train::{CommonArgs, Overrides, Summary};
+use lemur_train::{CommonArgs, ModelKind, Overrides, Summary};
 
 #[derive(Subcommand)]
 pub enum TrainCommand {
@@ -15,6 +15,22 @@ pub enum TrainCommand {
         /// Dataset directory (with stats.json); defaults to the run's when resuming.
         #[arg(long)]
         data: Option<PathBuf>,
+        #[command(flatten)]
+        common: TrainArgs,
+    },
+    /// The EDM diffusion denoiser on windows of a latent cache (`lemur encode`).
+    Diffusion {
+        /// Latent cache directory; defaults to the run's when resuming.
+        #[arg(long)]
+        latents: Option<PathBuf>,
+        #[command(flatten)]
+        common: TrainArgs,
+    },
+    /// The deterministic surrogate on windows of a latent cache (`lemur encode`).
+    Surrogate {
+        /// Latent cache directory; defaults to the run's when resuming.
+        #[arg(long)]
+        latents: Option<PathBuf>,
         #[command(flatten)]
         common: TrainArgs,
     },
@@ -158,8 +174,24 @@ pub fn run(command: TrainCommand) -> Result<()> {
                 &lemur_train::autoencoder::train(&args)?,
             );
         }
+        TrainCommand::Diffusion { latents, common } => {
+            emulator(ModelKind::Diffusion, latents, &common)?
+        }
+        TrainCommand::Surrogate { latents, common } => {
+            emulator(ModelKind::Surrogate, latents, &common)?
+        }
         TrainCommand::Bench(args) => bench(&args)?,
     }
+    Ok(())
+}
+
+fn emulator(kind: ModelKind, latents: Option<PathBuf>, common: &TrainArgs) -> Result<()> {
+    let args = lemur_train::emulator::EmulatorArgs {
+        latents,
+        common: common.common()?,
+    };
+    let summary = lemur_train::emulator::train(kind, &args)?;
+    report(&kind.to_string(), common, &summary);
     Ok(())
 }
 

@@ -6,14 +6,17 @@
 //!   non-finite loss detection, progress).
 //! - [`batch`]: batches as pure functions of `(seed, step, micro-batch)`.
 //! - [`autoencoder`]: the DCAE on dataset frames.
+//! - [`emulator`]: the diffusion denoiser and the surrogate on windows of a latent cache.
 //!
 //! See the crate's README for the commands, the directory layout and the resume semantics.
 
 pub mod autoencoder;
 pub mod batch;
 pub mod bench;
+pub mod emulator;
 mod error;
 pub mod latents;
+mod models;
 pub mod options;
 pub mod provenance;
 pub mod run;
