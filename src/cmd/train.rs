@@ -109,6 +109,12 @@ pub struct TrainArgs {
     /// A log line every N steps [default: 10].
     #[arg(long)]
     pub log_every: Option<u32>,
+    /// Emulators: frames per training window [default: 5].
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Emulators: cached frames between consecutive window frames [default: 4].
+    #[arg(long)]
+    pub stride: Option<usize>,
     /// Stop after this step with a checkpoint, as if interrupted (resume continues the run).
     #[arg(long)]
     pub stop_after: Option<u32>,
@@ -134,6 +140,8 @@ impl TrainArgs {
                 checkpoint_every: self.checkpoint_every,
                 val_batches: self.val_batches,
                 log_every: self.log_every,
+                window: self.window,
+                stride: self.stride,
             },
             backend: self.backend.parse::<BackendKind>()?,
             stop_after: self.stop_after,

@@ -60,6 +60,8 @@ pub struct Overrides {
     pub checkpoint_every: Option<u32>,
     pub val_batches: Option<usize>,
     pub log_every: Option<u32>,
+    pub window: Option<usize>,
+    pub stride: Option<usize>,
 }
 
 impl TrainOptions {
@@ -95,7 +97,17 @@ impl TrainOptions {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = o.$f { t.$f = v; } )* };
         }
-        set!(batch, accum, lr, warmup, clip, weight_decay, seed);
+        set!(
+            batch,
+            accum,
+            lr,
+            warmup,
+            clip,
+            weight_decay,
+            seed,
+            window,
+            stride
+        );
         if let Some(l) = &o.loss {
             t.loss = l.clone();
         }
@@ -116,7 +128,17 @@ impl TrainOptions {
                 diffs.push(format!("--{} {:?} (the run has {:?})", stringify!($f).replace('_', "-"), v, stored.$f));
             } )* };
         }
-        same!(batch, accum, lr, warmup, clip, weight_decay, seed);
+        same!(
+            batch,
+            accum,
+            lr,
+            warmup,
+            clip,
+            weight_decay,
+            seed,
+            window,
+            stride
+        );
         if let Some(l) = &o.loss
             && *l != stored.loss
         {
