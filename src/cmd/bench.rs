@@ -6,11 +6,14 @@ pub enum BenchCommand {
     Kernels(super::bench_kernels::BenchKernelsArgs),
     /// Solver throughput (cell updates per second, thread scaling, dataset generation time).
     Solvers(super::bench_solvers::BenchSolversArgs),
+    /// Training throughput (same as `lemur train bench`).
+    Training(super::train::BenchArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Kernels(args) => super::bench_kernels::run(args),
         BenchCommand::Solvers(args) => super::bench_solvers::run(args),
+        BenchCommand::Training(args) => super::train::bench(&args),
     }
 }

@@ -259,7 +259,7 @@ fn lemur_models_config(text: &str) -> Result<lemur_train::bench::AutoencoderConf
     Ok(lemur_train::bench::AutoencoderConfig::from_json(text)?)
 }
 
-fn bench(args: &BenchArgs) -> Result<()> {
+pub fn bench(args: &BenchArgs) -> Result<()> {
     let backends: &[&str] = match args.backend.as_str() {
         "both" => &["cpu", "gpu"],
         "cpu" => &["cpu"],
