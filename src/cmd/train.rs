@@ -252,6 +252,22 @@ fn bench_on<B: lemur_tensor::Backend>(backend: &B, args: &BenchArgs) -> Result<(
             line.backend
         );
     }
+    let name = "denoiser-fixed 4x(5,4,4) batch 32";
+    if args.only.as_ref().is_none_or(|o| name.contains(o.as_str())) {
+        match bench::denoiser(backend, name, &bench::fixed_denoiser(), 32, [5, 4, 4], min) {
+            Ok(line) => println!(
+                "{:<36} {:>10} params  train {:>7.2} samples/s (PyTorch 26.5, ratio {:.2})  forward {:>7.2} samples/s (PyTorch 86, ratio {:.2})  [{}]",
+                line.name,
+                line.params,
+                line.train_per_s,
+                line.train_per_s / 26.5,
+                line.infer_per_s,
+                line.infer_per_s / 86.0,
+                line.backend
+            ),
+            Err(e) => println!("{name:<36} failed on {}: {e}", backend.name()),
+        }
+    }
     Ok(())
 }
 

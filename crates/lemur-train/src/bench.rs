@@ -94,3 +94,76 @@ pub fn autoencoder<B: Backend>(
         reference: None,
     })
 }
+
+/// The issue's fixed denoiser: 4 latent channels over (L, H, W) = (5, 4, 4), width 256, 8
+/// blocks, 4 heads, batch 32 (PyTorch: 26.5 samples/s per training step, 86 samples/s
+/// forward). Labels and modulation width as in the paper presets (3 labels, 256 features).
+pub fn fixed_denoiser() -> lemur_models::vit::VitConfig {
+    serde_json::from_str(
+        r#"{"channels": 4, "emb_features": 256, "label_features": 3, "masked": true, "hid_channels": 256,
+            "hid_blocks": 8, "attention_heads": 4, "ffn_factor": 4, "schedule": {"name": "log_logit"}}"#,
+    )
+    .expect("a valid configuration")
+}
+
+/// Throughput of the denoiser `cfg` on `batch` random windows of `lhw` latent frames: one
+/// optimizer step of the denoising loss, and one forward pass without gradients.
+pub fn denoiser<B: Backend>(
+    backend: &B,
+    name: &str,
+    cfg: &lemur_models::vit::VitConfig,
+    batch: usize,
+    lhw: [usize; 3],
+    min: Duration,
+) -> Result<BenchLine> {
+    use lemur_models::diffusion::{Denoiser, TrainDraw, context_mask};
+    let mut params = ParamStore::new();
+    let model = Denoiser::new(cfg, &mut Builder::new(backend, &mut params, 0))?;
+    let mut optimizer = AdamW::new(AdamWConfig::default());
+    let [l, h, w] = lhw;
+    let x = Tensor::randn(backend, &[batch, cfg.channels, l, h, w], 1, 0)?;
+    let labels = (cfg.label_features > 0)
+        .then(|| Tensor::randn(backend, &[batch, cfg.label_features], 2, 0))
+        .transpose()?;
+    let mask = Tensor::from_slice(
+        backend,
+        &context_mask(batch, l, 0.66, 3),
+        &[batch, 1, l, 1, 1],
+    )?;
+    let mut step = 0u64;
+    let train = time(backend, min, || {
+        step += 1;
+        model
+            .loss(
+                &x,
+                labels.as_ref(),
+                &mask,
+                TrainDraw {
+                    seed: 0,
+                    step,
+                    micro: 0,
+                },
+                true,
+            )?
+            .backward()?;
+        optimizer.step(&params)?;
+        Ok(())
+    })?;
+    let cond = mask.broadcast_to(x.shape())?;
+    let t: Vec<f32> = (0..batch)
+        .map(|i| (i as f32 + 0.5) / batch as f32)
+        .collect();
+    let infer = time(backend, min, || {
+        no_grad(|| model.forward(&x, &t, labels.as_ref(), Some(&cond)))?;
+        Ok(())
+    })?;
+    Ok(BenchLine {
+        name: name.to_string(),
+        backend: backend.name(),
+        params: Denoiser::<B>::param_count(cfg),
+        batch,
+        train_per_s: batch as f64 / train,
+        infer_per_s: batch as f64 / infer,
+        reference: None,
+    })
+}
