@@ -98,13 +98,35 @@ pub(crate) fn broadcast_offsets<const K: usize>(layout: &Broadcast, mut i: usize
     offs
 }
 
+/// For each output element of a 1-D layout (what same-shape operands compact to), the input
+/// offsets are `i * stride`: no index decoding needed.
+fn flat_strides(layout: &Broadcast) -> Option<Vec<usize>> {
+    (layout.shape.len() == 1).then(|| layout.strides.iter().map(|s| s[0]).collect())
+}
+
 pub(crate) fn binary(op: Binary, a: &[f32], b: &[f32], layout: &Broadcast) -> Vec<f32> {
     let n: usize = layout.shape.iter().product();
     let mut out = vec![0.0; n];
-    par_chunks_mut(&mut out, CHUNK, |c, o| {
-        for (i, o) in o.iter_mut().enumerate() {
-            let [ia, ib] = broadcast_offsets::<2>(layout, c * CHUNK + i);
-            *o = binary_f(op, a[ia], b[ib]);
+    if let Some(st) = flat_strides(layout) {
+        par_chunks_mut(&mut out, CHUNK, |c, o| {
+            for (i, o) in o.iter_mut().enumerate() {
+                let j = c * CHUNK + i;
+                *o = binary_f(op, a[j * st[0]], b[j * st[1]]);
+            }
+        });
+        return out;
+    }
+    // Decode the offsets once per row of the last axis, then walk the row with its strides.
+    let d = layout.shape.len() - 1;
+    let row = layout.shape[d];
+    let (sa, sb) = (layout.strides[0][d], layout.strides[1][d]);
+    let rows_per_chunk = (CHUNK / row).max(1);
+    par_chunks_mut(&mut out, rows_per_chunk * row, |c, o| {
+        for (r, o) in o.chunks_mut(row).enumerate() {
+            let [ia, ib] = broadcast_offsets::<2>(layout, (c * rows_per_chunk + r) * row);
+            for (k, o) in o.iter_mut().enumerate() {
+                *o = binary_f(op, a[ia + k * sa], b[ib + k * sb]);
+            }
         }
     });
     out

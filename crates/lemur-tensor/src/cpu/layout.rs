@@ -6,15 +6,27 @@ use crate::backend::Strided;
 pub(crate) fn copy_strided(x: &[f32], d: &Strided) -> Vec<f32> {
     let n: usize = d.shape.iter().product();
     let mut out = vec![0.0; n];
-    par_chunks_mut(&mut out, 4096, |c, o| {
-        for (i, o) in o.iter_mut().enumerate() {
-            let mut rem = c * 4096 + i;
+    if n == 0 {
+        return out;
+    }
+    if d.shape.is_empty() {
+        return vec![x[d.offset]];
+    }
+    // Decode the source offset once per row of the last axis, then walk the row.
+    let last = d.shape.len() - 1;
+    let (row, step) = (d.shape[last], d.strides[last]);
+    let rows_per_chunk = (4096 / row.max(1)).max(1);
+    par_chunks_mut(&mut out, rows_per_chunk * row, |c, o| {
+        for (r, o) in o.chunks_mut(row).enumerate() {
+            let mut rem = c * rows_per_chunk + r;
             let mut off = d.offset as isize;
-            for k in (0..d.shape.len()).rev() {
+            for k in (0..last).rev() {
                 off += (rem % d.shape[k]) as isize * d.strides[k];
                 rem /= d.shape[k];
             }
-            *o = x[off as usize];
+            for (j, o) in o.iter_mut().enumerate() {
+                *o = x[(off + j as isize * step) as usize];
+            }
         }
     });
     out
