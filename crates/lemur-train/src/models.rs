@@ -44,8 +44,11 @@ pub fn input(kind: ModelKind, v: &Value) -> Result<EmulatorInput> {
     })
 }
 
-struct DiffusionModel<B: Backend>(Denoiser<B>, usize);
-struct SurrogateModel<B: Backend>(Surrogate<B>, usize);
+/// The trained emulator with its trainable parameter count.
+enum Model<B: Backend> {
+    Diffusion(Denoiser<B>, usize),
+    Surrogate(Surrogate<B>, usize),
+}
 
 /// The (B, 1, L, 1, 1) context masks of one pass: a pure function of (seed, pass).
 fn masks<B: Backend>(x: &Tensor<B>, seed: u64, pass: u64) -> Result<Tensor<B>> {
@@ -63,7 +66,7 @@ fn masks<B: Backend>(x: &Tensor<B>, seed: u64, pass: u64) -> Result<Tensor<B>> {
     )?)
 }
 
-impl<B: Backend> EmulatorModel<B> for DiffusionModel<B> {
+impl<B: Backend> EmulatorModel<B> for Model<B> {
     fn loss(
         &self,
         x: &Tensor<B>,
@@ -73,47 +76,21 @@ impl<B: Backend> EmulatorModel<B> for DiffusionModel<B> {
         train: bool,
     ) -> Result<Tensor<B>> {
         let mask = masks(x, seed, pass)?;
-        Ok(self.0.loss(
-            x,
-            labels,
-            &mask,
-            TrainDraw {
-                seed,
-                step: pass,
-                micro: 0,
-            },
-            train,
-        )?)
+        let draw = TrainDraw {
+            seed,
+            step: pass,
+            micro: 0,
+        };
+        Ok(match self {
+            Model::Diffusion(m, _) => m.loss(x, labels, &mask, draw, train)?,
+            Model::Surrogate(m, _) => m.loss(x, labels, &mask, draw, train)?,
+        })
     }
-    fn param_count(&self) -> usize {
-        self.1
-    }
-}
 
-impl<B: Backend> EmulatorModel<B> for SurrogateModel<B> {
-    fn loss(
-        &self,
-        x: &Tensor<B>,
-        labels: Option<&Tensor<B>>,
-        seed: u64,
-        pass: u64,
-        train: bool,
-    ) -> Result<Tensor<B>> {
-        let mask = masks(x, seed, pass)?;
-        Ok(self.0.loss(
-            x,
-            labels,
-            &mask,
-            TrainDraw {
-                seed,
-                step: pass,
-                micro: 0,
-            },
-            train,
-        )?)
-    }
     fn param_count(&self) -> usize {
-        self.1
+        match self {
+            Model::Diffusion(_, n) | Model::Surrogate(_, n) => *n,
+        }
     }
 }
 
@@ -128,11 +105,11 @@ pub fn build<B: Backend>(
     let cfg = parse(kind, v)?;
     let mut b = Builder::new(backend, params, seed);
     Ok(match kind {
-        ModelKind::Surrogate => Box::new(SurrogateModel(
+        ModelKind::Surrogate => Box::new(Model::Surrogate(
             Surrogate::new(&cfg, &mut b)?,
             Surrogate::<B>::param_count(&cfg),
         )),
-        _ => Box::new(DiffusionModel(
+        _ => Box::new(Model::Diffusion(
             Denoiser::new(&cfg, &mut b)?,
             Denoiser::<B>::param_count(&cfg),
         )),
