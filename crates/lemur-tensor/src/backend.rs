@@ -187,6 +187,33 @@ pub struct AdamWDesc {
     pub max_norm: f32,
 }
 
+/// Most past noise predictions a multistep sampler keeps (the ring slots of [`SamplerUpdate`]).
+pub const MAX_SAMPLER_SLOTS: usize = 8;
+
+/// One fused reverse-diffusion update over the N values of a state (DESIGN.md section 4):
+///
+/// ```text
+/// m   = mask ? y : mean                 observed positions are known (inpainting)
+/// z   = (x_z - a_t m) / s_t             stored in ring slot `slot`
+/// x_s = cx x_b + cm m + sum_j c[j] ring[j] + cn eps,   eps = normal(seed, offset + i)
+/// ```
+///
+/// Every sampler is a choice of these coefficients: Euler is `cx = a_s/a_t`,
+/// `c[slot] = a_s (s_s/a_s - s_t/a_t)`; Adams-Bashforth spreads `c` over past slots.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SamplerUpdate {
+    pub a_t: f32,
+    pub s_t: f32,
+    pub slot: usize,
+    pub slots: usize,
+    pub cx: f32,
+    pub cm: f32,
+    pub c: [f32; MAX_SAMPLER_SLOTS],
+    pub cn: f32,
+    pub seed: u64,
+    pub offset: u64,
+}
+
 /// A compute backend: storage plus the primitive kernels. Every op returns a new contiguous
 /// storage; sizes are validated by the `Tensor` layer above before they reach a backend.
 pub trait Backend: Clone + Debug + 'static {
@@ -323,4 +350,24 @@ pub trait Backend: Clone + Debug + 'static {
         d: &AdamWDesc,
         gnorm_sq: Option<&Self::Storage>,
     ) -> Result<(Self::Storage, Self::Storage, Self::Storage)>;
+
+    /// `out = mask ? k y : x` with `obs` = [2, N] (y, then the 0/1 mask): the denoiser's input
+    /// under inpainting, observed positions at the noise level of time t.
+    fn sampler_observe(
+        &self,
+        x: &Self::Storage,
+        obs: &Self::Storage,
+        k: f32,
+    ) -> Result<Self::Storage>;
+    /// One [`SamplerUpdate`]; consumes the ring [S, N] of past z and returns (x_s, ring) (the
+    /// GPU writes the ring in place). `x_z` and `x_b` may be the same storage.
+    fn sampler_update(
+        &self,
+        ring: Self::Storage,
+        x_z: &Self::Storage,
+        x_b: &Self::Storage,
+        mean: &Self::Storage,
+        obs: Option<&Self::Storage>,
+        d: &SamplerUpdate,
+    ) -> Result<(Self::Storage, Self::Storage)>;
 }

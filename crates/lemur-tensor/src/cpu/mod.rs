@@ -9,6 +9,7 @@ mod matmul;
 mod norm;
 mod optim;
 mod random;
+mod sampler;
 
 use std::sync::Arc;
 
@@ -240,5 +241,30 @@ impl Backend for CpuBackend {
             gnorm_sq.map(|s| s[0]),
         );
         Ok((p, m, v))
+    }
+
+    fn sampler_observe(&self, x: &CpuStorage, obs: &CpuStorage, k: f32) -> Result<CpuStorage> {
+        Ok(Arc::new(sampler::observe(x, obs, k)))
+    }
+
+    fn sampler_update(
+        &self,
+        ring: CpuStorage,
+        x_z: &CpuStorage,
+        x_b: &CpuStorage,
+        mean: &CpuStorage,
+        obs: Option<&CpuStorage>,
+        d: &SamplerUpdate,
+    ) -> Result<(CpuStorage, CpuStorage)> {
+        let mut ring = ring;
+        let x_s = sampler::update(
+            Arc::make_mut(&mut ring).as_mut_slice(),
+            x_z,
+            x_b,
+            mean,
+            obs.map(|o| o.as_slice()),
+            d,
+        );
+        Ok((Arc::new(x_s), ring))
     }
 }

@@ -14,6 +14,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("matmul", include_str!("../../../../shaders/matmul.wgsl")),
     ("conv2d", include_str!("../../../../shaders/conv2d.wgsl")),
     ("norm", include_str!("../../../../shaders/norm.wgsl")),
+    ("sampler", include_str!("../../../../shaders/sampler.wgsl")),
     (
         "attention",
         include_str!("../../../../shaders/attention.wgsl"),

@@ -109,6 +109,28 @@ struct AdamParams {
     bc2: f32,
 }
 
+/// Mirrors `Params` in shaders/sampler.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SamplerParams {
+    n: u32,
+    observed: u32,
+    slot: u32,
+    slots: u32,
+    a_t: f32,
+    s_t: f32,
+    cx: f32,
+    cm: f32,
+    cn: f32,
+    k: f32,
+    seed_lo: u32,
+    seed_hi: u32,
+    off_lo: u32,
+    off_hi: u32,
+    _pad: [u32; 2],
+    c: [f32; MAX_SAMPLER_SLOTS],
+}
+
 /// Storage bindings are limited to 2^32 bytes of u32 indexing and to the device's binding size.
 fn check_len(op: &'static str, n: usize) -> Result<()> {
     if n > u32::MAX as usize / 4 {
@@ -431,5 +453,91 @@ impl Backend for GpuBackend {
             groups_1d(n, WG),
         );
         Ok((p, m, v))
+    }
+
+    fn sampler_observe(&self, x: &GpuStorage, obs: &GpuStorage, k: f32) -> Result<GpuStorage> {
+        let n = x.len;
+        if obs.len != 2 * n {
+            return Err(invalid(
+                "sampler_observe",
+                format!("obs has {} values, expected 2 x {n}", obs.len),
+            ));
+        }
+        let out = self.alloc(n, "sampler observe");
+        let params = SamplerParams {
+            n: n as u32,
+            observed: 1,
+            k,
+            ..Zeroable::zeroed()
+        };
+        self.dispatch(
+            "sampler",
+            "observe",
+            &params,
+            &[obs, x, &out],
+            groups_1d(n, WG),
+        );
+        Ok(out)
+    }
+
+    fn sampler_update(
+        &self,
+        ring: GpuStorage,
+        x_z: &GpuStorage,
+        x_b: &GpuStorage,
+        mean: &GpuStorage,
+        obs: Option<&GpuStorage>,
+        d: &SamplerUpdate,
+    ) -> Result<(GpuStorage, GpuStorage)> {
+        let n = x_z.len;
+        check_len("sampler_update", ring.len)?;
+        if d.slots == 0
+            || d.slots > MAX_SAMPLER_SLOTS
+            || d.slot >= d.slots
+            || ring.len != d.slots * n
+            || x_b.len != n
+            || mean.len != n
+            || obs.is_some_and(|o| o.len != 2 * n)
+        {
+            return Err(invalid(
+                "sampler_update",
+                format!(
+                    "ring of {} values for {} slots (slot {}) over {n} values, x_b {}, mean {}, obs {:?}",
+                    ring.len,
+                    d.slots,
+                    d.slot,
+                    x_b.len,
+                    mean.len,
+                    obs.map(|o| o.len)
+                ),
+            ));
+        }
+        let out = self.alloc(n, "sampler update");
+        let params = SamplerParams {
+            n: n as u32,
+            observed: u32::from(obs.is_some()),
+            slot: d.slot as u32,
+            slots: d.slots as u32,
+            a_t: d.a_t,
+            s_t: d.s_t,
+            cx: d.cx,
+            cm: d.cm,
+            cn: d.cn,
+            k: 0.0,
+            seed_lo: d.seed as u32,
+            seed_hi: (d.seed >> 32) as u32,
+            off_lo: d.offset as u32,
+            off_hi: (d.offset >> 32) as u32,
+            _pad: [0; 2],
+            c: d.c,
+        };
+        self.dispatch(
+            "sampler",
+            "update",
+            &params,
+            &[obs.unwrap_or(mean), x_z, &out, x_b, mean, &ring],
+            groups_1d(n, WG),
+        );
+        Ok((out, ring))
     }
 }
