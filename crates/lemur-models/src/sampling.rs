@@ -115,7 +115,13 @@ pub enum Method {
 
 impl Method {
     /// Parses `euler`, `ddim`, `ddpm`, `heun`, `ab`, `eab`, `pc` with their parameters.
-    pub fn parse(name: &str, order: usize, eta: f64, corrections: usize, delta: f64) -> Result<Self> {
+    pub fn parse(
+        name: &str,
+        order: usize,
+        eta: f64,
+        corrections: usize,
+        delta: f64,
+    ) -> Result<Self> {
         let m = match name {
             "euler" => Self::Euler,
             "ddim" => Self::Ddim { eta },
@@ -136,7 +142,9 @@ impl Method {
 
     pub fn validate(&self) -> Result<()> {
         match *self {
-            Self::Ab { order } | Self::Eab { order } if !(1..=MAX_SAMPLER_SLOTS).contains(&order) => {
+            Self::Ab { order } | Self::Eab { order }
+                if !(1..=MAX_SAMPLER_SLOTS).contains(&order) =>
+            {
                 Err(Error::Config(format!(
                     "multistep order must be 1..={MAX_SAMPLER_SLOTS}, got {order}"
                 )))
@@ -144,9 +152,9 @@ impl Method {
             Self::Ddim { eta } if !(eta >= 0.0) => {
                 Err(Error::Config(format!("DDIM eta must be >= 0, got {eta}")))
             }
-            Self::Pc { delta, .. } if !(delta > 0.0 && delta < 1.0) => Err(Error::Config(
-                format!("predictor-corrector delta must be in (0, 1), got {delta}"),
-            )),
+            Self::Pc { delta, .. } if !(delta > 0.0 && delta < 1.0) => Err(Error::Config(format!(
+                "predictor-corrector delta must be in (0, 1), got {delta}"
+            ))),
             _ => Ok(()),
         }
     }
@@ -314,7 +322,10 @@ impl<B: Backend> SamplerState<B> {
         if cn != 0.0 {
             self.noise += n as u64;
         }
-        let ring = self.ring.take().expect("ring is put back after every update");
+        let ring = self
+            .ring
+            .take()
+            .expect("ring is put back after every update");
         let (x_s, ring) = self.backend.sampler_update(
             ring,
             &x_z.storage(),
@@ -354,7 +365,18 @@ impl<B: Backend> SamplerState<B> {
         match self.method {
             Method::Euler => {
                 let m = self.mean(denoiser, x_t, t, obs)?;
-                self.update(x_t, x_t, &m, obs, (a_t, s_t), 0, a_s / a_t, 0.0, &[(0, euler)], 0.0)
+                self.update(
+                    x_t,
+                    x_t,
+                    &m,
+                    obs,
+                    (a_t, s_t),
+                    0,
+                    a_s / a_t,
+                    0.0,
+                    &[(0, euler)],
+                    0.0,
+                )
             }
             Method::Ddim { eta } => {
                 let r = a_t * s_s / (a_s * s_t);
@@ -365,11 +387,32 @@ impl<B: Backend> SamplerState<B> {
             }
             Method::Heun => {
                 let m = self.mean(denoiser, x_t, t, obs)?;
-                let x_e =
-                    self.update(x_t, x_t, &m, obs, (a_t, s_t), 0, a_s / a_t, 0.0, &[(0, euler)], 0.0)?;
+                let x_e = self.update(
+                    x_t,
+                    x_t,
+                    &m,
+                    obs,
+                    (a_t, s_t),
+                    0,
+                    a_s / a_t,
+                    0.0,
+                    &[(0, euler)],
+                    0.0,
+                )?;
                 let m_e = self.mean(denoiser, &x_e, s, obs)?;
                 let half = [(0, euler / 2.0), (1, euler / 2.0)];
-                self.update(&x_e, x_t, &m_e, obs, (a_s, s_s), 1, a_s / a_t, 0.0, &half, 0.0)
+                self.update(
+                    &x_e,
+                    x_t,
+                    &m_e,
+                    obs,
+                    (a_s, s_s),
+                    1,
+                    a_s / a_t,
+                    0.0,
+                    &half,
+                    0.0,
+                )
             }
             Method::Ab { order } | Method::Eab { order } => {
                 let exponential = matches!(self.method, Method::Eab { .. });
@@ -394,7 +437,18 @@ impl<B: Backend> SamplerState<B> {
                 for _ in 0..corrections {
                     let m = self.mean(denoiser, &x, t, obs)?;
                     let cn = (2.0 * delta).sqrt() * s_t;
-                    x = self.update(&x, &x, &m, obs, (a_t, s_t), 0, 1.0 - delta, delta * a_t, &[], cn)?;
+                    x = self.update(
+                        &x,
+                        &x,
+                        &m,
+                        obs,
+                        (a_t, s_t),
+                        0,
+                        1.0 - delta,
+                        delta * a_t,
+                        &[],
+                        cn,
+                    )?;
                 }
                 let m = self.mean(denoiser, &x, t, obs)?;
                 let r = s_s / s_t;
@@ -491,11 +545,16 @@ mod tests {
 
     #[test]
     fn methods_parse_and_validate() {
-        assert_eq!(Method::parse("ddpm", 3, 0.0, 1, 0.1).unwrap(), Method::Ddim { eta: 1.0 });
+        assert_eq!(
+            Method::parse("ddpm", 3, 0.0, 1, 0.1).unwrap(),
+            Method::Ddim { eta: 1.0 }
+        );
         assert!(Method::parse("ab", 0, 0.0, 1, 0.1).is_err());
         assert!(Method::parse("ab", 9, 0.0, 1, 0.1).is_err());
         assert!(Method::parse("pc", 3, 0.0, 1, 1.5).is_err());
-        let e = Method::parse("rk4", 3, 0.0, 1, 0.1).unwrap_err().to_string();
+        let e = Method::parse("rk4", 3, 0.0, 1, 0.1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("rk4") && e.contains("euler"), "{e}");
         assert!(Sampler::new(Method::Euler, 0, 0).is_err());
     }
