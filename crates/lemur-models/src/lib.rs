@@ -7,6 +7,7 @@ pub mod dcae;
 pub mod diffusion;
 mod error;
 pub mod nn;
+pub mod rollout;
 pub mod sampling;
 pub mod surrogate;
 pub mod vit;

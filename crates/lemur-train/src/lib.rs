@@ -7,12 +7,14 @@
 //! - [`batch`]: batches as pure functions of `(seed, step, micro-batch)`.
 //! - [`autoencoder`]: the DCAE on dataset frames.
 //! - [`emulator`]: the diffusion denoiser and the surrogate on windows of a latent cache.
+//! - [`emulate`]: a trained run end to end: encode, roll out (ensembles), decode.
 //!
 //! See the crate's README for the commands, the directory layout and the resume semantics.
 
 pub mod autoencoder;
 pub mod batch;
 pub mod bench;
+pub mod emulate;
 pub mod emulator;
 mod error;
 pub mod latents;

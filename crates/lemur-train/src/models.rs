@@ -11,7 +11,7 @@ use crate::emulator::{EmulatorInput, EmulatorModel};
 use crate::error::Result;
 use crate::run::ModelKind;
 
-fn parse(kind: ModelKind, v: &Value) -> Result<VitConfig> {
+pub(crate) fn parse(kind: ModelKind, v: &Value) -> Result<VitConfig> {
     let cfg: VitConfig = serde_json::from_value(v.clone())
         .map_err(|e| lemur_models::Error::Config(format!("{kind}: {e}")))?;
     cfg.validate()?;
