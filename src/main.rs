@@ -1,4 +1,5 @@
-//! `lemur`: the command-line front end (data generation, inspection, benchmarks).
+//! `lemur`: the command-line front end (data generation, training, emulation, evaluation,
+//! benchmarks).
 
 mod cmd;
 
@@ -31,7 +32,9 @@ enum Command {
     },
     /// Encode a dataset with a trained autoencoder into a latent cache.
     Encode(cmd::encode::EncodeArgs),
-    /// Benchmarks (kernels, solvers).
+    /// Emulate a trajectory with a trained run: prediction, PNG frames and GIFs, timings.
+    Rollout(cmd::rollout::RolloutArgs),
+    /// Benchmarks (kernels, solvers, training, emulation).
     Bench {
         #[command(subcommand)]
         command: cmd::bench::BenchCommand,
@@ -45,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Data { command } => cmd::data::run(command),
         Command::Train { command } => cmd::train::run(command),
         Command::Encode(args) => cmd::encode::run(args),
+        Command::Rollout(args) => cmd::rollout::run(args),
         Command::Bench { command } => cmd::bench::run(command),
     }
 }

@@ -4,4 +4,7 @@ pub mod bench_solvers;
 pub mod data;
 pub mod encode;
 pub mod generate;
+pub mod rollout;
+pub mod sampling;
 pub mod train;
+pub mod visual;

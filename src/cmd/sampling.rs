@@ -1,0 +1,62 @@
+//! Options shared by the commands that emulate (`rollout`, `eval`, `bench emulation`): the
+//! sampler, the window bookkeeping and the backend.
+
+use anyhow::Result;
+use lemur_models::sampling::{Method, Sampler};
+use lemur_train::emulate::RolloutOptions;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct SamplerArgs {
+    /// Sampler: ab (Adams-Bashforth), eab (exponential AB), euler, ddim, ddpm, heun, pc.
+    #[arg(long, default_value = "ab")]
+    pub sampler: String,
+    /// Denoising steps per window.
+    #[arg(long, default_value_t = 16)]
+    pub steps: usize,
+    /// Order of the multistep samplers (ab, eab).
+    #[arg(long, default_value_t = 3)]
+    pub order: usize,
+    /// DDIM stochasticity (0: deterministic, 1: DDPM).
+    #[arg(long, default_value_t = 0.0)]
+    pub eta: f64,
+    /// Langevin corrections per step (pc).
+    #[arg(long, default_value_t = 1)]
+    pub corrections: usize,
+    /// Langevin step size (pc).
+    #[arg(long, default_value_t = 0.1)]
+    pub delta: f64,
+    /// Latent frames known at the start of the rollout.
+    #[arg(long, default_value_t = 1)]
+    pub context: usize,
+    /// Frames each window takes from the previous one.
+    #[arg(long, default_value_t = 1)]
+    pub overlap: usize,
+    /// Seed of the sampler's noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Backend: gpu, cpu or auto.
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
+}
+
+impl SamplerArgs {
+    pub fn options(&self, horizon: usize, ensemble: usize) -> Result<RolloutOptions> {
+        if ensemble == 0 {
+            anyhow::bail!("--ensemble must be at least 1");
+        }
+        let method = Method::parse(
+            &self.sampler,
+            self.order,
+            self.eta,
+            self.corrections,
+            self.delta,
+        )?;
+        Ok(RolloutOptions {
+            context: self.context,
+            overlap: self.overlap,
+            horizon,
+            ensemble,
+            sampler: Sampler::new(method, self.steps, self.seed)?,
+        })
+    }
+}
