@@ -8,6 +8,8 @@ pub enum BenchCommand {
     Solvers(super::bench_solvers::BenchSolversArgs),
     /// Training throughput (same as `lemur train bench`).
     Training(super::train::BenchArgs),
+    /// Emulation speed against the solver that makes the data (physical frames per second).
+    Emulation(super::bench_emulation::BenchEmulationArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -15,5 +17,6 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Kernels(args) => super::bench_kernels::run(args),
         BenchCommand::Solvers(args) => super::bench_solvers::run(args),
         BenchCommand::Training(args) => super::train::bench(&args),
+        BenchCommand::Emulation(args) => super::bench_emulation::run(args),
     }
 }

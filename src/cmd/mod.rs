@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod bench_emulation;
 pub mod bench_kernels;
 pub mod bench_solvers;
 pub mod data;

@@ -3,7 +3,7 @@
 //! frames in a file, and write the prediction, PNG frames and an animated GIF per field.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use lemur_tensor::params::{read_safetensors, write_safetensors};
@@ -88,9 +88,9 @@ fn load_source<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Sour
     if let Some(path) = &args.init {
         let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
         let t = read_safetensors(&bytes, path)?;
-        let (shape, frames) = t.get("frames").with_context(|| {
-            format!("{}: no tensor `frames` [K, C, H, W]", path.display())
-        })?;
+        let (shape, frames) = t
+            .get("frames")
+            .with_context(|| format!("{}: no tensor `frames` [K, C, H, W]", path.display()))?;
         if shape.len() != 4 || shape[1] != c || shape[0] < context {
             bail!(
                 "{}: `frames` has shape {shape:?}; expected [K >= {context}, {c}, H, W] \
@@ -272,7 +272,11 @@ fn write_prediction<B: Backend>(
         "sampler".to_string(),
         format!("{} steps {}", args.sampling.sampler, args.sampling.steps),
     );
-    write_safetensors(&args.out.join("prediction.safetensors"), &tensors, Some(meta))?;
+    write_safetensors(
+        &args.out.join("prediction.safetensors"),
+        &tensors,
+        Some(meta),
+    )?;
     Ok(())
 }
 
@@ -297,11 +301,17 @@ fn write_well<B: Backend>(
     };
     let (t0, t1) = (names(0), names(1));
     if m.fields.iter().any(|f| f.order > 1) || m.coords.len() != 2 {
-        bail!("{}: --well writes 2-D scalar and vector fields only", file.display());
+        bail!(
+            "{}: --well writes 2-D scalar and vector fields only",
+            file.display()
+        );
     }
     let [c, h, w] = pred.shape;
     let t = pred.steps;
-    let boundary = |axis: usize| m.axis_boundary(axis).unwrap_or(lemur_well::BoundaryType::Open);
+    let boundary = |axis: usize| {
+        m.axis_boundary(axis)
+            .unwrap_or(lemur_well::BoundaryType::Open)
+    };
     let t_start = m.time.get(args.start).copied().unwrap_or(0.0);
     let trajectories: Vec<TrajectoryData> = (0..pred.members)
         .map(|n| {
