@@ -589,6 +589,8 @@ fn emulators_train_resume_and_check_their_latents() {
         );
     }
 
+    rollouts(&dir, &ae);
+
     // A denoiser for 5 latent channels does not fit these 4-channel latents.
     let wrong = dir.join("denoiser-5ch.json");
     let mut cfg: serde_json::Value =
@@ -611,4 +613,221 @@ fn emulators_train_resume_and_check_their_latents() {
         err.contains("4 channels") && err.contains("expects 5"),
         "{err}"
     );
+}
+
+/// Tensor shapes of a safetensors file.
+fn shapes(path: &Path) -> std::collections::BTreeMap<String, Vec<usize>> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(k, v)| {
+            let shape = v["shape"].as_array().unwrap();
+            (
+                k.clone(),
+                shape.iter().map(|d| d.as_u64().unwrap() as usize).collect(),
+            )
+        })
+        .collect()
+}
+
+/// `lemur rollout` with the runs trained above: diffusion ensembles on each backend, the
+/// surrogate, the autoencoder's reconstruction, initial frames from a file, and bad input.
+fn rollouts(dir: &Path, ae: &Path) {
+    for backend in gpu_too() {
+        let out = dir.join(format!("rollout-diffusion-{backend}"));
+        let run = dir.join(format!("diffusion-{backend}"));
+        let log = ok(&[
+            "rollout",
+            "--run",
+            s(&run),
+            "--data",
+            s(&dataset()),
+            "--index",
+            "0",
+            "--ensemble",
+            "2",
+            "--sampler",
+            "ab",
+            "--steps",
+            "3",
+            "--out",
+            s(&out),
+            "--backend",
+            backend,
+            "--well",
+        ]);
+        assert!(log.contains("timings: encode"), "{log}");
+        // 9 frames at stride 2: frames 0, 2, 4, 6, 8; one context frame and 4 predicted.
+        let t = shapes(&out.join("prediction.safetensors"));
+        assert_eq!(t["prediction"], vec![2, 5, 5, 16, 16]);
+        assert_eq!(t["truth"], vec![5, 5, 16, 16]);
+        assert_eq!(t["spread"], vec![5, 5, 16, 16]);
+        assert!(out.join("prediction.hdf5").is_file());
+        let info = ok(&["data", "info", s(&out.join("prediction.hdf5"))]);
+        assert!(
+            info.contains("trajectories: 2") && info.contains("steps: 5"),
+            "{info}"
+        );
+    }
+    let out = dir.join("rollout-surrogate");
+    ok(&[
+        "rollout",
+        "--run",
+        s(&dir.join("surrogate-cpu")),
+        "--horizon",
+        "6",
+        "--out",
+        s(&out),
+        "--backend",
+        "cpu",
+        "--data",
+        s(&dataset()),
+    ]);
+    assert_eq!(
+        shapes(&out.join("prediction.safetensors"))["prediction"],
+        vec![1, 7, 5, 16, 16]
+    );
+    let out = dir.join("rollout-ae");
+    ok(&[
+        "rollout",
+        "--run",
+        s(ae),
+        "--out",
+        s(&out),
+        "--backend",
+        "cpu",
+    ]);
+    assert_eq!(
+        shapes(&out.join("prediction.safetensors"))["prediction"],
+        vec![1, 9, 5, 16, 16]
+    );
+
+    // Initial frames from a file.
+    let init = dir.join("init.safetensors");
+    write_init(&init, 2, 5);
+    let out = dir.join("rollout-init");
+    ok(&[
+        "rollout",
+        "--run",
+        s(&dir.join("diffusion-cpu")),
+        "--init",
+        s(&init),
+        "--horizon",
+        "3",
+        "--steps",
+        "2",
+        "--out",
+        s(&out),
+        "--backend",
+        "cpu",
+    ]);
+    assert_eq!(
+        shapes(&out.join("prediction.safetensors"))["prediction"],
+        vec![1, 4, 5, 16, 16]
+    );
+
+    let err = fails(&[
+        "rollout",
+        "--run",
+        s(&dir.join("diffusion-cpu")),
+        "--init",
+        s(&init),
+        "--out",
+        s(&out),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(err.contains("--horizon"), "{err}");
+    let bad = dir.join("init-bad.safetensors");
+    write_init(&bad, 1, 3);
+    let err = fails(&[
+        "rollout",
+        "--run",
+        s(&dir.join("diffusion-cpu")),
+        "--init",
+        s(&bad),
+        "--horizon",
+        "2",
+        "--out",
+        s(&out),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        err.contains("init-bad.safetensors") && err.contains("frames"),
+        "{err}"
+    );
+    let err = fails(&[
+        "rollout",
+        "--run",
+        s(&dir.join("diffusion-cpu")),
+        "--index",
+        "7",
+        "--out",
+        s(&out),
+        "--backend",
+        "cpu",
+        "--data",
+        s(&dataset()),
+    ]);
+    assert!(
+        err.contains("trajectory 7") && err.contains("has 1"),
+        "{err}"
+    );
+    let err = fails(&[
+        "rollout",
+        "--run",
+        s(&dir.join("nope")),
+        "--out",
+        s(&out),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        err.contains("nope") && err.contains("does not exist"),
+        "{err}"
+    );
+    let err = fails(&[
+        "rollout",
+        "--run",
+        s(&dir.join("diffusion-cpu")),
+        "--sampler",
+        "rk4",
+        "--out",
+        s(&out),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(err.contains("rk4"), "{err}");
+}
+
+/// A safetensors file with `frames` [k, c, 16, 16] of smooth positive values and 3 labels.
+fn write_init(path: &Path, k: usize, c: usize) {
+    let n = k * c * 256;
+    let data: Vec<u8> = (0..n)
+        .flat_map(|i| (1.0f32 + 0.1 * ((i % 256) as f32 / 40.0).sin()).to_le_bytes())
+        .collect();
+    let labels: Vec<u8> = [1.4f32, 1.0, 1.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let header = serde_json::json!({
+        "frames": {"dtype": "F32", "shape": [k, c, 16, 16], "data_offsets": [0, data.len()]},
+        "labels": {"dtype": "F32", "shape": [3], "data_offsets": [data.len(), data.len() + labels.len()]},
+    })
+    .to_string();
+    let mut header = header.into_bytes();
+    while header.len() % 8 != 0 {
+        header.push(b' ');
+    }
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header);
+    bytes.extend(data);
+    bytes.extend(labels);
+    std::fs::write(path, bytes).unwrap();
 }
