@@ -213,7 +213,10 @@ impl<B: Backend> Emulation<B> {
         if ae_meta.kind != ModelKind::Autoencoder {
             return Err(TrainError::Mismatch {
                 path: ae_dir,
-                detail: format!("a {} checkpoint where an autoencoder was expected", ae_meta.kind),
+                detail: format!(
+                    "a {} checkpoint where an autoencoder was expected",
+                    ae_meta.kind
+                ),
             });
         }
         let mut ae_params = ParamStore::new();
@@ -275,7 +278,8 @@ impl<B: Backend> Emulation<B> {
             self.autoencoder.encode(&x)
         })?;
         let s = z.shape().to_vec();
-        Ok(z.reshape(&[1, t, s[1], s[2], s[3]])?.permute(&[0, 2, 1, 3, 4])?)
+        Ok(z.reshape(&[1, t, s[1], s[2], s[3]])?
+            .permute(&[0, 2, 1, 3, 4])?)
     }
 
     /// Latents (N, c, T, h, w) to physical frames `[N, T, C, H, W]`, 16 frames per pass.
@@ -334,7 +338,11 @@ impl<B: Backend> Emulation<B> {
                 )));
             }
             let rows: Vec<f32> = (0..n).flat_map(|_| labels.iter().copied()).collect();
-            Some(Tensor::from_slice(&self.backend, &rows, &[n, labels.len()])?)
+            Some(Tensor::from_slice(
+                &self.backend,
+                &rows,
+                &[n, labels.len()],
+            )?)
         } else {
             None
         };
