@@ -668,6 +668,14 @@ fn rollouts(dir: &Path, ae: &Path) {
         assert_eq!(t["truth"], vec![5, 5, 16, 16]);
         assert_eq!(t["spread"], vec![5, 5, 16, 16]);
         assert!(out.join("prediction.hdf5").is_file());
+        // Per field: a GIF and one PNG per frame, which decode.
+        for field in ["energy", "density", "pressure", "momentum_x", "momentum_y"] {
+            let gif = std::fs::read(out.join(format!("{field}.gif"))).unwrap();
+            assert!(gif.starts_with(b"GIF89a"), "{field}.gif");
+            let png = std::fs::read(out.join(format!("frames/{field}/t0004.png"))).unwrap();
+            assert!(png.starts_with(b"\x89PNG"), "{field} t0004.png");
+        }
+        assert!(!out.join("frames/density/t0005.png").exists());
         let info = ok(&["data", "info", s(&out.join("prediction.hdf5"))]);
         assert!(
             info.contains("trajectories: 2") && info.contains("steps: 5"),

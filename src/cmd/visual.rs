@@ -1,13 +1,137 @@
-//! Images of rollouts (pending lemur-viz).
-use lemur_train::emulate::Prediction;
+//! Images of a rollout: per field, one PNG per frame with truth, ensemble mean, one member,
+//! error and ensemble spread side by side (each with its colour bar), and an animated GIF of
+//! the frames.
+
 use std::path::Path;
+
+use anyhow::{Context, Result};
+use lemur_plot::{Colormap, Image, Panel, WHITE, panels, write_gif, write_png};
+use lemur_train::emulate::Prediction;
+
+fn range(values: impl Iterator<Item = f32>) -> (f32, f32) {
+    values
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
+/// Writes `OUT/frames/<field>/t0000.png ...` and `OUT/<field>.gif`; returns the number of
+/// files written. `truth` is `[T', C, H, W]` (T' may be shorter or longer than the prediction).
 pub fn rollout_images(
-    _out: &Path,
-    _channels: &[String],
-    _truth: Option<&[f32]>,
-    _pred: &Prediction,
-    _scale: usize,
-    _stride: usize,
-) -> anyhow::Result<usize> {
-    Ok(0)
+    out: &Path,
+    channels: &[String],
+    truth: Option<&[f32]>,
+    pred: &Prediction,
+    scale: usize,
+    stride: usize,
+) -> Result<usize> {
+    let [c, h, w] = pred.shape;
+    let plane = h * w;
+    let frame = c * plane;
+    let t_pred = pred.steps;
+    let t_truth = truth.map_or(0, |t| (t.len() / frame).min(t_pred));
+    let mean = pred.mean();
+    let spread = pred.spread();
+    let member = pred.member(0);
+    let mut written = 0;
+    for (ci, name) in channels.iter().enumerate() {
+        let at = |t: usize| (t * c + ci) * plane..(t * c + ci + 1) * plane;
+        let all =
+            |v: &[f32], n: usize| -> Vec<f32> { (0..n).flat_map(|t| v[at(t)].to_vec()).collect() };
+        let mut vals = all(&mean, t_pred);
+        vals.extend(all(member, t_pred));
+        if let Some(tr) = truth {
+            vals.extend(all(tr, t_truth));
+        }
+        let field_range = range(vals.into_iter());
+        let err: Vec<Vec<f32>> = (0..t_truth)
+            .map(|t| {
+                let tr = &truth.expect("t_truth > 0 needs truth")[at(t)];
+                mean[at(t)].iter().zip(tr).map(|(m, u)| m - u).collect()
+            })
+            .collect();
+        let e = err
+            .iter()
+            .flatten()
+            .filter(|v| v.is_finite())
+            .fold(0.0f32, |a, v| a.max(v.abs()))
+            .max(1e-12);
+        let s_hi = range(all(&spread, t_pred).into_iter()).1.max(1e-12);
+        let dir = out.join("frames").join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
+        let mut frames = Vec::with_capacity(t_pred);
+        for t in 0..t_pred {
+            let mut row = Vec::new();
+            if t < t_truth {
+                let tr = truth.expect("t_truth > 0 needs truth");
+                row.push(Panel {
+                    title: "truth".into(),
+                    data: &tr[at(t)],
+                    cmap: Colormap::Viridis,
+                    range: field_range,
+                    colour_bar: false,
+                });
+            }
+            row.push(Panel {
+                title: if pred.members > 1 {
+                    "ensemble mean"
+                } else {
+                    "prediction"
+                }
+                .into(),
+                data: &mean[at(t)],
+                cmap: Colormap::Viridis,
+                range: field_range,
+                colour_bar: pred.members == 1,
+            });
+            if pred.members > 1 {
+                row.push(Panel {
+                    title: "member 0".into(),
+                    data: &member[at(t)],
+                    cmap: Colormap::Viridis,
+                    range: field_range,
+                    colour_bar: true,
+                });
+            }
+            if t < t_truth {
+                row.push(Panel {
+                    title: "error (mean - truth)".into(),
+                    data: &err[t],
+                    cmap: Colormap::RdBu,
+                    range: (-e, e),
+                    colour_bar: true,
+                });
+            }
+            if pred.members > 1 {
+                row.push(Panel {
+                    title: "ensemble spread".into(),
+                    data: &spread[at(t)],
+                    cmap: Colormap::Magma,
+                    range: (0.0, s_hi),
+                    colour_bar: true,
+                });
+            }
+            let title = format!("{name}   frame {t} (step {})", t * stride);
+            let img = panels(&title, &row, h, w, scale);
+            write_png(&dir.join(format!("t{t:04}.png")), &img)?;
+            written += 1;
+            frames.push(img);
+        }
+        // Frames beyond the truth have fewer panels; the GIF needs one size.
+        let (fw, fh) = frames
+            .iter()
+            .fold((0, 0), |(a, b), f| (a.max(f.width), b.max(f.height)));
+        let frames: Vec<Image> = frames
+            .into_iter()
+            .map(|f| {
+                let mut canvas = Image::new(fw, fh, WHITE);
+                canvas.blit(&f, 0, 0);
+                canvas
+            })
+            .collect();
+        write_gif(&out.join(format!("{name}.gif")), &frames, 25)?;
+        written += 1;
+    }
+    Ok(written)
 }
