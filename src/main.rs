@@ -34,6 +34,9 @@ enum Command {
     Encode(cmd::encode::EncodeArgs),
     /// Emulate a trajectory with a trained run: prediction, PNG frames and GIFs, timings.
     Rollout(cmd::rollout::RolloutArgs),
+    /// Evaluate a run (diffusion, surrogate or autoencoder) on a dataset split: metrics per
+    /// field and lead time (CSV), plots, and a summary table.
+    Eval(cmd::evaluation::EvalArgs),
     /// Benchmarks (kernels, solvers, training, emulation).
     Bench {
         #[command(subcommand)]
@@ -49,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         Command::Train { command } => cmd::train::run(command),
         Command::Encode(args) => cmd::encode::run(args),
         Command::Rollout(args) => cmd::rollout::run(args),
+        Command::Eval(args) => cmd::evaluation::run(args),
         Command::Bench { command } => cmd::bench::run(command),
     }
 }

@@ -590,6 +590,7 @@ fn emulators_train_resume_and_check_their_latents() {
     }
 
     rollouts(&dir, &ae);
+    evals(&dir, &ae);
 
     // A denoiser for 5 latent channels does not fit these 4-channel latents.
     let wrong = dir.join("denoiser-5ch.json");
@@ -838,4 +839,101 @@ fn write_init(path: &Path, k: usize, c: usize) {
     bytes.extend(data);
     bytes.extend(labels);
     std::fs::write(path, bytes).unwrap();
+}
+
+/// `lemur eval` on the three kinds of run: CSV rows per field and lead time, plots, the table.
+fn evals(dir: &Path, ae: &Path) {
+    let runs = [
+        (dir.join("diffusion-cpu"), 4),
+        (dir.join("surrogate-cpu"), 4),
+        (ae.to_path_buf(), 8),
+    ];
+    for (run, leads) in &runs {
+        let out = dir.join(format!(
+            "eval-{}",
+            run.file_name().unwrap().to_string_lossy()
+        ));
+        let log = ok(&[
+            "eval",
+            "--run",
+            s(run),
+            "--data",
+            s(&dataset()),
+            "--trajectories",
+            "1",
+            "--ensemble",
+            "2",
+            "--steps",
+            "2",
+            "--out",
+            s(&out),
+            "--backend",
+            "cpu",
+        ]);
+        assert!(
+            log.contains("ae floor") && log.contains("density") && log.contains("mean"),
+            "{log}"
+        );
+        let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!(header[..3], ["field", "lead", "vrmse"]);
+        assert_eq!(*header.last().unwrap(), "ae_vrmse");
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows.len(), 5 * leads, "{csv}");
+        for r in &rows {
+            assert_eq!(r.len(), header.len());
+            let vrmse: f64 = r[2].parse().unwrap();
+            let floor: f64 = r[r.len() - 1].parse().unwrap();
+            assert!(
+                vrmse.is_finite() && vrmse > 0.0 && floor.is_finite() && floor > 0.0,
+                "{r:?}"
+            );
+            if run == ae {
+                // The autoencoder alone is its own floor.
+                assert_eq!(r[2], r[r.len() - 1]);
+            }
+        }
+        for png in ["vrmse.png", "spread_skill.png", "spectrum.png"] {
+            assert!(
+                std::fs::read(out.join(png))
+                    .unwrap()
+                    .starts_with(b"\x89PNG"),
+                "{png}"
+            );
+        }
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["horizon"], *leads);
+    }
+    let err = fails(&[
+        "eval",
+        "--run",
+        s(&runs[0].0),
+        "--data",
+        s(&dataset()),
+        "--trajectories",
+        "9",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        err.contains("--trajectories 9") && err.contains("has 1"),
+        "{err}"
+    );
+    let err = fails(&[
+        "eval",
+        "--run",
+        s(&runs[0].0),
+        "--data",
+        s(&dataset()),
+        "--horizon",
+        "30",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        err.contains("--horizon 30") && err.contains("at most 4"),
+        "{err}"
+    );
 }

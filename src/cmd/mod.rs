@@ -4,6 +4,7 @@ pub mod bench_kernels;
 pub mod bench_solvers;
 pub mod data;
 pub mod encode;
+pub mod evaluation;
 pub mod generate;
 pub mod rollout;
 pub mod sampling;

@@ -214,7 +214,7 @@ fn run_on<B: Backend>(backend: B, args: &RolloutArgs) -> Result<()> {
     );
     if em.kind == ModelKind::Diffusion {
         println!(
-            "sampler {:?}, {} steps per window",
+            "sampler {}, {} steps per window",
             opts.sampler.method, opts.sampler.steps
         );
     }

@@ -177,6 +177,22 @@ impl Method {
     }
 }
 
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::Euler => write!(f, "euler"),
+            Self::Ddim { eta } if eta == 1.0 => write!(f, "ddpm"),
+            Self::Ddim { eta } => write!(f, "ddim(eta {eta})"),
+            Self::Heun => write!(f, "heun"),
+            Self::Ab { order } => write!(f, "ab{order}"),
+            Self::Eab { order } => write!(f, "eab{order}"),
+            Self::Pc { corrections, delta } => {
+                write!(f, "pc({corrections} corrections, delta {delta})")
+            }
+        }
+    }
+}
+
 /// A reverse process: a method, a number of steps and the seed of its noise.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sampler {

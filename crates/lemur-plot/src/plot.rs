@@ -78,15 +78,28 @@ impl Axis {
     fn ticks(&self) -> Vec<f64> {
         if self.log {
             let (a, b) = (self.lo.floor() as i64, self.hi.ceil() as i64);
-            let step = ((b - a) / 6).max(1);
-            (a..=b)
-                .step_by(step as usize)
+            let inside = |v: &f64| {
+                self.frac(*v)
+                    .is_some_and(|f| (-1e-9..=1.0 + 1e-9).contains(&f))
+            };
+            let decades: Vec<f64> = (a..=b)
+                .step_by(((b - a) / 6).max(1) as usize)
                 .map(|e| 10f64.powi(e as i32))
-                .filter(|&v| {
-                    self.frac(v)
-                        .is_some_and(|f| (-1e-9..=1.0 + 1e-9).contains(&f))
-                })
-                .collect()
+                .filter(inside)
+                .collect();
+            if decades.len() >= 3 {
+                return decades;
+            }
+            // Less than a few decades: 1-2-5 steps, or plain ticks within one decade.
+            let steps: Vec<f64> = (a..=b)
+                .flat_map(|e| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(e as i32)))
+                .filter(inside)
+                .collect();
+            if steps.len() >= 2 {
+                steps
+            } else {
+                nice_ticks(10f64.powf(self.lo), 10f64.powf(self.hi), 4)
+            }
         } else {
             nice_ticks(self.lo, self.hi, 5)
         }

@@ -8,6 +8,7 @@
 //! - [`autoencoder`]: the DCAE on dataset frames.
 //! - [`emulator`]: the diffusion denoiser and the surrogate on windows of a latent cache.
 //! - [`emulate`]: a trained run end to end: encode, roll out (ensembles), decode.
+//! - [`evaluation`]: metrics per field and lead time averaged over trajectories (`lemur eval`).
 //!
 //! See the crate's README for the commands, the directory layout and the resume semantics.
 
@@ -17,6 +18,7 @@ pub mod bench;
 pub mod emulate;
 pub mod emulator;
 mod error;
+pub mod evaluation;
 pub mod latents;
 mod models;
 pub mod options;

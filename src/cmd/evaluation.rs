@@ -1,0 +1,338 @@
+//! `lemur eval`: every metric of DESIGN.md section 7 per field and lead time, averaged over K
+//! test trajectories, for a diffusion run, a surrogate run or an autoencoder alone, with the
+//! autoencoder's reconstruction error as the floor. Writes `metrics.csv`, `summary.json` and
+//! PNG plots, and prints a summary table.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use lemur_plot::{LinePlot, Series, palette, write_png};
+use lemur_tensor::{AnyBackend, Backend, BackendKind};
+use lemur_train::ModelKind;
+use lemur_train::emulate::{Emulation, read_trajectory, split_trajectories};
+use lemur_train::evaluation::{Accumulator, CSV_HEADER, LeadMetrics, csv_row, lead_ranges};
+
+use super::sampling::SamplerArgs;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct EvalArgs {
+    /// A diffusion, surrogate or autoencoder run (or one of its checkpoint directories).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Dataset; defaults to the data the run's autoencoder was trained on.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Trajectories to average over (the split's first K; default: all).
+    #[arg(long)]
+    pub trajectories: Option<usize>,
+    /// Ensemble members per trajectory.
+    #[arg(long, default_value_t = 1)]
+    pub ensemble: usize,
+    /// Scored frames after the context (default: as many as every trajectory allows).
+    #[arg(long)]
+    pub horizon: Option<usize>,
+    /// First physical frame of each rollout.
+    #[arg(long, default_value_t = 0)]
+    pub start: usize,
+    #[command(flatten)]
+    pub sampling: SamplerArgs,
+    /// Output directory (default RUN/eval-<split>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let backend = AnyBackend::open_blocking(args.sampling.backend.parse::<BackendKind>()?)?;
+    match backend {
+        AnyBackend::Cpu(b) => run_on(b, &args),
+        AnyBackend::Gpu(b) => run_on(b, &args),
+    }
+}
+
+fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
+    let em = Emulation::open(backend.clone(), &args.run)?;
+    let floor = match em.kind {
+        ModelKind::Autoencoder => None,
+        _ => Some(Emulation::open(backend, &em.autoencoder_dir)?),
+    };
+    let root = args
+        .data
+        .clone()
+        .unwrap_or_else(|| em.physical_data.root.clone());
+    let available = split_trajectories(&root, &args.split)?.len();
+    let k = args.trajectories.unwrap_or(available);
+    if k == 0 || k > available {
+        bail!(
+            "--trajectories {k}: the {} split of {} has {available}",
+            args.split,
+            root.display()
+        );
+    }
+    let context = args.sampling.context;
+    let mut trajs = Vec::with_capacity(k);
+    for i in 0..k {
+        let t = read_trajectory(&root, &args.split, i)?;
+        if t.channels != em.stats.channels {
+            bail!(
+                "{}: channels {:?} differ from the run's {:?}",
+                t.file.display(),
+                t.channels,
+                em.stats.channels
+            );
+        }
+        trajs.push(t);
+    }
+    let frame = em.stats.channels.len() * trajs[0].grid[0] * trajs[0].grid[1];
+    let shortest = trajs
+        .iter()
+        .map(|t| t.strided(args.start, em.stride, None).len() / frame)
+        .min()
+        .unwrap_or(0);
+    let horizon = match args.horizon {
+        Some(h) if h + context > shortest => bail!(
+            "--horizon {h}: with --context {context} at stride {} from frame {}, the shortest \
+             trajectory has {shortest} frames, so at most {} can be scored",
+            em.stride,
+            args.start,
+            shortest.saturating_sub(context)
+        ),
+        Some(h) => h,
+        None => shortest.saturating_sub(context),
+    };
+    if horizon == 0 {
+        bail!(
+            "nothing to score: the trajectories have {shortest} frames at stride {} for a context of {context}",
+            em.stride
+        );
+    }
+    let opts = args.sampling.options(horizon, args.ensemble)?;
+    let grid = trajs[0].grid;
+    let mut acc = Accumulator::new(em.stats.channels.len(), horizon, grid, horizon);
+    let (mut enc, mut emu, mut dec) = (0.0, 0.0, 0.0);
+    let mut members = 1;
+    for t in &trajs {
+        if t.grid != grid {
+            bail!(
+                "{}: grid {:?} differs from {:?}",
+                t.file.display(),
+                t.grid,
+                grid
+            );
+        }
+        let frames = t.strided(args.start, em.stride, Some(context + horizon));
+        let truth = &frames[context * frame..];
+        let (ensemble, recon) = if em.kind == ModelKind::Autoencoder {
+            let p = em.predict(truth, grid, &[], &opts)?;
+            (enc, emu, dec) = (enc + p.encode_s, emu + p.emulate_s, dec + p.decode_s);
+            (p.frames.clone(), p.frames)
+        } else {
+            let p = em.predict(&frames[..context * frame], grid, &t.labels, &opts)?;
+            (enc, emu, dec) = (enc + p.encode_s, emu + p.emulate_s, dec + p.decode_s);
+            members = p.members;
+            let per = p.steps * frame;
+            let scored: Vec<f32> = (0..p.members)
+                .flat_map(|n| p.frames[n * per + context * frame..(n + 1) * per].to_vec())
+                .collect();
+            let floor = floor.as_ref().expect("an emulator run has an autoencoder");
+            let r = floor.predict(truth, grid, &[], &opts)?;
+            (scored, r.frames)
+        };
+        acc.add(truth, &ensemble, Some(&recon), grid);
+    }
+    let m = acc.finish();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.run.join(format!("eval-{}", args.split)));
+    std::fs::create_dir_all(&out).with_context(|| format!("{}", out.display()))?;
+    let channels = &em.stats.channels;
+    let mut csv = String::from(CSV_HEADER);
+    csv.push('\n');
+    for (lead, row) in m.iter().enumerate() {
+        for (c, f) in row.iter().enumerate() {
+            csv.push_str(&csv_row(&channels[c], lead + 1, f));
+            csv.push('\n');
+        }
+    }
+    write_file(&out.join("metrics.csv"), csv.as_bytes())?;
+    plots(&out, channels, &m, &acc, em.stride)?;
+
+    let ranges = lead_ranges(horizon);
+    let describe = match em.kind {
+        ModelKind::Diffusion => format!(
+            "diffusion, sampler {} x {} steps, {members} member(s)",
+            opts.sampler.method, opts.sampler.steps
+        ),
+        kind => kind.to_string(),
+    };
+    println!(
+        "eval of {} ({describe}) on {} split {}: {k} trajectories, horizon {horizon} frames at stride {}, context {context}",
+        args.run.display(),
+        root.display(),
+        args.split,
+        em.stride
+    );
+    let avg = |c: usize, (a, b): (usize, usize), f: &dyn Fn(&LeadMetrics) -> f64| {
+        (a..=b).map(|l| f(&m[l - 1][c])).sum::<f64>() / (b + 1 - a) as f64
+    };
+    let mut header = format!("{:<14}", "field");
+    for (a, b) in &ranges {
+        header.push_str(&format!(" {:>12}", format!("vrmse {a}-{b}")));
+    }
+    header.push_str(&format!(" {:>12} {:>12}", "ae floor", "spread-skill"));
+    println!("{header}");
+    let mut summary_fields = serde_json::Map::new();
+    for (c, name) in channels.iter().enumerate() {
+        let mut line = format!("{name:<14}");
+        let mut by_range = Vec::new();
+        for &r in &ranges {
+            let v = avg(c, r, &|x| x.vrmse);
+            by_range.push(serde_json::json!({"leads": [r.0, r.1], "vrmse": v}));
+            line.push_str(&format!(" {v:>12.4}"));
+        }
+        let all = (1, horizon);
+        let (ae, ss) = (
+            avg(c, all, &|x| x.ae_vrmse),
+            avg(c, all, &|x| x.spread_skill),
+        );
+        line.push_str(&format!(" {ae:>12.4} {ss:>12.4}"));
+        println!("{line}");
+        summary_fields.insert(
+            name.clone(),
+            serde_json::json!({"vrmse": by_range, "ae_vrmse": ae, "spread_skill": ss}),
+        );
+    }
+    let mut line = format!("{:<14}", "mean");
+    for &r in &ranges {
+        let v = (0..channels.len())
+            .map(|c| avg(c, r, &|x| x.vrmse))
+            .sum::<f64>()
+            / channels.len() as f64;
+        line.push_str(&format!(" {v:>12.4}"));
+    }
+    println!("{line}");
+    println!(
+        "timings over {k} trajectories: encode {enc:.3} s, emulate {emu:.3} s, decode {dec:.3} s"
+    );
+    let summary = serde_json::json!({
+        "run": args.run,
+        "kind": em.kind.to_string(),
+        "data": root,
+        "split": args.split,
+        "trajectories": k,
+        "ensemble": members,
+        "horizon": horizon,
+        "stride": em.stride,
+        "context": context,
+        "sampler": opts.sampler.method.to_string(),
+        "steps": opts.sampler.steps,
+        "fields": summary_fields,
+        "timings_s": {"encode": enc, "emulate": emu, "decode": dec},
+    });
+    write_file(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    println!(
+        "wrote metrics.csv, summary.json, vrmse.png, spread_skill.png, spectrum.png to {}",
+        out.display()
+    );
+    Ok(())
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    lemur_tensor::params::write_atomic(path, bytes)?;
+    Ok(())
+}
+
+fn plots(
+    out: &Path,
+    channels: &[String],
+    m: &[Vec<LeadMetrics>],
+    acc: &Accumulator,
+    stride: usize,
+) -> Result<()> {
+    let lead_series =
+        |c: usize, name: String, dashed: bool, f: &dyn Fn(&LeadMetrics) -> f64| Series {
+            name,
+            points: m
+                .iter()
+                .enumerate()
+                .map(|(l, row)| ((l + 1) as f64, f(&row[c])))
+                .collect(),
+            colour: palette(c),
+            dashed,
+        };
+    let x_label = format!("lead time (frames of {stride} steps)");
+    let mut vrmse = LinePlot {
+        title: "VRMSE against lead time (dashed: autoencoder floor)".into(),
+        x_label: x_label.clone(),
+        y_label: "VRMSE".into(),
+        log_y: true,
+        ..Default::default()
+    };
+    let mut skill = LinePlot {
+        title: "spread-skill ratio against lead time (1 = calibrated)".into(),
+        x_label,
+        y_label: "spread/skill".into(),
+        ..Default::default()
+    };
+    for (c, name) in channels.iter().enumerate() {
+        vrmse
+            .series
+            .push(lead_series(c, name.clone(), false, &|x| x.vrmse));
+        vrmse
+            .series
+            .push(lead_series(c, format!("{name} (ae)"), true, &|x| {
+                x.ae_vrmse
+            }));
+        skill
+            .series
+            .push(lead_series(c, name.clone(), false, &|x| x.spread_skill));
+    }
+    skill.series.push(Series {
+        name: "ideal".into(),
+        points: vec![(1.0, 1.0), (m.len().max(2) as f64, 1.0)],
+        colour: [120, 120, 120, 255],
+        dashed: true,
+    });
+    write_png(&out.join("vrmse.png"), &vrmse.render(720, 420))?;
+    write_png(&out.join("spread_skill.png"), &skill.render(720, 420))?;
+    let mut spec = LinePlot {
+        title: format!(
+            "isotropic power spectra at lead {} (solid: truth, dashed: prediction)",
+            acc.spectrum_lead
+        ),
+        x_label: "wavenumber k (cycles per cell)".into(),
+        y_label: "power".into(),
+        log_x: true,
+        log_y: true,
+        ..Default::default()
+    };
+    for (c, name) in channels.iter().enumerate() {
+        let (pu, pv) = acc.spectra(c);
+        let pts = |p: &[f64]| {
+            acc.spectrum_k
+                .iter()
+                .copied()
+                .zip(p.iter().copied())
+                .collect()
+        };
+        spec.series.push(Series {
+            name: name.clone(),
+            points: pts(&pu),
+            colour: palette(c),
+            dashed: false,
+        });
+        spec.series.push(Series {
+            name: format!("{name} (pred)"),
+            points: pts(&pv),
+            colour: palette(c),
+            dashed: true,
+        });
+    }
+    write_png(&out.join("spectrum.png"), &spec.render(720, 420))?;
+    Ok(())
+}
