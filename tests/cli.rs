@@ -716,6 +716,36 @@ fn rollouts(dir: &Path, ae: &Path) {
         vec![1, 9, 5, 16, 16]
     );
 
+    // The embedded pretrained run against a fresh solver trajectory.
+    let out = dir.join("rollout-pretrained");
+    let cache = dir.join("cache");
+    let o = Command::new(LEMUR)
+        .args([
+            "rollout",
+            "--simulate",
+            "--horizon",
+            "2",
+            "--steps",
+            "3",
+            "--ensemble",
+            "2",
+            "--out",
+            s(&out),
+            "--backend",
+            "cpu",
+            "--no-images",
+        ])
+        .env("XDG_CACHE_HOME", &cache)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("simulating Euler trajectory 0"), "{log}");
+    let t = shapes(&out.join("prediction.safetensors"));
+    assert_eq!(t["prediction"], vec![2, 3, 5, 64, 64]);
+    assert_eq!(t["truth"], vec![3, 5, 64, 64]);
+    assert!(out.join("truth.hdf5").is_file());
+
     // Initial frames from a file.
     let init = dir.join("init.safetensors");
     write_init(&init, 2, 5);

@@ -16,7 +16,8 @@ use super::sampling::SamplerArgs;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct EvalArgs {
-    /// A diffusion, surrogate or autoencoder run (or one of its checkpoint directories).
+    /// A diffusion, surrogate or autoencoder run (or one of its checkpoint directories), or an
+    /// embedded one: `pretrained`, `pretrained-surrogate`, `pretrained-autoencoder`.
     #[arg(long)]
     pub run: PathBuf,
     /// Dataset; defaults to the data the run's autoencoder was trained on.
@@ -38,7 +39,7 @@ pub struct EvalArgs {
     pub start: usize,
     #[command(flatten)]
     pub sampling: SamplerArgs,
-    /// Output directory (default RUN/eval-<split>).
+    /// Output directory (default RUN/eval-<split>, or lemur-eval-<split> for embedded runs).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -52,7 +53,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
 }
 
 fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
-    let em = Emulation::open(backend.clone(), &args.run)?;
+    let em = Emulation::open(backend.clone(), &super::pretrained::resolve(&args.run)?)?;
     let floor = match em.kind {
         ModelKind::Autoencoder => None,
         _ => Some(Emulation::open(backend, &em.autoencoder_dir)?),
@@ -61,6 +62,13 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         .data
         .clone()
         .unwrap_or_else(|| em.physical_data.root.clone());
+    if !root.is_dir() {
+        bail!(
+            "{}: the run's dataset is not on this machine; make one with `lemur generate euler \
+             --out DIR` (the pretrained runs were trained on its defaults) and pass --data DIR",
+            root.display()
+        );
+    }
     let available = split_trajectories(&root, &args.split)?.len();
     let k = args.trajectories.unwrap_or(available);
     if k == 0 || k > available {
@@ -142,10 +150,13 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         acc.add(truth, &ensemble, Some(&recon), grid);
     }
     let m = acc.finish();
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| args.run.join(format!("eval-{}", args.split)));
+    let out = args.out.clone().unwrap_or_else(|| {
+        if super::pretrained::is_pretrained(&args.run) {
+            PathBuf::from(format!("lemur-eval-{}", args.split))
+        } else {
+            args.run.join(format!("eval-{}", args.split))
+        }
+    });
     std::fs::create_dir_all(&out).with_context(|| format!("{}", out.display()))?;
     let channels = &em.stats.channels;
     let mut csv = String::from(CSV_HEADER);

@@ -126,7 +126,7 @@ fn frames_of(args: &GenerateArgs) -> usize {
     })
 }
 
-fn to_well(t: Trajectory) -> TrajectoryData {
+pub(crate) fn to_well(t: Trajectory) -> TrajectoryData {
     let bc = |b: Boundary| match b {
         Boundary::Open => BoundaryType::Open,
         Boundary::Periodic => BoundaryType::Periodic,

@@ -6,6 +6,7 @@ pub mod data;
 pub mod encode;
 pub mod evaluation;
 pub mod generate;
+pub mod pretrained;
 pub mod rollout;
 pub mod sampling;
 pub mod train;

@@ -9,21 +9,31 @@ use anyhow::{Context, Result, bail};
 use lemur_tensor::params::{read_safetensors, write_safetensors};
 use lemur_tensor::{AnyBackend, Backend, BackendKind};
 use lemur_train::ModelKind;
-use lemur_train::emulate::{Emulation, Prediction, read_trajectory};
+use lemur_train::emulate::{
+    Emulation, Prediction, Trajectory, read_trajectory, read_trajectory_file,
+};
 use lemur_well::{TrajectoryData, WellFile, write_file};
 
+use super::pretrained;
 use super::sampling::SamplerArgs;
 use super::visual;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct RolloutArgs {
-    /// A diffusion, surrogate or autoencoder run (or one of its checkpoint directories).
-    #[arg(long)]
+    /// A diffusion, surrogate or autoencoder run (or one of its checkpoint directories), or an
+    /// embedded pretrained run: `pretrained` (diffusion), `pretrained-surrogate`,
+    /// `pretrained-autoencoder`.
+    #[arg(long, default_value = "pretrained")]
     pub run: PathBuf,
     /// Dataset to take the initial frames (and the truth) from; defaults to the data the
-    /// run's autoencoder was trained on.
+    /// run's autoencoder was trained on, and when that is not on this machine, to a fresh
+    /// trajectory of the built-in solver (seed --index).
     #[arg(long, conflicts_with = "init")]
     pub data: Option<PathBuf>,
+    /// Take the truth from a fresh trajectory of the built-in solver (seed --index) even when
+    /// the run's dataset is on this machine.
+    #[arg(long, conflicts_with_all = ["init", "data"])]
+    pub simulate: bool,
     /// Split of --data.
     #[arg(long, default_value = "test")]
     pub split: String,
@@ -39,7 +49,7 @@ pub struct RolloutArgs {
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// Frames to predict after the context, each one training stride apart. Default: to the
-    /// end of the dataset trajectory (required with --init).
+    /// end of the dataset trajectory, 24 for a solver trajectory (required with --init).
     #[arg(long)]
     pub horizon: Option<usize>,
     /// Ensemble members (one batch).
@@ -48,7 +58,7 @@ pub struct RolloutArgs {
     #[command(flatten)]
     pub sampling: SamplerArgs,
     /// Output directory (created; existing files in it are replaced).
-    #[arg(long)]
+    #[arg(long, default_value = "lemur-rollout")]
     pub out: PathBuf,
     /// Also write the prediction in The Well's HDF5 layout (members as trajectories); needs
     /// a dataset source for coordinates and field names.
@@ -110,11 +120,13 @@ fn load_source<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Sour
             description: format!("{}", path.display()),
         });
     }
-    let root = args
-        .data
-        .clone()
-        .unwrap_or_else(|| em.physical_data.root.clone());
-    let traj = read_trajectory(&root, &args.split, args.index)?;
+    let traj = match &args.data {
+        Some(root) => read_trajectory(root, &args.split, args.index)?,
+        None if em.physical_data.root.is_dir() && !args.simulate => {
+            read_trajectory(&em.physical_data.root, &args.split, args.index)?
+        }
+        None => simulate(em, args)?,
+    };
     if traj.channels != em.stats.channels {
         bail!(
             "{}: channels {:?} differ from the run's {:?}",
@@ -159,7 +171,7 @@ fn load_source<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Sour
 }
 
 fn run_on<B: Backend>(backend: B, args: &RolloutArgs) -> Result<()> {
-    let em = Emulation::open(backend, &args.run)?;
+    let em = Emulation::open(backend, &pretrained::resolve(&args.run)?)?;
     let src = load_source(&em, args)?;
     let frame = em.stats.channels.len() * src.grid[0] * src.grid[1];
     let context = args.sampling.context;
@@ -345,4 +357,43 @@ fn write_well<B: Backend>(
         &trajectories.iter().collect::<Vec<_>>(),
     )?;
     Ok(())
+}
+
+/// A fresh trajectory of the built-in Euler solver on the run's grid (seed `--index`), written
+/// as a Well file beside the outputs and read back like any dataset: the truth when the
+/// training data is not on this machine (the embedded pretrained runs).
+fn simulate<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Trajectory> {
+    let name = &em.stats.dataset_name;
+    if !name.starts_with("euler") {
+        bail!(
+            "the run's data ({}, {name}) is not on this machine and only Euler data can be \
+             simulated on the fly: give --data DIR or --init FILE",
+            em.physical_data.root.display()
+        );
+    }
+    let horizon = args.horizon.unwrap_or(24);
+    let [nx, ny] = em.physical_data.grid;
+    let cfg = lemur_solvers::euler::EulerConfig {
+        nx,
+        ny,
+        frames: args.start + (args.sampling.context + horizon) * em.stride,
+        periodic: name.contains("periodic"),
+        ..Default::default()
+    };
+    if !args.simulate {
+        eprintln!(
+            "lemur: the run's data {} is not here; the truth is a fresh trajectory of the \
+             built-in solver",
+            em.physical_data.root.display()
+        );
+    }
+    eprintln!(
+        "lemur: simulating Euler trajectory {} ({} frames at {nx}x{ny})",
+        args.index, cfg.frames
+    );
+    let t = lemur_solvers::euler::generate(&cfg, args.index as u64, &mut |_, _| {})?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
+    let file = args.out.join("truth.hdf5");
+    write_file(&file, &[&super::generate::to_well(t)])?;
+    Ok(read_trajectory_file(&file, 0)?)
 }

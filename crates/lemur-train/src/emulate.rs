@@ -434,12 +434,26 @@ pub fn read_trajectory(root: &Path, split: &str, index: usize) -> Result<Traject
             all.len()
         ),
     })?;
-    let f = WellFile::open(&file)?;
+    read_trajectory_file(&file, i)
+}
+
+/// Reads trajectory `i` of one Well file.
+pub fn read_trajectory_file(file: &Path, i: usize) -> Result<Trajectory> {
+    let f = WellFile::open(file)?;
     let m = f.meta();
+    if i >= m.n_trajectories {
+        return Err(TrainError::Data {
+            path: file.into(),
+            detail: format!(
+                "trajectory {i} requested, the file has {}",
+                m.n_trajectories
+            ),
+        });
+    }
     let s = m.spatial_shape();
     if s.len() != 2 {
         return Err(TrainError::Data {
-            path: file,
+            path: file.into(),
             detail: format!("spatial shape {s:?}: emulation needs 2-D fields"),
         });
     }
@@ -455,6 +469,6 @@ pub fn read_trajectory(root: &Path, split: &str, index: usize) -> Result<Traject
         channels: m.channel_names(),
         labels: labels(m),
         frames,
-        file,
+        file: file.into(),
     })
 }
