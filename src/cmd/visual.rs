@@ -16,6 +16,17 @@ fn range(values: impl Iterator<Item = f32>) -> (f32, f32) {
         })
 }
 
+/// The `lo` and `hi` quantiles of the finite values.
+fn percentiles(mut v: Vec<f32>, lo: f64, hi: f64) -> (f32, f32) {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return (0.0, 1.0);
+    }
+    v.sort_by(f32::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(lo), at(hi))
+}
+
 /// Writes `OUT/frames/<field>/t0000.png ...` and `OUT/<field>.gif`; returns the number of
 /// files written. `truth` is `[T', C, H, W]` (T' may be shorter or longer than the prediction).
 pub fn rollout_images(
@@ -39,12 +50,12 @@ pub fn rollout_images(
         let at = |t: usize| (t * c + ci) * plane..(t * c + ci + 1) * plane;
         let all =
             |v: &[f32], n: usize| -> Vec<f32> { (0..n).flat_map(|t| v[at(t)].to_vec()).collect() };
-        let mut vals = all(&mean, t_pred);
-        vals.extend(all(member, t_pred));
-        if let Some(tr) = truth {
-            vals.extend(all(tr, t_truth));
-        }
-        let field_range = range(vals.into_iter());
+        // The truth's range when known, so a prediction that drifts or blows up shows as
+        // saturated colour instead of flattening every frame; else the mean's 1-99 percentiles.
+        let field_range = match truth {
+            Some(tr) if t_truth > 0 => range(all(tr, t_truth).into_iter()),
+            _ => percentiles(all(&mean, t_pred), 0.01, 0.99),
+        };
         let err: Vec<Vec<f32>> = (0..t_truth)
             .map(|t| {
                 let tr = &truth.expect("t_truth > 0 needs truth")[at(t)];
