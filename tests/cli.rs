@@ -861,7 +861,7 @@ fn write_init(path: &Path, k: usize, c: usize) {
     })
     .to_string();
     let mut header = header.into_bytes();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();

@@ -1,7 +1,7 @@
 //! `lemur bench emulation`: the paper's premise, measured. Physical frames per second of the
-//! solver that makes the data against the latent emulator at the same resolution: autoencoder
-//! + 16-step AB3 diffusion sampler (ensembles of 1 and 8) and the deterministic surrogate,
-//! on each backend, in one run.
+//! solver that makes the data against the latent emulator at the same resolution (the
+//! autoencoder with the 16-step AB3 diffusion sampler, ensembles of 1 and 8, and the
+//! deterministic surrogate), on each backend, in one run.
 //!
 //! Emulation cost does not depend on the weights, so the models are the presets' (freshly
 //! initialised); pass `--preset` to time other sizes. One emulated latent frame stands for

@@ -149,7 +149,7 @@ impl Method {
                     "multistep order must be 1..={MAX_SAMPLER_SLOTS}, got {order}"
                 )))
             }
-            Self::Ddim { eta } if !(eta >= 0.0) => {
+            Self::Ddim { eta } if eta.is_nan() || eta < 0.0 => {
                 Err(Error::Config(format!("DDIM eta must be >= 0, got {eta}")))
             }
             Self::Pc { delta, .. } if !(delta > 0.0 && delta < 1.0) => Err(Error::Config(format!(
@@ -181,7 +181,7 @@ impl std::fmt::Display for Method {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
             Self::Euler => write!(f, "euler"),
-            Self::Ddim { eta } if eta == 1.0 => write!(f, "ddpm"),
+            Self::Ddim { eta: 1.0 } => write!(f, "ddpm"),
             Self::Ddim { eta } => write!(f, "ddim(eta {eta})"),
             Self::Heun => write!(f, "heun"),
             Self::Ab { order } => write!(f, "ab{order}"),
@@ -553,7 +553,7 @@ mod tests {
         let nodes = [-0.5, -1.0];
         let w = multistep_weights(&nodes, -1.0, -2.0, true).unwrap();
         let got: f64 = nodes.iter().zip(&w).map(|(&x, &w)| w * (1.0 + x)).sum();
-        let want = -2.0 * (-2.0f64).exp() - (-1.0 * (-1.0f64).exp());
+        let want = -2.0 * (-2.0f64).exp() - -(-1.0f64).exp();
         assert!((got - want).abs() < 1e-12, "{got} vs {want}");
         // Repeated nodes cannot be interpolated.
         assert!(multistep_weights(&[1.0, 1.0], 1.0, 0.0, false).is_err());

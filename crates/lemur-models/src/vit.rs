@@ -112,15 +112,15 @@ impl VitConfig {
                 "channels, hid_channels, attention_heads and patch_size must be positive".into(),
             );
         }
-        if self.hid_channels % self.attention_heads != 0
-            || (self.hid_channels / self.attention_heads) % 2 != 0
+        if !self.hid_channels.is_multiple_of(self.attention_heads)
+            || !(self.hid_channels / self.attention_heads).is_multiple_of(2)
         {
             return bad(format!(
                 "hid_channels {} must split into {} heads of an even width",
                 self.hid_channels, self.attention_heads
             ));
         }
-        if self.emb_features % 2 != 0 {
+        if !self.emb_features.is_multiple_of(2) {
             return bad(format!("emb_features {} must be even", self.emb_features));
         }
         if let Some(p) = self.dropout
@@ -281,9 +281,9 @@ impl<B: Backend> Vit<B> {
         let p = self.patch;
         let shape_ok = s.len() == 5
             && s[1] == self.in_channels
-            && s[2] % p == 0
-            && s[3] % p == 0
-            && s[4] % p == 0;
+            && s[2].is_multiple_of(p)
+            && s[3].is_multiple_of(p)
+            && s[4].is_multiple_of(p);
         let cond_ok = match cond {
             Some(c) => {
                 self.cond_channels > 0 && c.shape() == [s[0], self.cond_channels, s[2], s[3], s[4]]

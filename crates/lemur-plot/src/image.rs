@@ -365,7 +365,7 @@ mod tests {
         assert!(img.width > 2 * 32 + 12 && img.height > 32 + 16);
         // The first panel's field (value 0 on [0, 1]) starts below the two text lines.
         let c = Colormap::Viridis.map(0.0);
-        let fy = (GLYPH + 12 + GLYPH + 4) as usize;
+        let fy = GLYPH + 12 + GLYPH + 4;
         assert_eq!(img.get(6, fy), [c[0], c[1], c[2], 255]);
         assert_eq!(img.get(6, fy - 1), WHITE);
     }

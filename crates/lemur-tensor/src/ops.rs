@@ -906,7 +906,7 @@ impl<B: Backend> Tensor<B> {
     /// Rotary embedding of x (B, heads, T, D) by angles (T, heads*D/2) (DESIGN.md section 3).
     pub fn rope(&self, angles: &Self) -> Result<Self> {
         let s = self.shape();
-        if s.len() != 4 || s[3] % 2 != 0 || angles.shape() != [s[2], s[1] * s[3] / 2] {
+        if s.len() != 4 || !s[3].is_multiple_of(2) || angles.shape() != [s[2], s[1] * s[3] / 2] {
             return Err(shape_err(
                 "rope",
                 format!(
@@ -979,7 +979,7 @@ impl<B: Backend> Tensor<B> {
     /// Space-to-depth by 2: (B, C, H, W) -> (B, 4C, H/2, W/2), channel `c*4 + dy*2 + dx`.
     pub fn pixel_unshuffle(&self) -> Result<Self> {
         let s = self.shape();
-        if s.len() != 4 || s[2] % 2 != 0 || s[3] % 2 != 0 {
+        if s.len() != 4 || !s[2].is_multiple_of(2) || !s[3].is_multiple_of(2) {
             return Err(shape_err(
                 "pixel_unshuffle",
                 format!("{s:?} (want (B, C, even H, even W))"),
@@ -994,7 +994,7 @@ impl<B: Backend> Tensor<B> {
     /// Depth-to-space by 2: the inverse of `pixel_unshuffle`.
     pub fn pixel_shuffle(&self) -> Result<Self> {
         let s = self.shape();
-        if s.len() != 4 || s[1] % 4 != 0 {
+        if s.len() != 4 || !s[1].is_multiple_of(4) {
             return Err(shape_err(
                 "pixel_shuffle",
                 format!("{s:?} (want (B, 4C, H, W))"),
@@ -1014,9 +1014,9 @@ impl<B: Backend> Tensor<B> {
             || pl == 0
             || ph == 0
             || pw == 0
-            || s[2] % pl != 0
-            || s[3] % ph != 0
-            || s[4] % pw != 0
+            || !s[2].is_multiple_of(pl)
+            || !s[3].is_multiple_of(ph)
+            || !s[4].is_multiple_of(pw)
         {
             return Err(shape_err("patchify", format!("{s:?} with patch {patch:?}")));
         }

@@ -238,7 +238,8 @@ mod tests {
                         let (x, y) = (i as f32 / 8.0, j as f32 / 8.0);
                         v.push(
                             1.0 + c as f32
-                                + (6.28 * x + t as f32).sin() * (3.14 * y * (c + 1) as f32).cos(),
+                                + (std::f32::consts::TAU * x + t as f32).sin()
+                                    * (std::f32::consts::PI * y * (c + 1) as f32).cos(),
                         );
                     }
                 }

@@ -221,7 +221,7 @@ impl GpuBackend {
         buffers: &[&GpuStorage],
         groups: [u32; 3],
     ) {
-        if groups.iter().any(|&g| g == 0) {
+        if groups.contains(&0) {
             return;
         }
         let pipeline = self.pipeline(kernel, entry);
