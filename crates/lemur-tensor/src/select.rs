@@ -10,7 +10,9 @@ pub enum BackendKind {
     /// The GPU, or an error saying how to get one.
     Gpu,
     Cpu,
-    /// The GPU when an adapter exists, else the CPU (said once on stderr).
+    /// A hardware GPU when one exists, else the CPU (said once on stderr). Software adapters
+    /// (lavapipe, SwiftShader) run lemur's kernels far slower than the CPU backend, so `auto`
+    /// never picks them; `gpu` does.
     Auto,
 }
 
@@ -48,6 +50,14 @@ impl AnyBackend {
             BackendKind::Cpu => Ok(Self::Cpu(CpuBackend)),
             BackendKind::Gpu => Ok(Self::Gpu(GpuBackend::new().await?)),
             BackendKind::Auto => match GpuBackend::new().await {
+                Ok(g) if g.info().device_type == wgpu::DeviceType::Cpu => {
+                    eprintln!(
+                        "lemur: the only GPU adapter is a software one ({}); using the faster \
+                         CPU backend (--backend gpu to use it anyway)",
+                        g.info().name
+                    );
+                    Ok(Self::Cpu(CpuBackend))
+                }
                 Ok(g) => Ok(Self::Gpu(g)),
                 Err(e @ Error::NoAdapter { .. }) => {
                     eprintln!("lemur: {e}\nlemur: falling back to the CPU backend");

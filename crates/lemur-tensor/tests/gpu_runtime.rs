@@ -92,3 +92,18 @@ fn dropping_a_backend_with_unsubmitted_work_is_clean() {
     // Recorded, never read: the open error scopes are popped in order on drop.
     drop(g);
 }
+
+#[test]
+fn auto_skips_software_adapters() {
+    let Some(g) = common::gpu() else { return };
+    let software = g.info().device_type == wgpu::DeviceType::Cpu;
+    let auto = lemur_tensor::AnyBackend::open_blocking(lemur_tensor::BackendKind::Auto).unwrap();
+    match auto {
+        lemur_tensor::AnyBackend::Cpu(_) => {
+            assert!(software, "auto chose the CPU over {}", g.info())
+        }
+        lemur_tensor::AnyBackend::Gpu(a) => {
+            assert!(!software, "auto chose the software adapter {}", a.info())
+        }
+    }
+}
