@@ -303,39 +303,26 @@ impl<B: Backend> SamplerState<B> {
         denoiser.mean(&Tensor::from_storage(&self.backend, x_in, &self.shape)?, t)
     }
 
-    /// One fused update (see [`SamplerUpdate`]) with z of `x_z` at (a_t, s_t) into `slot`.
-    #[allow(clippy::too_many_arguments)]
-    fn update(
-        &mut self,
-        x_z: &Tensor<B>,
-        x_b: &Tensor<B>,
-        mean: &Tensor<B>,
-        obs: Option<&Observation<B>>,
-        (a_t, s_t): (f64, f64),
-        slot: usize,
-        cx: f64,
-        cm: f64,
-        c: &[(usize, f64)],
-        cn: f64,
-    ) -> Result<Tensor<B>> {
+    /// One fused update (see [`SamplerUpdate`]).
+    fn update(&mut self, u: Update<'_, B>, obs: Option<&Observation<B>>) -> Result<Tensor<B>> {
         let n = self.numel();
         let mut coef = [0.0f32; MAX_SAMPLER_SLOTS];
-        for &(j, v) in c {
+        for &(j, v) in u.c {
             coef[j] += v as f32;
         }
         let d = SamplerUpdate {
-            a_t: a_t as f32,
-            s_t: s_t as f32,
-            slot,
+            a_t: u.at.0 as f32,
+            s_t: u.at.1 as f32,
+            slot: u.slot,
             slots: self.method.slots(),
-            cx: cx as f32,
-            cm: cm as f32,
+            cx: u.cx as f32,
+            cm: u.cm as f32,
             c: coef,
-            cn: cn as f32,
+            cn: u.cn as f32,
             seed: self.seed,
             offset: self.noise,
         };
-        if cn != 0.0 {
+        if u.cn != 0.0 {
             self.noise += n as u64;
         }
         let ring = self
@@ -344,9 +331,9 @@ impl<B: Backend> SamplerState<B> {
             .expect("ring is put back after every update");
         let (x_s, ring) = self.backend.sampler_update(
             ring,
-            &x_z.storage(),
-            &x_b.storage(),
-            &mean.storage(),
+            &u.x_z.storage(),
+            &u.x_b.storage(),
+            &u.mean.storage(),
             obs.map(|o| &o.packed),
             &d,
         )?;
@@ -381,61 +368,64 @@ impl<B: Backend> SamplerState<B> {
         match self.method {
             Method::Euler => {
                 let m = self.mean(denoiser, x_t, t, obs)?;
+                let c = [(0, euler)];
                 self.update(
-                    x_t,
-                    x_t,
-                    &m,
+                    Update {
+                        cx: a_s / a_t,
+                        c: &c,
+                        ..Update::at(x_t, &m, (a_t, s_t))
+                    },
                     obs,
-                    (a_t, s_t),
-                    0,
-                    a_s / a_t,
-                    0.0,
-                    &[(0, euler)],
-                    0.0,
                 )
             }
             Method::Ddim { eta } => {
                 let r = a_t * s_s / (a_s * s_t);
                 let tau = (eta * (1.0 - r * r)).clamp(0.0, 1.0);
                 let m = self.mean(denoiser, x_t, t, obs)?;
-                let (cz, cn) = (s_s * (1.0 - tau).sqrt(), s_s * tau.sqrt());
-                self.update(x_t, x_t, &m, obs, (a_t, s_t), 0, 0.0, a_s, &[(0, cz)], cn)
+                let c = [(0, s_s * (1.0 - tau).sqrt())];
+                let cn = s_s * tau.sqrt();
+                self.update(
+                    Update {
+                        cm: a_s,
+                        c: &c,
+                        cn,
+                        ..Update::at(x_t, &m, (a_t, s_t))
+                    },
+                    obs,
+                )
             }
             Method::Heun => {
                 let m = self.mean(denoiser, x_t, t, obs)?;
+                let c = [(0, euler)];
                 let x_e = self.update(
-                    x_t,
-                    x_t,
-                    &m,
+                    Update {
+                        cx: a_s / a_t,
+                        c: &c,
+                        ..Update::at(x_t, &m, (a_t, s_t))
+                    },
                     obs,
-                    (a_t, s_t),
-                    0,
-                    a_s / a_t,
-                    0.0,
-                    &[(0, euler)],
-                    0.0,
                 )?;
                 let m_e = self.mean(denoiser, &x_e, s, obs)?;
+                // z of x_e at time s into slot 1, the step redone from x_t with both.
                 let half = [(0, euler / 2.0), (1, euler / 2.0)];
-                self.update(
-                    &x_e,
-                    x_t,
-                    &m_e,
-                    obs,
-                    (a_s, s_s),
-                    1,
-                    a_s / a_t,
-                    0.0,
-                    &half,
-                    0.0,
-                )
+                let u = Update {
+                    x_z: &x_e,
+                    x_b: x_t,
+                    mean: &m_e,
+                    at: (a_s, s_s),
+                    slot: 1,
+                    cx: a_s / a_t,
+                    cm: 0.0,
+                    c: &half,
+                    cn: 0.0,
+                };
+                self.update(u, obs)
             }
             Method::Ab { order } | Method::Eab { order } => {
                 let exponential = matches!(self.method, Method::Eab { .. });
                 let var = |a: f64, s: f64| if exponential { (s / a).ln() } else { s / a };
                 let k = self.nodes.len();
                 // The ring slot of the i-th node of the run is i % order.
-                let slot = k % order;
                 self.nodes.push(var(a_t, s_t));
                 let m = self.mean(denoiser, x_t, t, obs)?;
                 let first = (k + 1).saturating_sub(order);
@@ -446,30 +436,68 @@ impl<B: Backend> SamplerState<B> {
                     .enumerate()
                     .map(|(i, &w)| ((first + i) % order, a_s * w))
                     .collect();
-                self.update(x_t, x_t, &m, obs, (a_t, s_t), slot, a_s / a_t, 0.0, &c, 0.0)
+                let u = Update {
+                    slot: k % order,
+                    cx: a_s / a_t,
+                    c: &c,
+                    ..Update::at(x_t, &m, (a_t, s_t))
+                };
+                self.update(u, obs)
             }
             Method::Pc { corrections, delta } => {
                 let mut x = x_t.clone();
                 for _ in 0..corrections {
                     let m = self.mean(denoiser, &x, t, obs)?;
-                    let cn = (2.0 * delta).sqrt() * s_t;
-                    x = self.update(
-                        &x,
-                        &x,
-                        &m,
-                        obs,
-                        (a_t, s_t),
-                        0,
-                        1.0 - delta,
-                        delta * a_t,
-                        &[],
-                        cn,
-                    )?;
+                    let u = Update {
+                        cx: 1.0 - delta,
+                        cm: delta * a_t,
+                        cn: (2.0 * delta).sqrt() * s_t,
+                        ..Update::at(&x, &m, (a_t, s_t))
+                    };
+                    x = self.update(u, obs)?;
                 }
                 let m = self.mean(denoiser, &x, t, obs)?;
                 let r = s_s / s_t;
-                self.update(&x, &x, &m, obs, (a_t, s_t), 0, r, a_s - r * a_t, &[], 0.0)
+                self.update(
+                    Update {
+                        cx: r,
+                        cm: a_s - r * a_t,
+                        ..Update::at(&x, &m, (a_t, s_t))
+                    },
+                    obs,
+                )
             }
+        }
+    }
+}
+
+/// The coefficients of one fused update: z of `x_z` at `at` = (a, s) goes into ring `slot`,
+/// and `x_s = cx x_b + cm m + sum_(j, c) c ring[j] + cn eps`.
+struct Update<'a, B: Backend> {
+    x_z: &'a Tensor<B>,
+    x_b: &'a Tensor<B>,
+    mean: &'a Tensor<B>,
+    at: (f64, f64),
+    slot: usize,
+    cx: f64,
+    cm: f64,
+    c: &'a [(usize, f64)],
+    cn: f64,
+}
+
+impl<'a, B: Backend> Update<'a, B> {
+    /// z of `x` at `at` into slot 0, the step starting from `x`, all coefficients 0.
+    fn at(x: &'a Tensor<B>, mean: &'a Tensor<B>, at: (f64, f64)) -> Self {
+        Update {
+            x_z: x,
+            x_b: x,
+            mean,
+            at,
+            slot: 0,
+            cx: 0.0,
+            cm: 0.0,
+            c: &[],
+            cn: 0.0,
         }
     }
 }
