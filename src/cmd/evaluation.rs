@@ -37,6 +37,11 @@ pub struct EvalArgs {
     /// First physical frame of each rollout.
     #[arg(long, default_value_t = 0)]
     pub start: usize,
+    /// Physical steps between scored frames (default: the run's training stride; 1 for an
+    /// autoencoder run). Give an autoencoder run its emulators' stride to score it on the same
+    /// frames.
+    #[arg(long)]
+    pub stride: Option<usize>,
     #[command(flatten)]
     pub sampling: SamplerArgs,
     /// Output directory (default RUN/eval-<split>, or lemur-eval-<split> for embedded runs).
@@ -70,6 +75,23 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         );
     }
     let available = split_trajectories(&root, &args.split)?.len();
+    if available == 0 {
+        bail!(
+            "--split {}: {} has no trajectories in that split",
+            args.split,
+            root.display()
+        );
+    }
+    let stride = match args.stride {
+        Some(0) => bail!("--stride must be at least 1"),
+        Some(s) if em.kind != ModelKind::Autoencoder && s != em.stride => bail!(
+            "--stride {s}: the {} run was trained at stride {}",
+            em.kind,
+            em.stride
+        ),
+        Some(s) => s,
+        None => em.stride,
+    };
     let k = args.trajectories.unwrap_or(available);
     if k == 0 || k > available {
         bail!(
@@ -95,14 +117,14 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
     let frame = em.stats.channels.len() * trajs[0].grid[0] * trajs[0].grid[1];
     let shortest = trajs
         .iter()
-        .map(|t| t.strided(args.start, em.stride, None).len() / frame)
+        .map(|t| t.strided(args.start, stride, None).len() / frame)
         .min()
         .unwrap_or(0);
     let horizon = match args.horizon {
         Some(h) if h + context > shortest => bail!(
             "--horizon {h}: with --context {context} at stride {} from frame {}, the shortest \
              trajectory has {shortest} frames, so at most {} can be scored",
-            em.stride,
+            stride,
             args.start,
             shortest.saturating_sub(context)
         ),
@@ -111,8 +133,10 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
     };
     if horizon == 0 {
         bail!(
-            "nothing to score: the trajectories have {shortest} frames at stride {} for a context of {context}",
-            em.stride
+            "nothing to score: from --start {} at stride {stride} the shortest trajectory has \
+             {shortest} frames, and --context {context} needs at least {}",
+            args.start,
+            context + 1
         );
     }
     let opts = args.sampling.options(horizon, args.ensemble)?;
@@ -129,7 +153,7 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
                 grid
             );
         }
-        let frames = t.strided(args.start, em.stride, Some(context + horizon));
+        let frames = t.strided(args.start, stride, Some(context + horizon));
         let truth = &frames[context * frame..];
         let (ensemble, recon) = if em.kind == ModelKind::Autoencoder {
             let p = em.predict(truth, grid, &[], &opts)?;
@@ -168,7 +192,7 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         }
     }
     write_file(&out.join("metrics.csv"), csv.as_bytes())?;
-    plots(&out, channels, &m, &acc, em.stride)?;
+    plots(&out, channels, &m, &acc, stride)?;
 
     let ranges = lead_ranges(horizon);
     let describe = match em.kind {
@@ -183,7 +207,7 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         args.run.display(),
         root.display(),
         args.split,
-        em.stride
+        stride
     );
     let avg = |c: usize, (a, b): (usize, usize), f: &dyn Fn(&LeadMetrics) -> f64| {
         (a..=b).map(|l| f(&m[l - 1][c])).sum::<f64>() / (b + 1 - a) as f64
@@ -235,7 +259,7 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         "trajectories": k,
         "ensemble": members,
         "horizon": horizon,
-        "stride": em.stride,
+        "stride": stride,
         "context": context,
         "sampler": opts.sampler.method.to_string(),
         "steps": opts.sampler.steps,
