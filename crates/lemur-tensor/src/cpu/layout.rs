@@ -46,14 +46,51 @@ pub(crate) fn concat(parts: &[(&[f32], usize)], outer: usize, inner: usize) -> V
 /// Sums in f64 so that the reference is more accurate than any f32 kernel it checks.
 pub(crate) fn sum_axis(x: &[f32], outer: usize, r: usize, inner: usize) -> Vec<f32> {
     let mut out = vec![0.0; outer * inner];
-    par_chunks_mut(&mut out, inner.max(1), |o, row| {
-        for (i, v) in row.iter_mut().enumerate() {
-            let mut acc = 0.0f64;
-            for j in 0..r {
-                acc += x[(o * r + j) * inner + i] as f64;
+    if inner < 64 {
+        par_chunks_mut(&mut out, inner.max(1), |o, row| {
+            for (i, v) in row.iter_mut().enumerate() {
+                let mut acc = 0.0f64;
+                for j in 0..r {
+                    acc += x[(o * r + j) * inner + i] as f64;
+                }
+                *v = acc as f32;
             }
-            *v = acc as f32;
+        });
+        return out;
+    }
+    // Wide rows: each task owns a block of output columns and sweeps the r input rows over
+    // it contiguously. Every output still adds its r terms in order j = 0, 1, ...
+    const COLS: usize = 512;
+    let blocks: Vec<(usize, usize, &mut [f32])> = out
+        .chunks_mut(inner)
+        .enumerate()
+        .flat_map(|(o, row)| {
+            row.chunks_mut(COLS)
+                .enumerate()
+                .map(move |(b, c)| (o, b * COLS, c))
+        })
+        .collect();
+    let task = |(o, i0, dst): (usize, usize, &mut [f32])| {
+        let mut acc = [0.0f64; COLS];
+        let acc = &mut acc[..dst.len()];
+        for j in 0..r {
+            let row = &x[(o * r + j) * inner + i0..][..dst.len()];
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v as f64;
+            }
         }
-    });
+        for (d, &a) in dst.iter_mut().zip(acc.iter()) {
+            *d = a as f32;
+        }
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        if x.len() >= 1 << 14 {
+            blocks.into_par_iter().for_each(task);
+            return out;
+        }
+    }
+    blocks.into_iter().for_each(task);
     out
 }
