@@ -5,6 +5,7 @@
 //! Statistics accumulate in f64 so that the reference is more accurate than the f32 kernels
 //! it checks.
 
+use super::elementwise::exp_f32;
 use super::par_chunks_mut;
 use crate::backend::{NormDesc, NormKind};
 
@@ -199,9 +200,9 @@ fn for_each_outer(
 /// Softmax of one row in place, shifted by its maximum so that exp never overflows.
 pub(crate) fn softmax_in_place(row: &mut [f32]) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    row.iter_mut().for_each(|v| *v = exp_f32(*v - max));
     let mut sum = 0.0f64;
-    for v in row.iter_mut() {
-        *v = (*v - max).exp();
+    for v in row.iter() {
         sum += *v as f64;
     }
     let inv = (1.0 / sum) as f32;
