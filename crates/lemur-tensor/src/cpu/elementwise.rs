@@ -230,7 +230,10 @@ mod tests {
         while x < 88.0 {
             let (got, want) = (exp_f32(x) as f64, (x as f64).exp());
             let ulp = (want as f32).abs() as f64 * f32::EPSILON as f64;
-            assert!((got - want).abs() <= 2.0 * ulp, "exp({x}) = {got}, want {want}");
+            assert!(
+                (got - want).abs() <= 2.0 * ulp,
+                "exp({x}) = {got}, want {want}"
+            );
             x += 0.0137;
         }
         assert_eq!(exp_f32(0.0), 1.0);
