@@ -536,3 +536,78 @@ fn conv_weight_grad_finite_differences() {
         );
     }
 }
+
+/// The CPU backend's blocked paths on shapes large enough to take them: products split across
+/// threads (rows not a multiple of the split), batches run as parallel tasks, convolutions cut
+/// into bands of rows (a ragged last band) or groups of small images (a ragged last group),
+/// and a single image whose GEMM rows are split.
+#[test]
+fn cpu_blocked_paths_match_naive() {
+    let b = CpuBackend;
+    for (i, &(batch, m, n, k)) in [(1, 203, 71, 150), (9, 45, 37, 61), (3, 97, 130, 90)]
+        .iter()
+        .enumerate()
+    {
+        for (j, (mut d, has_bias)) in matmul_descs(m, n, k).into_iter().enumerate() {
+            d.batch = batch;
+            let seed = 7000 + (i * 100 + j) as u64;
+            let na = if d.a_batched { batch } else { 1 } * m * k;
+            let nb = if d.b_batched { batch } else { 1 } * k * n;
+            let c = MatmulCase {
+                d,
+                a: randn(seed, na),
+                b: randn(seed + 1, nb),
+                bias: has_bias.then(|| randn(seed + 2, n)),
+            };
+            let want = naive_matmul(&c.a, &c.b, c.bias.as_deref(), &c.d);
+            let got = run_matmul(&b, &c);
+            let what = format!("cpu matmul {:?} bias={has_bias}", c.d);
+            assert_close(&what, &got, &want, tol(k), 1e-5);
+        }
+    }
+    let convs = [
+        // Bands of rows: K = 333 columns per pixel, 45 rows of 31.
+        (2, 37, 19, 45, 31, 3, false),
+        (2, 37, 19, 45, 31, 3, true),
+        // Groups of small images, the last one shorter.
+        (37, 5, 6, 4, 3, 3, false),
+        (37, 5, 6, 4, 3, 1, true),
+        // One image with many output channels: rows of its GEMM split across threads.
+        (1, 9, 70, 20, 17, 3, true),
+        // A batch of 3 small images: one group, split rows.
+        (3, 40, 64, 5, 5, 3, false),
+    ];
+    for (i, (batch, cin, cout, h, w, kernel, circular)) in convs.into_iter().enumerate() {
+        let d = ConvDesc {
+            batch,
+            cin,
+            cout,
+            h,
+            w,
+            kernel,
+            circular,
+        };
+        let s = 9000 + i as u64 * 10;
+        let x = randn(s, batch * cin * h * w);
+        let wt = randn(s + 1, cout * cin * kernel * kernel);
+        let bias = (i % 2 == 0).then(|| randn(s + 2, cout));
+        let dy = randn(s + 3, batch * cout * h * w);
+        let bs = bias.as_ref().map(|v| upload(&b, v));
+        let got = read(
+            &b,
+            &b.conv2d(&upload(&b, &x), &upload(&b, &wt), bs.as_ref(), &d)
+                .unwrap(),
+        );
+        let want = naive_conv(&x, &wt, bias.as_deref(), &d);
+        let kk = cin * kernel * kernel;
+        assert_close(&format!("cpu conv2d {d:?}"), &got, &want, tol(kk), 1e-5);
+        let got = read(
+            &b,
+            &b.conv2d_weight_grad(&upload(&b, &x), &upload(&b, &dy), &d)
+                .unwrap(),
+        );
+        let want = naive_weight_grad(&x, &dy, &d);
+        let what = format!("cpu conv2d_weight_grad {d:?}");
+        assert_close(&what, &got, &want, tol(batch * h * w), 1e-5);
+    }
+}

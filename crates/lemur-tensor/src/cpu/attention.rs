@@ -56,7 +56,8 @@ pub(crate) fn attention(q: &[f32], k: &[f32], v: &[f32], d: &AttentionDesc) -> V
         return out;
     }
     let block = ((1 << 20) / t).clamp(1, t);
-    for bh in 0..d.bh {
+    // Heads are independent: one task per (batch*head), each with single-threaded products.
+    par_chunks_mut(&mut out, t * dim, |bh, ob| {
         let (kb, vb) = (&k[bh * t * dim..][..t * dim], &v[bh * t * dim..][..t * dim]);
         for r0 in (0..t).step_by(block) {
             let rows = block.min(t - r0);
@@ -66,11 +67,11 @@ pub(crate) fn attention(q: &[f32], k: &[f32], v: &[f32], d: &AttentionDesc) -> V
                 .map(|&x| x * d.scale)
                 .collect();
             let mut scores = matmul(&qs, kb, None, &gemm(rows, t, dim, true));
-            par_chunks_mut(&mut scores, t, |_, row| softmax_in_place(row));
+            scores.chunks_mut(t).for_each(softmax_in_place);
             let o = matmul(&scores, vb, None, &gemm(rows, dim, t, false));
-            out[row0 * dim..(row0 + rows) * dim].copy_from_slice(&o);
+            ob[r0 * dim..(r0 + rows) * dim].copy_from_slice(&o);
         }
-    }
+    });
     out
 }
 

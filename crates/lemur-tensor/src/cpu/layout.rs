@@ -34,26 +34,124 @@ pub(crate) fn copy_strided(x: &[f32], d: &Strided) -> Vec<f32> {
 
 pub(crate) fn concat(parts: &[(&[f32], usize)], outer: usize, inner: usize) -> Vec<f32> {
     let total: usize = parts.iter().map(|p| p.1).sum();
-    let mut out = Vec::with_capacity(outer * total * inner);
-    for o in 0..outer {
-        for (x, n) in parts {
-            out.extend_from_slice(&x[o * n * inner..(o + 1) * n * inner]);
-        }
+    let mut out = vec![0.0; outer * total * inner];
+    if out.is_empty() {
+        return out;
     }
+    // Output row o is the parts' rows o side by side; rows are copied in parallel, and a
+    // single long row (outer = 1) in pieces of a few thousand floats.
+    let row = total * inner;
+    let piece = if outer == 1 { 1 << 14 } else { row };
+    par_chunks_mut(&mut out, piece, |c, dst| {
+        let start = c * piece;
+        let (o, mut at) = (start / row, start % row);
+        let mut k = 0;
+        let mut off = 0;
+        for (x, n) in parts {
+            let len = n * inner;
+            if at < off + len && k < dst.len() {
+                let s0 = at - off;
+                let take = (len - s0).min(dst.len() - k);
+                dst[k..k + take].copy_from_slice(&x[o * len + s0..][..take]);
+                k += take;
+                at += take;
+            }
+            off += len;
+        }
+    });
     out
 }
 
 /// Sums in f64 so that the reference is more accurate than any f32 kernel it checks.
 pub(crate) fn sum_axis(x: &[f32], outer: usize, r: usize, inner: usize) -> Vec<f32> {
     let mut out = vec![0.0; outer * inner];
-    par_chunks_mut(&mut out, inner.max(1), |o, row| {
-        for (i, v) in row.iter_mut().enumerate() {
-            let mut acc = 0.0f64;
-            for j in 0..r {
-                acc += x[(o * r + j) * inner + i] as f64;
+    if inner < 64 {
+        par_chunks_mut(&mut out, inner.max(1), |o, row| {
+            for (i, v) in row.iter_mut().enumerate() {
+                let mut acc = 0.0f64;
+                for j in 0..r {
+                    acc += x[(o * r + j) * inner + i] as f64;
+                }
+                *v = acc as f32;
             }
-            *v = acc as f32;
+        });
+        return out;
+    }
+    // Wide rows: each task owns a block of output columns and sweeps the r input rows over
+    // it contiguously. Every output still adds its r terms in order j = 0, 1, ...
+    const COLS: usize = 512;
+    let blocks: Vec<(usize, usize, &mut [f32])> = out
+        .chunks_mut(inner)
+        .enumerate()
+        .flat_map(|(o, row)| {
+            row.chunks_mut(COLS)
+                .enumerate()
+                .map(move |(b, c)| (o, b * COLS, c))
+        })
+        .collect();
+    let task = |(o, i0, dst): (usize, usize, &mut [f32])| {
+        let mut acc = [0.0f64; COLS];
+        let acc = &mut acc[..dst.len()];
+        for j in 0..r {
+            let row = &x[(o * r + j) * inner + i0..][..dst.len()];
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v as f64;
+            }
         }
-    });
+        for (d, &a) in dst.iter_mut().zip(acc.iter()) {
+            *d = a as f32;
+        }
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        if x.len() >= 1 << 14 {
+            blocks.into_par_iter().for_each(task);
+            return out;
+        }
+    }
+    blocks.into_iter().for_each(task);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::concat;
+
+    /// The parallel pieces of a long single row (pieces straddling parts) and of many rows
+    /// against the obvious loop.
+    #[test]
+    fn concat_matches_naive() {
+        for (outer, ns, inner) in [
+            (1, [9000, 17, 20000], 3),
+            (5, [3, 1, 4], 7),
+            (40, [700, 9, 300], 2),
+        ] {
+            let parts: Vec<Vec<f32>> = ns
+                .iter()
+                .enumerate()
+                .map(|(p, &n)| {
+                    (0..outer * n * inner)
+                        .map(|i| (p * 1_000_000 + i) as f32)
+                        .collect()
+                })
+                .collect();
+            let refs: Vec<(&[f32], usize)> = parts
+                .iter()
+                .zip(ns)
+                .map(|(v, n)| (v.as_slice(), n))
+                .collect();
+            let mut want = Vec::new();
+            for o in 0..outer {
+                for (x, n) in &refs {
+                    want.extend_from_slice(&x[o * n * inner..(o + 1) * n * inner]);
+                }
+            }
+            assert_eq!(
+                concat(&refs, outer, inner),
+                want,
+                "outer {outer} parts {ns:?}"
+            );
+        }
+    }
 }

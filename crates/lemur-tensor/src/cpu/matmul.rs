@@ -1,7 +1,15 @@
 //! Matmul and convolution on the CPU (the oracle for `shaders/matmul.wgsl` and
 //! `shaders/conv2d.wgsl`). Everything funnels into `matrixmultiply::sgemm`, which takes
 //! arbitrary row/column strides: transposed operands are just swapped strides, never copies.
-//! Convolution lowers to im2col + sgemm, one batch element per task.
+//!
+//! sgemm runs single-threaded; all parallelism is rayon's, one level only, so the two cores
+//! are never oversubscribed: large products split their output rows (each piece is the same
+//! computation, so results do not depend on the split), batches and convolution chunks run
+//! as independent tasks. Convolution lowers to im2col + sgemm over chunks of output columns
+//! (a band of image rows, or several whole images when images are small) so that the
+//! unfolded operand stays in cache and every GEMM has enough columns.
+
+use std::cell::RefCell;
 
 use crate::backend::{ConvDesc, MatmulDesc};
 
@@ -36,6 +44,14 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The view from row `i` on.
+    fn skip_rows(self, i: usize) -> Self {
+        Self {
+            data: &self.data[(i * self.rs).min(self.data.len())..],
+            ..self
+        }
+    }
+
     /// Whether every element of a (rows, cols) view lies inside `data`: sgemm gets raw
     /// pointers, so this is the bounds check safe code would have done.
     fn fits(&self, rows: usize, cols: usize) -> bool {
@@ -43,16 +59,17 @@ impl<'a> View<'a> {
     }
 }
 
-/// `c (m, n) = beta * c + a (m, k) @ b (k, n)` with c row-major of row stride `n`.
+/// `c (m, n) = beta * c + a (m, k) @ b (k, n)` with c row-major of row stride `ldc`, on the
+/// calling thread.
 // sgemm's strided raw-pointer interface is what makes transposes free; this is the crate's
 // one unsafe call, guarded by the bounds assert below.
 #[allow(unsafe_code)]
-fn gemm(m: usize, k: usize, n: usize, a: View, b: View, beta: f32, c: &mut [f32]) {
+fn gemm(m: usize, k: usize, n: usize, a: View, b: View, beta: f32, c: &mut [f32], ldc: usize) {
     if m == 0 || n == 0 {
         return;
     }
     assert!(
-        a.fits(m, k) && b.fits(k, n) && c.len() >= m * n,
+        a.fits(m, k) && b.fits(k, n) && ldc >= n && c.len() >= (m - 1) * ldc + n,
         "gemm operand out of bounds"
     );
     // SAFETY: the assert above proves every (i, l), (l, j), (i, j) the kernel touches lies
@@ -71,10 +88,84 @@ fn gemm(m: usize, k: usize, n: usize, a: View, b: View, beta: f32, c: &mut [f32]
             b.cs as isize,
             beta,
             c.as_mut_ptr(),
-            n as isize,
+            ldc as isize,
             1,
         );
     }
+}
+
+fn threads() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        rayon::current_num_threads()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        1
+    }
+}
+
+/// Products below this many multiply-adds are not worth splitting across threads.
+const MIN_PAR_WORK: usize = 1 << 20;
+
+/// Rows per piece when `m` rows of a product with `work` multiply-adds go to `threads`
+/// workers: whole multiples of the sgemm kernel's 16 rows, at least 16 rows each.
+fn rows_per_piece(m: usize, work: usize, threads: usize) -> usize {
+    if threads <= 1 || work < MIN_PAR_WORK || m < 32 {
+        return m.max(1);
+    }
+    m.div_ceil(threads).next_multiple_of(16).max(16)
+}
+
+/// Runs `f(i, item)` for every item, in parallel with rayon on native targets.
+fn par_for_each<T: Send>(items: Vec<T>, f: impl Fn(usize, T) + Send + Sync) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        if items.len() > 1 {
+            items.into_par_iter().enumerate().for_each(|(i, t)| f(i, t));
+            return;
+        }
+    }
+    items.into_iter().enumerate().for_each(|(i, t)| f(i, t));
+}
+
+/// [`gemm`] into a contiguous row-major `c` (m, n), splitting the rows across threads when
+/// `split` and the product is large. `init(c_rows)` runs on each piece first (bias rows).
+#[allow(clippy::too_many_arguments)]
+fn par_gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: View,
+    b: View,
+    beta: f32,
+    c: &mut [f32],
+    split: bool,
+    init: &(dyn Fn(&mut [f32]) + Sync),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let rows = if split {
+        rows_per_piece(m, m * n * k, threads())
+    } else {
+        m
+    };
+    let pieces: Vec<&mut [f32]> = c[..m * n].chunks_mut(rows * n).collect();
+    par_for_each(pieces, |i, piece| {
+        init(piece);
+        gemm(
+            piece.len() / n,
+            k,
+            n,
+            a.skip_rows(i * rows),
+            b,
+            beta,
+            piece,
+            n,
+        );
+    });
 }
 
 /// Copies `bias` (n) into every row of `c` (rows, n); returns the sgemm `beta` that keeps it.
@@ -93,50 +184,79 @@ fn init_bias(c: &mut [f32], bias: Option<&[f32]>, n: usize) -> f32 {
 pub(crate) fn matmul(a: &[f32], b: &[f32], bias: Option<&[f32]>, d: &MatmulDesc) -> Vec<f32> {
     let (m, n, k) = (d.m, d.n, d.k);
     let mut out = vec![0.0f32; d.batch * m * n];
-    let beta = init_bias(&mut out, bias, n);
-    // A batched, untransposed `a` against a shared `b` (a linear layer) is one tall GEMM:
-    // sgemm then blocks and threads over batch*M rows at once.
+    if out.is_empty() {
+        return out;
+    }
+    let beta = if bias.is_some() && n > 0 { 1.0 } else { 0.0 };
+    let init = |c: &mut [f32]| {
+        init_bias(c, bias, n);
+    };
+    // A batched, untransposed `a` against a shared `b` (a linear layer) is one tall GEMM.
     if d.a_batched && !d.trans_a && !d.b_batched {
         let bv = View::maybe_t(b, if d.trans_b { k } else { n }, d.trans_b);
         let av = View::row_major(a, k);
-        gemm(d.batch * m, k, n, av, bv, beta, &mut out);
+        par_gemm(d.batch * m, k, n, av, bv, beta, &mut out, true, &init);
         return out;
     }
-    for (i, c) in out.chunks_exact_mut((m * n).max(1)).enumerate() {
+    let operands = |i: usize| {
         let ai = if d.a_batched { i * m * k } else { 0 };
         let bi = if d.b_batched { i * k * n } else { 0 };
         let av = View::maybe_t(&a[ai..], if d.trans_a { m } else { k }, d.trans_a);
         let bv = View::maybe_t(&b[bi..], if d.trans_b { k } else { n }, d.trans_b);
-        gemm(m, k, n, av, bv, beta, c);
+        (av, bv)
+    };
+    let t = threads();
+    if d.batch >= 2 * t || (d.batch >= t && rows_per_piece(m, m * n * k, t) == m) {
+        // Enough independent products: a few consecutive batch elements per task.
+        let per = d.batch.div_ceil(4 * t).max(1);
+        let tasks: Vec<&mut [f32]> = out.chunks_mut(per * m * n).collect();
+        par_for_each(tasks, |ti, c| {
+            for (j, c) in c.chunks_exact_mut(m * n).enumerate() {
+                let (av, bv) = operands(ti * per + j);
+                init(c);
+                gemm(m, k, n, av, bv, beta, c, n);
+            }
+        });
+    } else {
+        for (i, c) in out.chunks_exact_mut(m * n).enumerate() {
+            let (av, bv) = operands(i);
+            par_gemm(m, k, n, av, bv, beta, c, true, &init);
+        }
     }
     out
 }
 
-/// Runs `f(b)` for every batch element, in parallel with rayon on native targets.
-fn map_batch<T: Send>(batch: usize, f: impl Fn(usize) -> T + Send + Sync) -> Vec<T> {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        use rayon::prelude::*;
-        (0..batch).into_par_iter().map(f).collect()
-    }
-    #[cfg(target_arch = "wasm32")]
-    {
-        (0..batch).map(f).collect()
-    }
+thread_local! {
+    /// Reusable scratch buffers of this thread (unfolded images, staging tiles).
+    static SCRATCH: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Unfolds one image x (Cin, H, W) into cols (Cin*k*k, H*W): row (ci, ky, kx) holds x shifted
-/// by (ky - k/2, kx - k/2), zero-filled or wrapped at the borders.
-fn im2col(x: &[f32], d: &ConvDesc, cols: &mut [f32]) {
+/// Runs `f` with a scratch buffer of `len` elements (contents unspecified) from this thread's
+/// pool, so that tasks do not allocate and fault in fresh pages for every chunk.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buf = SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let r = f(&mut buf[..len]);
+    SCRATCH.with(|s| s.borrow_mut().push(buf));
+    r
+}
+
+/// Unfolds rows `y0..y1` of one image x (Cin, H, W) into cols (Cin*k*k, (y1-y0)*W) of row
+/// stride `ld`: row (ci, ky, kx) holds x shifted by (ky - k/2, kx - k/2), zero-filled or
+/// wrapped at the borders.
+fn im2col(x: &[f32], d: &ConvDesc, y0: usize, y1: usize, cols: &mut [f32], ld: usize) {
     let (h, w, k) = (d.h, d.w, d.kernel);
     let pad = k / 2;
     let hw = h * w;
+    let span = (y1 - y0) * w;
     for ci in 0..d.cin {
         let img = &x[ci * hw..(ci + 1) * hw];
         for ky in 0..k {
             for kx in 0..k {
-                let row = &mut cols[((ci * k + ky) * k + kx) * hw..][..hw];
-                for (y, out) in row.chunks_exact_mut(w).enumerate() {
+                let row = &mut cols[((ci * k + ky) * k + kx) * ld..][..span];
+                for (y, out) in (y0..y1).zip(row.chunks_exact_mut(w)) {
                     let iy = y as isize + ky as isize - pad as isize;
                     let dx = kx as isize - pad as isize;
                     if d.circular {
@@ -165,56 +285,204 @@ fn im2col(x: &[f32], d: &ConvDesc, cols: &mut [f32]) {
     }
 }
 
-/// The (Cin*k*k, H*W) unfolded view of batch element `b` of x: x itself for 1x1 kernels.
-fn unfold<'a>(x: &'a [f32], b: usize, d: &ConvDesc, scratch: &'a mut Vec<f32>) -> &'a [f32] {
-    let chw = d.cin * d.h * d.w;
-    let xb = &x[b * chw..(b + 1) * chw];
-    if d.kernel == 1 {
-        return xb;
+/// Unfolded floats per chunk: about 512 KiB, so a chunk's columns stay in the L2 cache
+/// while sgemm packs them.
+const CHUNK_FLOATS: usize = 1 << 17;
+/// Fewest output columns a chunk aims for (narrower GEMMs waste the packed weights).
+const MIN_CHUNK_COLS: usize = 256;
+
+/// How a convolution's output columns (b, y, x) are cut into chunks: bands of `rows` image
+/// rows of one image (`images == 1`), or groups of `images` whole images.
+#[derive(Clone, Copy, Debug)]
+struct Chunking {
+    images: usize,
+    rows: usize,
+}
+
+impl Chunking {
+    fn new(d: &ConvDesc) -> Self {
+        let (hw, kk) = (d.h * d.w, d.cin * d.kernel * d.kernel);
+        if hw >= MIN_CHUNK_COLS || d.batch <= 1 {
+            let min_rows = MIN_CHUNK_COLS.div_ceil(d.w.max(1));
+            let rows = (CHUNK_FLOATS / (kk * d.w).max(1))
+                .max(min_rows)
+                .clamp(1, d.h.max(1));
+            // Even bands: the same work in each.
+            let bands = d.h.div_ceil(rows).max(1);
+            Self {
+                images: 1,
+                rows: d.h.div_ceil(bands).max(1),
+            }
+        } else {
+            let images = MIN_CHUNK_COLS.div_ceil(hw.max(1)).min(d.batch);
+            let groups = d.batch.div_ceil(images);
+            Self {
+                images: d.batch.div_ceil(groups),
+                rows: d.h,
+            }
+        }
     }
-    scratch.resize(d.cin * d.kernel * d.kernel * d.h * d.w, 0.0);
-    im2col(xb, d, scratch);
-    scratch
+
+    /// The chunks as (first image, images, first row, end row).
+    fn list(&self, d: &ConvDesc) -> Vec<(usize, usize, usize, usize)> {
+        let mut v = Vec::new();
+        if self.images == 1 {
+            for b in 0..d.batch {
+                for y0 in (0..d.h).step_by(self.rows) {
+                    v.push((b, 1, y0, (y0 + self.rows).min(d.h)));
+                }
+            }
+        } else {
+            for b in (0..d.batch).step_by(self.images) {
+                v.push((b, self.images.min(d.batch - b), 0, d.h));
+            }
+        }
+        v
+    }
+}
+
+/// Unfolds chunk (b0, nb, y0, y1) of x into cols (Cin*k*k, cols) and returns the column
+/// count: image g of a group lands at columns g*H*W.
+fn unfold_chunk(
+    x: &[f32],
+    d: &ConvDesc,
+    (b0, nb, y0, y1): (usize, usize, usize, usize),
+    cols: &mut [f32],
+) -> usize {
+    let (chw, hw) = (d.cin * d.h * d.w, d.h * d.w);
+    let n = if nb == 1 { (y1 - y0) * d.w } else { nb * hw };
+    for g in 0..nb {
+        let xb = &x[(b0 + g) * chw..(b0 + g + 1) * chw];
+        im2col(xb, d, y0, y1, &mut cols[g * hw..], n);
+    }
+    n
 }
 
 pub(crate) fn conv2d(x: &[f32], w: &[f32], bias: Option<&[f32]>, d: &ConvDesc) -> Vec<f32> {
     let hw = d.h * d.w;
     let kk = d.cin * d.kernel * d.kernel;
-    let per_batch = map_batch(d.batch, |b| {
-        let mut scratch = Vec::new();
-        let cols = unfold(x, b, d, &mut scratch);
-        // out[b] (Cout, HW) = w (Cout, K) @ cols (K, HW) (+ bias per output channel).
-        let mut out = vec![0.0f32; d.cout * hw];
-        let mut beta = 0.0;
-        if let Some(bias) = bias {
-            for (row, &v) in out.chunks_exact_mut(hw.max(1)).zip(bias) {
-                row.fill(v);
+    let per_image = d.cout * hw;
+    let mut out = vec![0.0f32; d.batch * per_image];
+    if out.is_empty() {
+        return out;
+    }
+    let ch = Chunking::new(d);
+    let wv = View::row_major(w, kk);
+    let tasks: Vec<&mut [f32]> = out.chunks_mut(ch.images * per_image).collect();
+    // Split GEMM rows only when there are too few tasks to feed the threads.
+    let split = tasks.len() < 2 * threads();
+    par_for_each(tasks, |ti, o| {
+        let b0 = ti * ch.images;
+        if ch.images == 1 {
+            // Bands of one image: sgemm writes straight into the output rows (stride H*W).
+            let mut beta = 0.0;
+            if let Some(bias) = bias {
+                for (row, &v) in o.chunks_exact_mut(hw).zip(bias) {
+                    row.fill(v);
+                }
+                beta = 1.0;
             }
-            beta = 1.0;
+            with_scratch(kk * ch.rows * d.w, |cols| {
+                for y0 in (0..d.h).step_by(ch.rows) {
+                    let y1 = (y0 + ch.rows).min(d.h);
+                    let n = unfold_chunk(x, d, (b0, 1, y0, y1), cols);
+                    let cv = View::row_major(cols, n);
+                    if split && d.cout >= 32 {
+                        // One image alone: its output rows go to separate threads, staged.
+                        with_scratch(d.cout * n, |tmp| {
+                            par_gemm(d.cout, kk, n, wv, cv, 0.0, tmp, true, &|_| {});
+                            for (orow, trow) in o.chunks_exact_mut(hw).zip(tmp.chunks_exact(n)) {
+                                for (a, &t) in orow[y0 * d.w..y1 * d.w].iter_mut().zip(trow) {
+                                    *a = beta * *a + t;
+                                }
+                            }
+                        });
+                    } else {
+                        gemm(d.cout, kk, n, wv, cv, beta, &mut o[y0 * d.w..], hw);
+                    }
+                }
+            });
+        } else {
+            // Several small images: one GEMM over all their columns, then scattered.
+            let nb = o.len() / per_image;
+            let n = nb * hw;
+            with_scratch(kk * n, |cols| {
+                unfold_chunk(x, d, (b0, nb, 0, d.h), cols);
+                with_scratch(d.cout * n, |tmp| {
+                    let cv = View::row_major(cols, n);
+                    par_gemm(d.cout, kk, n, wv, cv, 0.0, tmp, split, &|_| {});
+                    for (g, og) in o.chunks_exact_mut(per_image).enumerate() {
+                        for (co, orow) in og.chunks_exact_mut(hw).enumerate() {
+                            let trow = &tmp[co * n + g * hw..][..hw];
+                            let b = bias.map_or(0.0, |b| b[co]);
+                            for (a, &t) in orow.iter_mut().zip(trow) {
+                                *a = t + b;
+                            }
+                        }
+                    }
+                });
+            });
         }
-        let (wv, cv) = (View::row_major(w, kk), View::row_major(cols, hw));
-        gemm(d.cout, kk, hw, wv, cv, beta, &mut out);
-        out
     });
-    per_batch.concat()
+    out
 }
+
+/// Partial sums of the weight gradient: a fixed count (not the thread count), so that the
+/// summation order, and the result, are the same on every machine.
+const WGRAD_PARTIALS: usize = 4;
 
 pub(crate) fn conv2d_weight_grad(x: &[f32], dy: &[f32], d: &ConvDesc) -> Vec<f32> {
     let hw = d.h * d.w;
     let kk = d.cin * d.kernel * d.kernel;
-    // dw (Cout, K) = sum_b dy[b] (Cout, HW) @ cols[b]^T (HW, K); one partial per batch element
-    // keeps the tasks independent, and partials are small next to the unfolded images.
-    let partials = map_batch(d.batch, |b| {
-        let mut scratch = Vec::new();
-        let cols = unfold(x, b, d, &mut scratch);
-        let dyb = &dy[b * d.cout * hw..(b + 1) * d.cout * hw];
-        let mut dw = vec![0.0f32; d.cout * kk];
-        let (dv, cv) = (View::row_major(dyb, hw), View::row_major(cols, hw).t());
-        gemm(d.cout, hw, kk, dv, cv, 0.0, &mut dw);
-        dw
-    });
     let mut total = vec![0.0f32; d.cout * kk];
-    for p in partials {
+    if total.is_empty() || d.batch * hw == 0 {
+        return total;
+    }
+    // dw (Cout, K) = sum over chunks of dy[chunk] (Cout, n) @ cols[chunk]^T (n, K): chunks in
+    // a fixed order, accumulated by sgemm (beta = 1) into a few partials summed in order.
+    let ch = Chunking::new(d);
+    let chunks = ch.list(d);
+    let parts = WGRAD_PARTIALS.min(chunks.len());
+    let split = parts < threads();
+    let max_n = if ch.images == 1 {
+        ch.rows * d.w
+    } else {
+        ch.images * hw
+    };
+    let mut partials = vec![0.0f32; parts * d.cout * kk];
+    let slots: Vec<&mut [f32]> = partials.chunks_mut(d.cout * kk).collect();
+    let chunks = &chunks;
+    par_for_each(slots, |p, dw| {
+        let (c0, c1) = (p * chunks.len() / parts, (p + 1) * chunks.len() / parts);
+        with_scratch(kk * max_n, |cols| {
+            with_scratch(d.cout * max_n, |dyg| {
+                for (i, &c) in chunks[c0..c1].iter().enumerate() {
+                    let (b0, nb, y0, _) = c;
+                    let n = unfold_chunk(x, d, c, cols);
+                    let dv = if nb == 1 {
+                        View {
+                            data: &dy[b0 * d.cout * hw + y0 * d.w..],
+                            rs: hw,
+                            cs: 1,
+                        }
+                    } else {
+                        // Gather the group's dy into (Cout, nb*H*W), images side by side.
+                        for co in 0..d.cout {
+                            for g in 0..nb {
+                                let src = &dy[((b0 + g) * d.cout + co) * hw..][..hw];
+                                dyg[co * n + g * hw..][..hw].copy_from_slice(src);
+                            }
+                        }
+                        View::row_major(&dyg[..d.cout * n], n)
+                    };
+                    let cv = View::row_major(&cols[..kk * n], n).t();
+                    let beta = if i == 0 { 0.0 } else { 1.0 };
+                    par_gemm(d.cout, n, kk, dv, cv, beta, dw, split, &|_| {});
+                }
+            })
+        });
+    });
+    for p in partials.chunks_exact(d.cout * kk) {
         for (t, v) in total.iter_mut().zip(p) {
             *t += v;
         }

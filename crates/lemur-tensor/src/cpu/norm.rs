@@ -5,6 +5,7 @@
 //! Statistics accumulate in f64 so that the reference is more accurate than the f32 kernels
 //! it checks.
 
+use super::elementwise::exp_f32;
 use super::par_chunks_mut;
 use crate::backend::{NormDesc, NormKind};
 
@@ -40,6 +41,9 @@ pub(crate) fn norm(x: &[f32], d: &NormDesc) -> (Vec<f32>, Vec<f32>) {
     // Each outer slice owns its y block and its rstd row, so slices run in parallel.
     for_each_outer(&mut y, &mut rstd, slice, d.inner, |o, yo, ro| {
         let xo = &x[o * slice..(o + 1) * slice];
+        if d.inner >= 16 {
+            return norm_columns(xo, yo, ro, d);
+        }
         for i in 0..d.inner {
             let (mean, r) = column_stats(xo, i, d);
             ro[i] = r as f32;
@@ -52,6 +56,49 @@ pub(crate) fn norm(x: &[f32], d: &NormDesc) -> (Vec<f32>, Vec<f32>) {
     (y, rstd)
 }
 
+/// Columns per block of the strided (inner > 1) paths.
+const BLOCK: usize = 256;
+
+/// [`norm`] of one outer slice with strided columns: blocks of columns sweep the C rows
+/// contiguously. Each column's sums run over j = 0, 1, ... from -0.0 exactly as
+/// [`column_stats`] does (f64 `Sum` starts at -0.0), so results are identical.
+fn norm_columns(xo: &[f32], yo: &mut [f32], ro: &mut [f32], d: &NormDesc) {
+    let inner = d.inner;
+    for i0 in (0..inner).step_by(BLOCK) {
+        let w = BLOCK.min(inner - i0);
+        let mut mean = [0.0f64; BLOCK];
+        let mut var = [-0.0f64; BLOCK];
+        let (mean, var) = (&mut mean[..w], &mut var[..w]);
+        if d.kind != NormKind::Rms {
+            mean.fill(-0.0);
+            for j in 0..d.c {
+                for (m, &v) in mean.iter_mut().zip(&xo[j * inner + i0..][..w]) {
+                    *m += v as f64;
+                }
+            }
+            mean.iter_mut().for_each(|m| *m /= d.c as f64);
+        }
+        for j in 0..d.c {
+            let row = &xo[j * inner + i0..][..w];
+            for ((s, &v), &m) in var.iter_mut().zip(row).zip(mean.iter()) {
+                *s += (v as f64 - m) * (v as f64 - m);
+            }
+        }
+        let div = var_divisor(d.kind, d.c);
+        for (s, r) in var.iter_mut().zip(&mut ro[i0..i0 + w]) {
+            *s = 1.0 / (*s / div + d.eps as f64).sqrt();
+            *r = *s as f32;
+        }
+        for j in 0..d.c {
+            let k = j * inner + i0;
+            let (src, dst) = (&xo[k..k + w], &mut yo[k..k + w]);
+            for (((o, &v), &m), &r) in dst.iter_mut().zip(src).zip(mean.iter()).zip(var.iter()) {
+                *o = ((v as f64 - m) * r) as f32;
+            }
+        }
+    }
+}
+
 /// dx from the forward's y and rstd. With s1 = sum(dy), s2 = sum(dy * y) over the column:
 /// Layer `rstd * (dy - s1/C - y s2/C)`, LayerUnbiased `rstd * (dy - s1/C - y s2/(C-1))`
 /// (the variance's divisor reappears through d var / dx), Rms `rstd * (dy - y s2/C)`.
@@ -61,6 +108,9 @@ pub(crate) fn norm_backward(y: &[f32], rstd: &[f32], dy: &[f32], d: &NormDesc) -
     let div = var_divisor(d.kind, d.c);
     par_chunks_mut(&mut dx, slice, |o, dxo| {
         let (yo, go) = (&y[o * slice..], &dy[o * slice..]);
+        if d.inner >= 16 {
+            return norm_backward_columns(yo, go, &rstd[o * d.inner..], dxo, d);
+        }
         for i in 0..d.inner {
             let (mut s1, mut s2) = (0.0f64, 0.0f64);
             for j in 0..d.c {
@@ -80,6 +130,45 @@ pub(crate) fn norm_backward(y: &[f32], rstd: &[f32], dy: &[f32], d: &NormDesc) -
         }
     });
     dx
+}
+
+/// [`norm_backward`] of one outer slice with strided columns, in blocks of columns; the same
+/// sums in the same order as the per-column loop.
+fn norm_backward_columns(yo: &[f32], go: &[f32], ro: &[f32], dxo: &mut [f32], d: &NormDesc) {
+    let (inner, div) = (d.inner, var_divisor(d.kind, d.c));
+    for i0 in (0..inner).step_by(BLOCK) {
+        let w = BLOCK.min(inner - i0);
+        let (mut s1, mut s2) = ([0.0f64; BLOCK], [0.0f64; BLOCK]);
+        let (s1, s2) = (&mut s1[..w], &mut s2[..w]);
+        for j in 0..d.c {
+            let k = j * inner + i0;
+            for (((a, b), &g), &y) in s1
+                .iter_mut()
+                .zip(s2.iter_mut())
+                .zip(&go[k..k + w])
+                .zip(&yo[k..k + w])
+            {
+                *a += g as f64;
+                *b += g as f64 * y as f64;
+            }
+        }
+        if d.kind == NormKind::Rms {
+            s1.fill(0.0);
+        } else {
+            s1.iter_mut().for_each(|a| *a /= d.c as f64);
+        }
+        for j in 0..d.c {
+            let k = j * inner + i0;
+            let it = dxo[k..k + w]
+                .iter_mut()
+                .zip(&go[k..k + w])
+                .zip(&yo[k..k + w]);
+            for (i, ((o, &g), &y)) in it.enumerate() {
+                let r = ro[i0 + i] as f64;
+                *o = (r * (g as f64 - s1[i] - y as f64 * s2[i] / div)) as f32;
+            }
+        }
+    }
 }
 
 /// Runs `f(o, y_o, rstd_o)` over the outer slices of y (length `slice`) and rstd (length
@@ -111,9 +200,9 @@ fn for_each_outer(
 /// Softmax of one row in place, shifted by its maximum so that exp never overflows.
 pub(crate) fn softmax_in_place(row: &mut [f32]) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    row.iter_mut().for_each(|v| *v = exp_f32(*v - max));
     let mut sum = 0.0f64;
-    for v in row.iter_mut() {
-        *v = (*v - max).exp();
+    for v in row.iter() {
         sum += *v as f64;
     }
     let inv = (1.0 / sum) as f32;
