@@ -58,11 +58,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
 }
 
 fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
-    let em = Emulation::open(backend.clone(), &super::pretrained::resolve(&args.run)?)?;
-    let floor = match em.kind {
-        ModelKind::Autoencoder => None,
-        _ => Some(Emulation::open(backend, &em.autoencoder_dir)?),
-    };
+    let em = Emulation::open(backend, &super::pretrained::resolve(&args.run)?)?;
     let root = args
         .data
         .clone()
@@ -167,9 +163,7 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
             let scored: Vec<f32> = (0..p.members)
                 .flat_map(|n| p.frames[n * per + context * frame..(n + 1) * per].to_vec())
                 .collect();
-            let floor = floor.as_ref().expect("an emulator run has an autoencoder");
-            let r = floor.predict(truth, grid, &[], &opts)?;
-            (scored, r.frames)
+            (scored, em.reconstruct(truth, grid)?)
         };
         acc.add(truth, &ensemble, Some(&recon), grid);
     }

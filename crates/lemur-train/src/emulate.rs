@@ -304,6 +304,12 @@ impl<B: Backend> Emulation<B> {
         Ok((out, grid))
     }
 
+    /// The autoencoder's reconstruction of physical frames `[T, C, H, W]` (the floor every
+    /// emulator of this run sits on), in physical units.
+    pub fn reconstruct(&self, frames: &[f32], grid: [usize; 2]) -> Result<Vec<f32>> {
+        Ok(self.decode(&self.encode(frames, grid)?)?.0)
+    }
+
     /// Rolls out from physical frames `[context, C, H, W]` (for an autoencoder run, `init`
     /// must hold every frame to reconstruct and `horizon` is ignored).
     pub fn predict(
