@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the native workspace (CPU backend and the GPU backend, on lavapipe where
-# there is no GPU) and the WebGPU kernel test in headless Chromium.
-#   LEMUR_TEST_CPU_ONLY=1  skips the GPU backend (and the browser test) explicitly.
+# there is no GPU), the WebGPU kernel test in headless Chromium, and the web app (built with
+# Trunk) end to end in Chromium under Xvfb, on WebGPU and on the CPU fallback.
+#   LEMUR_TEST_CPU_ONLY=1  skips the GPU backend (and the browser tests) explicitly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +12,7 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 cargo test --workspace
 
 if [ "${LEMUR_TEST_CPU_ONLY:-0}" = 1 ]; then
-    echo "LEMUR_TEST_CPU_ONLY=1: skipping the WebGPU browser test"
+    echo "LEMUR_TEST_CPU_ONLY=1: skipping the WebGPU browser tests (the kernel test and the web app)"
     exit 0
 fi
 
@@ -30,3 +31,20 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 CHROMEDRIVER="$(command -v chromedriver)" \
 WASM_BINDGEN_TEST_TIMEOUT=120 \
     cargo test --target wasm32-unknown-unknown -p lemur-tensor --test browser
+
+# The web app: built once by Trunk (Trunk.toml: index.html -> dist/, relative URLs, offline, so
+# the crates must be here: `cargo fetch` gets the wasm-only ones), then loaded in a headed
+# Chromium under Xvfb (a WebGPU canvas is captured blank headless): a WebGPU run, then CPU
+# fallback runs without WebGPU, with the same first frame (scripts/browser-app-test.py).
+for tool in trunk wasm-opt xvfb-run; do
+    if ! command -v "$tool" >/dev/null; then
+        echo "error: the web app test needs trunk 0.21, wasm-opt 132 and xvfb-run:" >&2
+        echo "  cargo install trunk --version \"~0.21\" --locked" >&2
+        echo "  npm install -g --prefix /usr/local binaryen@132.0.0" >&2
+        echo "  apt-get install xvfb xauth" >&2
+        exit 1
+    fi
+done
+cargo fetch
+trunk build --release --offline
+xvfb-run -a -s "-screen 0 1280x1024x24" python3 scripts/browser-app-test.py dist
