@@ -150,33 +150,117 @@ impl<B: Backend> ParamStore<B> {
     }
 }
 
-/// Parses safetensors bytes into f32 host tensors; any malformed, truncated or non-f32 content
-/// is an error naming the file (and the key where there is one).
+/// Parses safetensors bytes into f32 host tensors. F32, F16 and BF16 tensors are accepted,
+/// the half-precision ones widened to f32 exactly (subnormals, infinities and NaN included);
+/// any malformed or truncated content, a byte length that disagrees with the shape, or another
+/// dtype is an error naming the file (and the key where there is one).
 pub fn read_safetensors(
     bytes: &[u8],
     path: &Path,
 ) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Safetensors {
-        path: path.to_path_buf(),
-        detail: e.to_string(),
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
+        // safetensors reports a length mismatch without the tensor's name; find it.
+        if let Some((key, detail)) = find_bad_length(bytes) {
+            return Error::Param {
+                path: path.to_path_buf(),
+                key,
+                detail,
+            };
+        }
+        Error::Safetensors {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        }
     })?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F32 {
+        let numel: usize = view.shape().iter().product();
+        let width = match view.dtype() {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::BF16 => 2,
+            other => {
+                return Err(Error::Param {
+                    path: path.to_path_buf(),
+                    key: name,
+                    detail: format!("dtype {other:?}, expected F32, F16 or BF16"),
+                });
+            }
+        };
+        // Deserialisation has checked this already; a mismatch here must not silently drop
+        // a tail of values.
+        if view.data().len() != numel * width {
             return Err(Error::Param {
                 path: path.to_path_buf(),
                 key: name,
-                detail: format!("dtype {:?}, expected F32", view.dtype()),
+                detail: format!(
+                    "{} bytes for {:?} of shape {:?}, which needs {}",
+                    view.data().len(),
+                    view.dtype(),
+                    view.shape(),
+                    numel * width
+                ),
             });
         }
-        let data: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let raw = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            _ => raw
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        };
         out.insert(name, (view.shape().to_vec(), data));
     }
     Ok(out)
+}
+
+/// The first tensor whose byte range in the header disagrees with its dtype and shape, and
+/// what is wrong with it; `None` if the header does not parse or every length is right.
+fn find_bad_length(bytes: &[u8]) -> Option<(String, String)> {
+    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
+    let header: serde_json::Value =
+        serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+    let mut tensors: Vec<(&String, &serde_json::Value)> = header
+        .as_object()?
+        .iter()
+        .filter(|(k, _)| k.as_str() != "__metadata__")
+        .collect();
+    tensors.sort_by_key(|(_, t)| t["data_offsets"][0].as_u64());
+    tensors.into_iter().find_map(|(key, t)| {
+        let dtype = t["dtype"].as_str()?;
+        let width: u64 = match dtype {
+            "F64" | "I64" | "U64" | "C64" => 8,
+            "F32" | "I32" | "U32" => 4,
+            "F16" | "BF16" | "I16" | "U16" => 2,
+            "I8" | "U8" | "BOOL" => 1,
+            d if d.starts_with("F8") => 1,
+            _ => return None,
+        };
+        let shape: Vec<u64> = t["shape"]
+            .as_array()?
+            .iter()
+            .map(|d| d.as_u64())
+            .collect::<Option<_>>()?;
+        let need = shape.iter().try_fold(width, |a, &d| a.checked_mul(d))?;
+        let (s, e) = (
+            t["data_offsets"][0].as_u64()?,
+            t["data_offsets"][1].as_u64()?,
+        );
+        let have = e.checked_sub(s)?;
+        (have != need).then(|| {
+            (
+                key.clone(),
+                format!("{have} bytes for {dtype} of shape {shape:?}, which needs {need}"),
+            )
+        })
+    })
 }
 
 /// Writes f32 host tensors to `path` atomically: a temporary file in the same directory,

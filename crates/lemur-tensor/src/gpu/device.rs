@@ -111,40 +111,122 @@ async fn pick_adapter(
     }
 }
 
-pub(crate) async fn open(choice: &AdapterChoice) -> Result<(wgpu::Device, wgpu::Queue, GpuInfo)> {
+/// The limits lemur asks for, given what the adapter supports: WebGPU's defaults (the kernels
+/// are written for them, so the same shaders run in every browser), with only the buffer-size
+/// limits raised natively to what the adapter allows, for larger batches. An application that
+/// creates the device itself (e.g. through eframe) should request these.
+pub fn required_limits(adapter_limits: &wgpu::Limits) -> wgpu::Limits {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        wgpu::Limits {
+            max_storage_buffer_binding_size: adapter_limits.max_storage_buffer_binding_size,
+            max_buffer_size: adapter_limits.max_buffer_size,
+            ..wgpu::Limits::default()
+        }
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        // Browsers cap buffers per page and vary widely; the defaults are what every one
+        // guarantees.
+        let _ = adapter_limits;
+        wgpu::Limits::default()
+    }
+}
+
+/// The features lemur needs: none (f16 and subgroups would be optional extras, and the kernels
+/// keep to core WebGPU). Kept as a function so that an application creating the device itself
+/// stays in step if that changes.
+pub fn required_features(adapter_features: wgpu::Features) -> wgpu::Features {
+    let _ = adapter_features;
+    wgpu::Features::empty()
+}
+
+/// Checks that a device handed to [`GpuBackend::from_device`](super::GpuBackend::from_device)
+/// can run the kernels: a WebGL2 or otherwise downlevel device would fail much later, at the
+/// first dispatch, with a less useful message.
+pub(crate) fn check_limits(have: &wgpu::Limits) -> Result<()> {
+    let need = wgpu::Limits::default();
+    let checks: [(&str, u64, u64); 7] = [
+        (
+            "max_storage_buffers_per_shader_stage",
+            have.max_storage_buffers_per_shader_stage.into(),
+            need.max_storage_buffers_per_shader_stage.into(),
+        ),
+        (
+            "max_storage_textures_per_shader_stage",
+            have.max_storage_textures_per_shader_stage.into(),
+            1,
+        ),
+        (
+            "max_compute_workgroup_storage_size",
+            have.max_compute_workgroup_storage_size.into(),
+            need.max_compute_workgroup_storage_size.into(),
+        ),
+        (
+            "max_compute_invocations_per_workgroup",
+            have.max_compute_invocations_per_workgroup.into(),
+            need.max_compute_invocations_per_workgroup.into(),
+        ),
+        (
+            "max_compute_workgroup_size_x",
+            have.max_compute_workgroup_size_x.into(),
+            need.max_compute_workgroup_size_x.into(),
+        ),
+        (
+            "max_compute_workgroups_per_dimension",
+            have.max_compute_workgroups_per_dimension.into(),
+            need.max_compute_workgroups_per_dimension.into(),
+        ),
+        (
+            "max_compute_workgroup_size_y",
+            have.max_compute_workgroup_size_y.into(),
+            need.max_compute_workgroup_size_y.into(),
+        ),
+    ];
+    let short: Vec<String> = checks
+        .iter()
+        .filter(|(_, h, n)| h < n)
+        .map(|(name, h, n)| format!("{name} = {h} (needs {n})"))
+        .collect();
+    if short.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::RequestDevice(format!(
+            "the device is below WebGPU's default limits that the kernels need (a WebGL2 or \
+             downlevel device cannot run them; request the device with \
+             lemur_tensor::gpu::required_limits): {}",
+            short.join(", ")
+        )))
+    }
+}
+
+impl From<&wgpu::AdapterInfo> for GpuInfo {
+    fn from(ai: &wgpu::AdapterInfo) -> Self {
+        GpuInfo {
+            name: ai.name.clone(),
+            backend: ai.backend,
+            device_type: ai.device_type,
+            driver: ai.driver_info.clone(),
+        }
+    }
+}
+
+pub(crate) async fn open(
+    choice: &AdapterChoice,
+) -> Result<(wgpu::Device, wgpu::Queue, wgpu::AdapterInfo)> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     let backends = choice.backends.unwrap_or(desc.backends);
     desc.backends = backends;
     let instance = wgpu::Instance::new(desc);
     let adapter = pick_adapter(&instance, choice, backends).await?;
-    let ai = adapter.get_info();
-    // Kernels are written for WebGPU's default limits so they run in every browser; on native
-    // we raise only the buffer-size limits to what the adapter allows, for larger batches.
-    #[cfg(not(target_arch = "wasm32"))]
-    let limits = {
-        let supported = adapter.limits();
-        wgpu::Limits {
-            max_storage_buffer_binding_size: supported.max_storage_buffer_binding_size,
-            max_buffer_size: supported.max_buffer_size,
-            ..wgpu::Limits::default()
-        }
-    };
-    #[cfg(target_arch = "wasm32")]
-    let limits = wgpu::Limits::default();
     let (device, queue) = adapter
         .request_device(&wgpu::DeviceDescriptor {
             label: Some("lemur device"),
-            required_features: wgpu::Features::empty(),
-            required_limits: limits,
+            required_features: required_features(adapter.features()),
+            required_limits: required_limits(&adapter.limits()),
             ..Default::default()
         })
         .await
         .map_err(|e| Error::RequestDevice(e.to_string()))?;
-    let info = GpuInfo {
-        name: ai.name,
-        backend: ai.backend,
-        device_type: ai.device_type,
-        driver: ai.driver_info,
-    };
-    Ok((device, queue, info))
+    Ok((device, queue, adapter.get_info()))
 }

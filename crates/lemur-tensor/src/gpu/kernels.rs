@@ -19,6 +19,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         "attention",
         include_str!("../../../../shaders/attention.wgsl"),
     ),
+    (
+        "colormap",
+        include_str!("../../../../shaders/colormap.wgsl"),
+    ),
 ];
 
 /// The source of `kernel`; panics on an unknown name, which is a programming error caught by

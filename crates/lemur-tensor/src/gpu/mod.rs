@@ -6,8 +6,13 @@
 //! tensor viewing them is dropped; reuse inside one encoder is safe because the queue executes
 //! commands in recording order. Shapes travel in small uniform structs packed into one
 //! uniform arena per submission.
+//!
+//! The backend either opens its own device ([`GpuBackend::new`]) or shares one that an
+//! application created ([`GpuBackend::from_device`]), e.g. eframe's, so that decoded fields
+//! can be drawn ([`GpuBackend::colormap`]) without leaving the GPU.
 
 mod attention;
+mod colormap;
 mod device;
 mod kernels;
 mod matmul;
@@ -21,7 +26,8 @@ use std::fmt;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-pub use device::{AdapterChoice, GpuInfo};
+pub use colormap::{COLORMAP_NONFINITE, ColormapParams, colormap_cpu};
+pub use device::{AdapterChoice, GpuInfo, required_features, required_limits};
 pub use kernels::{SHADERS, shader_source};
 pub use matmul::GemmKernel;
 pub use pool::MemoryStats;
@@ -31,6 +37,28 @@ use pool::{GpuBuffer, Pool};
 
 /// A tensor's device memory: a pooled buffer shared by every view of it.
 pub type GpuStorage = Rc<GpuBuffer>;
+
+/// The wgpu buffer behind a storage, for binding a tensor in an application's own pipelines.
+/// See [`GpuBuffer::buffer`] for its layout and the ordering rules.
+pub fn buffer(storage: &GpuStorage) -> &wgpu::Buffer {
+    storage.buffer()
+}
+
+/// How read/sync/[`GpuBackend::work_done`] wait for the GPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Polling {
+    /// The backend owns the waiting: on native, reads and syncs block in
+    /// `device.poll(wait_indefinitely)` until the GPU is done, so their futures are ready at
+    /// the first poll (`pollster::block_on` suffices). On the web polling does nothing and the
+    /// futures complete when the browser's event loop runs, as in `External`.
+    #[default]
+    Blocking,
+    /// Someone else drives the device (a UI loop calling `device.poll(PollType::Poll)` every
+    /// frame, or the browser): the backend never blocks, and its futures complete once the
+    /// owner has polled after the GPU finished. Polled futures that are never driven this way
+    /// never complete.
+    External,
+}
 
 /// Uniform slots are this far apart: WebGPU's default `minUniformBufferOffsetAlignment`.
 const UNIFORM_ALIGN: usize = 256;
@@ -48,9 +76,12 @@ pub(crate) struct Inner {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     pub(crate) info: GpuInfo,
+    polling: Polling,
     pool: Rc<RefCell<Pool>>,
     pipelines: RefCell<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
     modules: RefCell<HashMap<&'static str, wgpu::ShaderModule>>,
+    /// Colour tables uploaded by `colormap`, most recently used last (a handful per app).
+    luts: RefCell<Vec<([u32; 256], wgpu::Buffer)>>,
     rec: RefCell<Recorder>,
     uniforms: wgpu::Buffer,
     /// Errors that escaped every error scope (reported at the next sync instead of panicking).
@@ -91,8 +122,30 @@ impl GpuBackend {
         Self::with_choice(&AdapterChoice::from_env()).await
     }
 
+    /// Opens the adapter `choice` names, with [`required_limits`] and [`required_features`],
+    /// in [`Polling::Blocking`] mode.
     pub async fn with_choice(choice: &AdapterChoice) -> Result<Self> {
         let (device, queue, info) = device::open(choice).await?;
+        Self::from_device(device, queue, &info, Polling::Blocking)
+    }
+
+    /// Shares a device created elsewhere (e.g. by eframe; request it with [`required_limits`]
+    /// and [`required_features`]). Fails if the device's limits are below what the kernels
+    /// need (a WebGL2 device, say).
+    ///
+    /// The backend installs the device's uncaptured-error handler and device-lost callback:
+    /// errors outside any error scope, the owner's included, are reported as
+    /// [`Error::Gpu`] (kind `uncaptured`) by the next read, sync or `work_done` instead of
+    /// panicking. The backend's recorded work goes to `queue` only at a flush (`flush`,
+    /// `read`, `sync`, `work_done`), so work the owner submits in between runs before it.
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: &wgpu::AdapterInfo,
+        polling: Polling,
+    ) -> Result<Self> {
+        device::check_limits(&device.limits())?;
+        let info = GpuInfo::from(info);
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -117,9 +170,11 @@ impl GpuBackend {
                 device,
                 queue,
                 info,
+                polling,
                 pool: Rc::new(RefCell::new(Pool::default())),
                 pipelines: RefCell::new(HashMap::new()),
                 modules: RefCell::new(HashMap::new()),
+                luts: RefCell::new(Vec::new()),
                 rec: RefCell::new(Recorder::default()),
                 uniforms,
                 uncaptured,
@@ -140,6 +195,14 @@ impl GpuBackend {
 
     pub fn device(&self) -> &wgpu::Device {
         &self.inner.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    pub fn polling(&self) -> Polling {
+        self.inner.polling
     }
 
     /// Live (held by tensors), pooled (free for reuse) and peak live bytes.
@@ -221,6 +284,30 @@ impl GpuBackend {
         buffers: &[&GpuStorage],
         groups: [u32; 3],
     ) {
+        let resources: Vec<wgpu::BindingResource<'_>> = buffers
+            .iter()
+            .map(|b| {
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &b.buffer,
+                    offset: 0,
+                    size: wgpu::BufferSize::new((b.len.max(1) * 4) as u64),
+                })
+            })
+            .collect();
+        self.dispatch_resources(kernel, entry, params, &resources, groups);
+    }
+
+    /// [`dispatch`](Self::dispatch) with arbitrary resources (textures, foreign buffers) at
+    /// bindings 1.. . Recorded in the same compute pass as every other op, so wgpu's per-dispatch
+    /// barriers order it after earlier writes to the same buffers.
+    pub(crate) fn dispatch_resources<P: bytemuck::Pod>(
+        &self,
+        kernel: &'static str,
+        entry: &'static str,
+        params: &P,
+        resources: &[wgpu::BindingResource<'_>],
+        groups: [u32; 3],
+    ) {
         if groups.contains(&0) {
             return;
         }
@@ -243,14 +330,10 @@ impl GpuBackend {
                 size: wgpu::BufferSize::new(bytes.len() as u64),
             }),
         }];
-        for (i, b) in buffers.iter().enumerate() {
+        for (i, r) in resources.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &b.buffer,
-                    offset: 0,
-                    size: wgpu::BufferSize::new((b.len.max(1) * 4) as u64),
-                }),
+                resource: r.clone(),
             });
         }
         let bind_group = self
@@ -360,8 +443,38 @@ impl GpuBackend {
 
     fn poll_wait(&self) {
         #[cfg(not(target_arch = "wasm32"))]
-        {
+        if self.inner.polling == Polling::Blocking {
             let _ = self.inner.device.poll(wgpu::PollType::wait_indefinitely());
+        }
+    }
+
+    /// Submits everything recorded so far and resolves once the GPU has finished it (and all
+    /// earlier submissions), then reports any error they raised. The submission happens now,
+    /// not at the first poll, and the future holds its own handle to the backend, so it can be
+    /// stored and polled from frame to frame (back-pressure: at most one step in flight). In
+    /// [`Polling::Blocking`] mode on native it blocks here until the GPU is done.
+    pub fn work_done(&self) -> impl std::future::Future<Output = Result<()>> + 'static {
+        self.submit_and_wait("work_done")
+    }
+
+    /// `work_done`, with errors naming `context`.
+    fn submit_and_wait(
+        &self,
+        context: &'static str,
+    ) -> impl std::future::Future<Output = Result<()>> + 'static {
+        self.flush();
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.inner.queue.on_submitted_work_done(move || {
+            let _ = tx.send(());
+        });
+        self.poll_wait();
+        let this = self.clone();
+        async move {
+            let done = rx
+                .await
+                .map_err(|_| Error::DeviceLost("the work-done callback was dropped unrun".into()));
+            this.check_errors(context).await?;
+            done
         }
     }
 
@@ -419,9 +532,9 @@ impl GpuBackend {
     }
 
     pub(crate) async fn sync_impl(&self) -> Result<()> {
-        self.flush();
-        self.poll_wait();
-        self.check_errors("sync").await
+        // Waiting for the work itself (not just submitting it) keeps `sync` meaning the same in
+        // both polling modes and on the web, where the blocking poll does not exist.
+        self.submit_and_wait("sync").await
     }
 }
 

@@ -14,6 +14,27 @@ pub struct GpuBuffer {
     pool: Weak<RefCell<Pool>>,
 }
 
+impl GpuBuffer {
+    /// The wgpu buffer, to bind in an application's own pipelines. It holds [`len`](Self::len)
+    /// f32 values, row-major in the tensor's shape, from byte 0 (the buffer itself may be
+    /// larger: bind `0..len * 4`). Usages: `STORAGE | COPY_SRC | COPY_DST`. Work recorded by
+    /// the backend is submitted only at a flush, so flush (or await `work_done`) before
+    /// submitting commands that read it; and keep the storage alive while they may run, since
+    /// a dropped storage's buffer is reused by the next op.
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    /// Number of f32 elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 impl fmt::Debug for GpuBuffer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "GpuBuffer(len={}, class={} B)", self.len, self.class)

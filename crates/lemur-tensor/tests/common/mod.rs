@@ -14,6 +14,74 @@ pub fn gpu() -> Option<GpuBackend> {
     Some(GpuBackend::new_blocking().unwrap_or_else(|e| panic!("{e}")))
 }
 
+/// A device created the way an application (eframe) would, outside `GpuBackend`, with the
+/// limits and features lemur asks for, or `limits` instead when given. `None` exactly when
+/// [`gpu`] skips; a missing adapter fails with the same advice.
+pub fn app_device(
+    limits: Option<wgpu::Limits>,
+) -> Option<(wgpu::Device, wgpu::Queue, wgpu::AdapterInfo)> {
+    if std::env::var("LEMUR_TEST_CPU_ONLY").is_ok_and(|v| v == "1") {
+        eprintln!("LEMUR_TEST_CPU_ONLY=1: skipping the GPU backend");
+        return None;
+    }
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    // The adapter GpuBackend::new would open: the one LEMUR_ADAPTER names, else the most
+    // capable kind.
+    if let Ok(want) = std::env::var("LEMUR_ADAPTER") {
+        adapters.retain(|a| {
+            a.get_info()
+                .name
+                .to_lowercase()
+                .contains(&want.to_lowercase())
+        });
+    }
+    adapters.sort_by_key(|a| match a.get_info().device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    });
+    let adapter = adapters.into_iter().next().unwrap_or_else(|| {
+        panic!(
+            "{}",
+            lemur_tensor::Error::NoAdapter {
+                detail: "enumerate_adapters found none".into()
+            }
+        )
+    });
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("test app device"),
+        required_features: lemur_tensor::gpu::required_features(adapter.features()),
+        required_limits:
+            limits.unwrap_or_else(|| lemur_tensor::gpu::required_limits(&adapter.limits())),
+        ..Default::default()
+    }))
+    .expect("request_device");
+    Some((device, queue, adapter.get_info()))
+}
+
+/// Drives `fut` the way a UI loop does in `Polling::External` mode: poll the future, and while
+/// it is pending poll the device without blocking, for at most ten seconds.
+pub fn drive<F: std::future::Future>(device: &wgpu::Device, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let start = std::time::Instant::now();
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "future still pending after 10 s of device polling"
+        );
+        device.poll(wgpu::PollType::Poll).expect("device.poll");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// One test body, run on the CPU backend and on the GPU backend:
 /// `test_device!(name, body)` defines `name_cpu` and `name_gpu` calling `body(&backend)`.
 #[macro_export]
