@@ -10,7 +10,7 @@ use lemur_tensor::{Backend, Tensor, no_grad};
 
 use crate::diffusion::Denoiser;
 use crate::error::{Error, Result};
-use crate::sampling::{Conditioned, Denoise, Observation, Sampler};
+use crate::sampling::{Conditioned, Observation, Sampler, SamplerState};
 use crate::surrogate::Surrogate;
 
 /// Window bookkeeping of a rollout.
@@ -68,6 +68,97 @@ pub trait WindowEmulator<B: Backend> {
     fn emulate(&mut self, y: &Tensor<B>, mask: &Tensor<B>, index: usize) -> Result<Tensor<B>>;
 }
 
+/// A rollout in progress, one window at a time: [`window`](Self::window) gives the next
+/// window's observation, [`accept`](Self::accept) takes the emulated window back. The loop in
+/// [`rollout`] and the app's frame-sliced rollouts share this bookkeeping.
+pub struct Cursor<B: Backend> {
+    plan: RolloutPlan,
+    windows: Vec<(usize, usize)>,
+    index: usize,
+    known: Tensor<B>,
+    /// Frames produced so far.
+    frames: usize,
+}
+
+impl<B: Backend> Cursor<B> {
+    /// Starts from `init` (B, C, context, H, W).
+    pub fn new(init: &Tensor<B>, plan: &RolloutPlan) -> Result<Self> {
+        plan.validate()?;
+        let s = init.shape();
+        if s.len() != 5 || s[2] != plan.context {
+            return Err(Error::Input {
+                model: "rollout",
+                got: s.to_vec(),
+                expected: format!("initial frames (B, C, {}, H, W)", plan.context),
+            });
+        }
+        Ok(Self {
+            plan: *plan,
+            windows: plan.windows(),
+            index: 0,
+            known: init.clone(),
+            frames: 0,
+        })
+    }
+
+    /// The next window's number (its noise stream), or `None` when the rollout is complete.
+    pub fn next_index(&self) -> Option<usize> {
+        (self.index < self.windows.len()).then_some(self.index)
+    }
+
+    /// The next window: `y` (B, C, L, H, W) holding the known frames and zeros, and `mask`
+    /// (B, C, L, H, W), 1 at the known frames.
+    pub fn window(&self) -> Result<(Tensor<B>, Tensor<B>)> {
+        let (_, n_known) = *self.windows.get(self.index).ok_or_else(|| {
+            Error::Config(format!(
+                "the rollout is complete after {} windows",
+                self.windows.len()
+            ))
+        })?;
+        let s = self.known.shape();
+        let be = self.known.backend().clone();
+        let l = self.plan.window;
+        no_grad(|| {
+            let pad = Tensor::zeros(&be, &[s[0], s[1], l - n_known, s[3], s[4]])?;
+            let y = Tensor::concat(&[&self.known, &pad], 2)?;
+            let mut m = vec![0.0f32; l];
+            m[..n_known].fill(1.0);
+            let mask = Tensor::from_slice(&be, &m, &[1, 1, l, 1, 1])?.broadcast_to(y.shape())?;
+            Ok((y, mask))
+        })
+    }
+
+    /// Takes the emulated window `out` (the shape of [`window`](Self::window)'s `y`) and
+    /// returns the frames it adds to the rollout (B, C, n, H, W): the whole first window (its
+    /// known frames as the emulator returned them, as in the reference), then `window -
+    /// overlap` new frames per window, cut at the plan's length.
+    pub fn accept(&mut self, out: &Tensor<B>) -> Result<Tensor<B>> {
+        let (_, n_known) = self.windows[self.index.min(self.windows.len() - 1)];
+        let s = self.known.shape();
+        let expected = [s[0], s[1], self.plan.window, s[3], s[4]];
+        if self.next_index().is_none() || out.shape() != expected {
+            return Err(Error::Input {
+                model: "rollout emulator",
+                got: out.shape().to_vec(),
+                expected: format!("a window of shape {expected:?} while windows remain"),
+            });
+        }
+        let l = self.plan.window;
+        no_grad(|| {
+            let new = if self.index == 0 {
+                out.clone()
+            } else {
+                out.slice(2, n_known, l - n_known)?
+            };
+            self.known = out.slice(2, l - self.plan.overlap, self.plan.overlap)?;
+            self.index += 1;
+            let keep = new.dim(2).min(self.plan.frames - self.frames);
+            self.frames += keep;
+            Ok(new.slice(2, 0, keep)?)
+        })
+    }
+}
+
 /// Rolls out from `init` (B, C, context, H, W) to (B, C, frames, H, W). The first window's
 /// known frames come back as the emulator returns them (as in the reference), later windows
 /// contribute their `window - overlap` new frames.
@@ -76,45 +167,15 @@ pub fn rollout<B: Backend>(
     init: &Tensor<B>,
     plan: &RolloutPlan,
 ) -> Result<Tensor<B>> {
-    plan.validate()?;
-    let s = init.shape().to_vec();
-    if s.len() != 5 || s[2] != plan.context {
-        return Err(Error::Input {
-            model: "rollout",
-            got: s,
-            expected: format!("initial frames (B, C, {}, H, W)", plan.context),
-        });
-    }
-    let be = init.backend().clone();
-    let (b, c, h, w) = (s[0], s[1], s[3], s[4]);
-    let l = plan.window;
+    let mut cursor = Cursor::new(init, plan)?;
     no_grad(|| {
         let mut kept: Vec<Tensor<B>> = Vec::new();
-        let mut known = init.clone();
-        for (index, &(_, n_known)) in plan.windows().iter().enumerate() {
-            let pad = Tensor::zeros(&be, &[b, c, l - n_known, h, w])?;
-            let y = Tensor::concat(&[&known, &pad], 2)?;
-            let mut m = vec![0.0f32; l];
-            m[..n_known].fill(1.0);
-            let mask = Tensor::from_slice(&be, &m, &[1, 1, l, 1, 1])?.broadcast_to(y.shape())?;
+        while let Some(index) = cursor.next_index() {
+            let (y, mask) = cursor.window()?;
             let out = emulator.emulate(&y, &mask, index)?;
-            if out.shape() != y.shape() {
-                return Err(Error::Input {
-                    model: "rollout emulator",
-                    got: out.shape().to_vec(),
-                    expected: format!("a window of shape {:?}", y.shape()),
-                });
-            }
-            let new = if index == 0 {
-                out.clone()
-            } else {
-                out.slice(2, n_known, l - n_known)?
-            };
-            kept.push(new);
-            known = out.slice(2, l - plan.overlap, plan.overlap)?;
+            kept.push(cursor.accept(&out)?);
         }
-        let all = Tensor::concat(&kept.iter().collect::<Vec<_>>(), 2)?;
-        Ok(all.slice(2, 0, plan.frames)?)
+        Ok(Tensor::concat(&kept.iter().collect::<Vec<_>>(), 2)?)
     })
 }
 
@@ -128,21 +189,84 @@ pub struct DiffusionEmulator<'a, B: Backend> {
 
 impl<B: Backend> WindowEmulator<B> for DiffusionEmulator<'_, B> {
     fn emulate(&mut self, y: &Tensor<B>, mask: &Tensor<B>, index: usize) -> Result<Tensor<B>> {
-        let cond = self.denoiser.config.masked.then_some(mask);
-        let den = Conditioned {
-            denoiser: self.denoiser,
-            label: self.label,
-            cond,
-        };
-        // Each window draws its own initial noise and sampler noise.
-        let seed = lemur_tensor::rng::bits(self.sampler.seed, index as u64) as u64
-            | (u64::from(lemur_tensor::rng::bits(!self.sampler.seed, index as u64)) << 32);
-        let sampler = Sampler {
-            seed,
-            ..self.sampler
-        };
-        let x1 = sampler.init(y.backend(), &den.schedule(), y.shape(), seed ^ 0x5eed)?;
-        sampler.sample(&den, x1, Some(&Observation::new(y, mask)?))
+        let mut job = DiffusionWindow::start(self.denoiser, self.sampler, y, mask, index)?;
+        while !job.step(self.denoiser, self.label)? {}
+        job.finish()
+    }
+}
+
+/// One window's reverse process, one sampler step at a time (so that a UI can spread it over
+/// frames). Each window draws its own initial noise and sampler noise from (seed, index).
+/// The denoiser and labels are passed to every step rather than held, so that the caller may
+/// own them beside the window.
+pub struct DiffusionWindow<B: Backend> {
+    cond: Option<Tensor<B>>,
+    obs: Observation<B>,
+    state: SamplerState<B>,
+    times: Vec<f64>,
+    step: usize,
+    x: Tensor<B>,
+}
+
+impl<B: Backend> DiffusionWindow<B> {
+    pub fn start(
+        denoiser: &Denoiser<B>,
+        sampler: Sampler,
+        y: &Tensor<B>,
+        mask: &Tensor<B>,
+        index: usize,
+    ) -> Result<Self> {
+        let seed = lemur_tensor::rng::bits(sampler.seed, index as u64) as u64
+            | (u64::from(lemur_tensor::rng::bits(!sampler.seed, index as u64)) << 32);
+        let sampler = Sampler { seed, ..sampler };
+        let x =
+            no_grad(|| sampler.init(y.backend(), &denoiser.schedule, y.shape(), seed ^ 0x5eed))?;
+        Ok(Self {
+            cond: denoiser.config.masked.then(|| mask.clone()),
+            obs: Observation::new(y, mask)?,
+            state: sampler.start(y.backend(), y.shape())?,
+            times: sampler.timesteps(),
+            step: 0,
+            x,
+        })
+    }
+
+    /// Sampler steps in this window.
+    pub fn steps(&self) -> usize {
+        self.times.len() - 1
+    }
+
+    /// Steps taken so far.
+    pub fn taken(&self) -> usize {
+        self.step
+    }
+
+    /// Runs the next step with `denoiser` (the one the window started with) and its labels
+    /// (B, F); true once the window has reached t = 0.
+    pub fn step(&mut self, denoiser: &Denoiser<B>, label: Option<&Tensor<B>>) -> Result<bool> {
+        if self.step < self.steps() {
+            let den = Conditioned {
+                denoiser,
+                label,
+                cond: self.cond.as_ref(),
+            };
+            let (t, s) = (self.times[self.step], self.times[self.step + 1]);
+            self.x = no_grad(|| self.state.step(&den, &self.x, t, s, Some(&self.obs)))?;
+            self.step += 1;
+        }
+        Ok(self.step == self.steps())
+    }
+
+    /// The sampled window (B, C, L, H, W).
+    pub fn finish(self) -> Result<Tensor<B>> {
+        if self.step < self.steps() {
+            return Err(Error::Config(format!(
+                "the window's reverse process stopped after {} of {} steps",
+                self.step,
+                self.steps()
+            )));
+        }
+        Ok(self.x)
     }
 }
 

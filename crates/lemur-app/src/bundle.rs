@@ -1,0 +1,302 @@
+//! The pretrained runs the app emulates with: an autoencoder, a diffusion run and a surrogate
+//! run, each as the two files of a lemur checkpoint (`checkpoint.json` and
+//! `model.safetensors`). Natively they are the runs embedded in `assets/pretrained` (f32, the
+//! same bytes `lemur rollout` uses); the browser fetches the f16 copies in `web/pretrained`
+//! (half the download, converted to f32 on load).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use lemur_models::dcae::DcaeConfig;
+use lemur_models::vit::VitConfig;
+use lemur_well::dataset::Stats;
+use serde_json::Value;
+
+use crate::error::{AppError, Result};
+
+/// The three runs, by the names of their directories.
+pub const RUNS: [&str; 3] = ["autoencoder", "diffusion", "surrogate"];
+
+/// One run's two files.
+#[derive(Clone)]
+pub struct RunFiles {
+    /// Where the files came from (a path or URL), for error messages.
+    pub source: String,
+    pub checkpoint: Vec<u8>,
+    pub weights: Vec<u8>,
+}
+
+impl std::fmt::Debug for RunFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RunFiles({}, {} + {} bytes)",
+            self.source,
+            self.checkpoint.len(),
+            self.weights.len()
+        )
+    }
+}
+
+/// Host tensors by parameter name: (shape, values).
+pub type HostTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// A run's checkpoint, parsed.
+#[derive(Debug)]
+pub struct Run<C> {
+    pub config: C,
+    pub weights: HostTensors,
+    pub source: String,
+}
+
+/// Everything the emulator needs, parsed and checked.
+#[derive(Debug)]
+pub struct Bundle {
+    pub autoencoder: Run<DcaeConfig>,
+    pub diffusion: Run<VitConfig>,
+    pub surrogate: Run<VitConfig>,
+    /// Physical statistics (normalisation and transforms) of the autoencoder.
+    pub stats: Stats,
+    /// Latent frames per window and solver frames between latent frames.
+    pub window: usize,
+    pub stride: usize,
+    /// The physical grid [H, W] the autoencoder was trained on.
+    pub grid: [usize; 2],
+    pub dataset_name: String,
+}
+
+fn field<'a>(v: &'a Value, file: &str, name: &'static str) -> Result<&'a Value> {
+    v.get(name).ok_or_else(|| AppError::Checkpoint {
+        file: file.into(),
+        field: name,
+        detail: "missing".into(),
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(v: &Value, file: &str, name: &'static str) -> Result<T> {
+    serde_json::from_value(field(v, file, name)?.clone()).map_err(|e| AppError::Checkpoint {
+        file: file.into(),
+        field: name,
+        detail: e.to_string(),
+    })
+}
+
+fn usize_at(v: &Value, file: &str, name: &'static str, key: &str) -> Result<usize> {
+    field(v, file, name)?
+        .get(key)
+        .and_then(Value::as_u64)
+        .map(|n| n as usize)
+        .ok_or_else(|| AppError::Checkpoint {
+            file: file.into(),
+            field: name,
+            detail: format!("no unsigned integer `{key}`"),
+        })
+}
+
+impl RunFiles {
+    fn json(&self) -> Result<(String, Value)> {
+        let file = format!("{}/checkpoint.json", self.source);
+        let v: Value = serde_json::from_slice(&self.checkpoint).map_err(|e| AppError::Weights {
+            file: file.clone(),
+            detail: format!("not a JSON checkpoint: {e}"),
+        })?;
+        Ok((file, v))
+    }
+
+    fn kind(&self) -> Result<(String, Value, String)> {
+        let (file, v) = self.json()?;
+        let kind: String = parse(&v, &file, "kind")?;
+        Ok((file, v, kind))
+    }
+
+    fn tensors(&self) -> Result<HostTensors> {
+        let path = format!("{}/model.safetensors", self.source);
+        lemur_tensor::params::read_safetensors(&self.weights, Path::new(&path)).map_err(|e| {
+            AppError::Weights {
+                file: path,
+                detail: e.to_string(),
+            }
+        })
+    }
+}
+
+fn expect_kind(run: &RunFiles, want: &str) -> Result<(String, Value)> {
+    let (file, v, kind) = run.kind()?;
+    if kind != want {
+        return Err(AppError::Checkpoint {
+            file,
+            field: "kind",
+            detail: format!("`{kind}` where a {want} run was expected"),
+        });
+    }
+    Ok((file, v))
+}
+
+fn vit_run(run: &RunFiles, kind: &str) -> Result<(Run<VitConfig>, Value, String)> {
+    let (file, v) = expect_kind(run, kind)?;
+    let config: VitConfig = parse(&v, &file, "model_config")?;
+    config.validate().map_err(|e| AppError::Checkpoint {
+        file: file.clone(),
+        field: "model_config",
+        detail: e.to_string(),
+    })?;
+    Ok((
+        Run {
+            config,
+            weights: run.tensors()?,
+            source: run.source.clone(),
+        },
+        v,
+        file,
+    ))
+}
+
+impl Bundle {
+    /// Parses and cross-checks the three runs (autoencoder, diffusion, surrogate).
+    pub fn parse(files: &[RunFiles; 3]) -> Result<Self> {
+        let [ae, dif, sur] = files;
+        let (ae_file, ae_v) = expect_kind(ae, "autoencoder")?;
+        let ae_config: DcaeConfig = parse(&ae_v, &ae_file, "model_config")?;
+        ae_config.validate().map_err(|e| AppError::Checkpoint {
+            file: ae_file.clone(),
+            field: "model_config",
+            detail: e.to_string(),
+        })?;
+        let stats: Stats = parse(&ae_v, &ae_file, "stats")?;
+        let c = stats.channels.len();
+        if stats.mean.len() != c || stats.std.len() != c || stats.transforms.len() != c {
+            return Err(AppError::Checkpoint {
+                file: ae_file,
+                field: "stats",
+                detail: format!(
+                    "{c} channels but {} means, {} stds and {} transforms",
+                    stats.mean.len(),
+                    stats.std.len(),
+                    stats.transforms.len()
+                ),
+            });
+        }
+        let (diffusion, dif_v, dif_file) = vit_run(dif, "diffusion")?;
+        if diffusion.config.schedule.is_none() || !diffusion.config.masked {
+            return Err(AppError::Checkpoint {
+                file: dif_file,
+                field: "model_config",
+                detail: "a diffusion emulator needs a `schedule` and `masked: true`".into(),
+            });
+        }
+        let (surrogate, sur_v, sur_file) = vit_run(sur, "surrogate")?;
+        let window = usize_at(&dif_v, &dif_file, "options", "window")?;
+        let stride = usize_at(&dif_v, &dif_file, "options", "stride")?;
+        for (v, file) in [(&sur_v, &sur_file)] {
+            let (w, s) = (
+                usize_at(v, file, "options", "window")?,
+                usize_at(v, file, "options", "stride")?,
+            );
+            if (w, s) != (window, stride) {
+                return Err(AppError::Checkpoint {
+                    file: file.clone(),
+                    field: "options",
+                    detail: format!(
+                        "window {w} and stride {s} differ from the diffusion run's {window} and {stride}"
+                    ),
+                });
+            }
+        }
+        for (run, v, file) in [
+            (&diffusion, &dif_v, &dif_file),
+            (&surrogate, &sur_v, &sur_file),
+        ] {
+            let lat = ae_config.lat_channels;
+            if run.config.channels != lat {
+                return Err(AppError::Checkpoint {
+                    file: file.clone(),
+                    field: "model_config",
+                    detail: format!(
+                        "{} latent channels, the autoencoder has {lat}",
+                        run.config.channels
+                    ),
+                });
+            }
+            let step = v.pointer("/extra/autoencoder_step").and_then(Value::as_u64);
+            let ae_step = ae_v.get("step").and_then(Value::as_u64);
+            if step.is_some() && step != ae_step {
+                return Err(AppError::Checkpoint {
+                    file: file.clone(),
+                    field: "extra",
+                    detail: format!(
+                        "trained on latents of autoencoder step {step:?}, the autoencoder is at step {ae_step:?}"
+                    ),
+                });
+            }
+        }
+        let grid: [usize; 2] = dif_v
+            .pointer("/extra/physical_data/grid")
+            .or_else(|| ae_v.pointer("/data/grid"))
+            .and_then(|g| serde_json::from_value(g.clone()).ok())
+            .ok_or_else(|| AppError::Checkpoint {
+                file: dif_file.clone(),
+                field: "extra",
+                detail: "no physical grid (`extra.physical_data.grid`)".into(),
+            })?;
+        Ok(Self {
+            autoencoder: Run {
+                config: ae_config,
+                weights: ae.tensors()?,
+                source: ae.source.clone(),
+            },
+            diffusion,
+            surrogate,
+            dataset_name: stats.dataset_name.clone(),
+            stats,
+            window,
+            stride,
+            grid,
+        })
+    }
+
+    /// The runs embedded in the binary: `assets/pretrained/euler64`, as `lemur rollout` uses.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn embedded_files() -> [RunFiles; 3] {
+        macro_rules! run {
+            ($name:literal) => {
+                RunFiles {
+                    source: concat!("assets/pretrained/euler64/", $name).into(),
+                    checkpoint: include_bytes!(concat!(
+                        "../../../assets/pretrained/euler64/",
+                        $name,
+                        "/checkpoint.json"
+                    ))
+                    .to_vec(),
+                    weights: include_bytes!(concat!(
+                        "../../../assets/pretrained/euler64/",
+                        $name,
+                        "/model.safetensors"
+                    ))
+                    .to_vec(),
+                }
+            };
+        }
+        [run!("autoencoder"), run!("diffusion"), run!("surrogate")]
+    }
+
+    /// Reads the runs from a directory holding `autoencoder/`, `diffusion/` and `surrogate/`
+    /// (e.g. `web/pretrained/euler64`, the browser's f16 copies).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_dir(dir: &Path) -> Result<[RunFiles; 3]> {
+        let read = |run: &str, name: &str| {
+            let p = dir.join(run).join(name);
+            std::fs::read(&p).map_err(|e| AppError::Weights {
+                file: p.display().to_string(),
+                detail: e.to_string(),
+            })
+        };
+        let one = |run: &str| -> Result<RunFiles> {
+            Ok(RunFiles {
+                source: dir.join(run).display().to_string(),
+                checkpoint: read(run, "checkpoint.json")?,
+                weights: read(run, "model.safetensors")?,
+            })
+        };
+        Ok([one(RUNS[0])?, one(RUNS[1])?, one(RUNS[2])?])
+    }
+}

@@ -1,0 +1,254 @@
+//! Field panels: colour maps, their tables and ranges, and the textures egui shows. On the GPU
+//! backend the colour-map kernel (`shaders/colormap.wgsl`) writes straight from the decoder's
+//! storage buffers into textures registered with egui's renderer, so fields never come back
+//! to the host; on the CPU backend the same mapping ([`colormap_cpu`]) fills egui images.
+
+use egui::{Color32, TextureHandle, TextureId, TextureOptions};
+use lemur_plot::Colormap;
+use lemur_tensor::gpu::{ColormapParams, colormap_cpu};
+
+use crate::fields::Sign;
+
+/// The five panels, left to right.
+pub const PANELS: [&str; 5] = [
+    "truth (solver)",
+    "ensemble mean",
+    "member",
+    "error (mean - truth)",
+    "ensemble spread (std)",
+];
+
+/// Colour maps the picker offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapChoice {
+    /// Sequential for positive fields, diverging for signed ones.
+    Auto,
+    Viridis,
+    Magma,
+    RdBu,
+}
+
+impl MapChoice {
+    pub const ALL: [MapChoice; 4] = [
+        MapChoice::Auto,
+        MapChoice::Viridis,
+        MapChoice::Magma,
+        MapChoice::RdBu,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MapChoice::Auto => "auto (by sign)",
+            MapChoice::Viridis => "viridis",
+            MapChoice::Magma => "magma",
+            MapChoice::RdBu => "RdBu (diverging)",
+        }
+    }
+
+    /// The map of a field panel (truth, mean, member) of a field of `sign`.
+    pub fn for_field(self, sign: Sign) -> Colormap {
+        match (self, sign) {
+            (MapChoice::Auto, Sign::Positive) => Colormap::Viridis,
+            (MapChoice::Auto, Sign::Signed) => Colormap::RdBu,
+            (MapChoice::Viridis, _) => Colormap::Viridis,
+            (MapChoice::Magma, _) => Colormap::Magma,
+            (MapChoice::RdBu, _) => Colormap::RdBu,
+        }
+    }
+}
+
+/// The map of each panel: errors are signed (diverging), spread is positive (magma).
+pub fn panel_map(panel: usize, field_map: Colormap) -> Colormap {
+    match panel {
+        3 => Colormap::RdBu,
+        4 => Colormap::Magma,
+        _ => field_map,
+    }
+}
+
+/// 256 packed RGBA8 entries (r in the low byte) of `cmap` over [0, 1].
+pub fn lut(cmap: Colormap) -> [u32; 256] {
+    std::array::from_fn(|i| {
+        let [r, g, b] = cmap.map(i as f32 / 255.0);
+        u32::from_le_bytes([r, g, b, 255])
+    })
+}
+
+pub fn unpack(c: u32) -> Color32 {
+    let [r, g, b, a] = c.to_le_bytes();
+    Color32::from_rgba_unmultiplied(r, g, b, a)
+}
+
+/// What one panel shows: a channel of a buffer, an offset into it, a range and a map.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PanelView {
+    pub params: ColormapParams,
+    pub cmap: Colormap,
+}
+
+/// The panels' textures on the CPU backend.
+#[derive(Default)]
+pub struct HostTextures {
+    handles: Vec<Option<TextureHandle>>,
+}
+
+impl HostTextures {
+    /// Maps `field` through `view` into panel `i`'s texture; returns its id.
+    pub fn draw(
+        &mut self,
+        ctx: &egui::Context,
+        i: usize,
+        field: &[f32],
+        view: &PanelView,
+    ) -> TextureId {
+        let texels = colormap_cpu(field, &view.params, &lut(view.cmap));
+        let (h, w) = (view.params.height as usize, view.params.width as usize);
+        let image = egui::ColorImage::new([w, h], texels.into_iter().map(unpack).collect());
+        if self.handles.len() <= i {
+            self.handles.resize(i + 1, None);
+        }
+        match &mut self.handles[i] {
+            Some(t) => {
+                t.set(image, TextureOptions::NEAREST);
+                t.id()
+            }
+            slot => {
+                let t =
+                    ctx.load_texture(format!("lemur panel {i}"), image, TextureOptions::NEAREST);
+                let id = t.id();
+                *slot = Some(t);
+                id
+            }
+        }
+    }
+}
+
+/// The panels' textures on the GPU backend: written by the colour-map kernel, shown through
+/// egui's wgpu renderer.
+#[derive(Default)]
+pub struct DeviceTextures {
+    panels: Vec<Option<(wgpu::Texture, TextureId, [u32; 2])>>,
+}
+
+impl DeviceTextures {
+    /// The texture of panel `i` at (w, h), created (and registered with egui) on first use
+    /// or when the grid changes.
+    pub fn target(
+        &mut self,
+        rs: &egui_wgpu::RenderState,
+        i: usize,
+        w: u32,
+        h: u32,
+    ) -> (wgpu::TextureView, TextureId) {
+        if self.panels.len() <= i {
+            self.panels.resize_with(i + 1, || None);
+        }
+        if let Some((tex, id, size)) = &self.panels[i]
+            && *size == [w, h]
+        {
+            return (tex.create_view(&Default::default()), *id);
+        }
+        let tex = rs.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("lemur panel texture"),
+            size: wgpu::Extent3d {
+                width: w,
+                height: h,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba8Unorm,
+            usage: wgpu::TextureUsages::STORAGE_BINDING
+                | wgpu::TextureUsages::TEXTURE_BINDING
+                | wgpu::TextureUsages::COPY_SRC,
+            view_formats: &[],
+        });
+        let view = tex.create_view(&Default::default());
+        let mut renderer = rs.renderer.write();
+        let id = match self.panels[i].take() {
+            Some((_, id, _)) => {
+                renderer.update_egui_texture_from_wgpu_texture(
+                    &rs.device,
+                    &view,
+                    wgpu::FilterMode::Nearest,
+                    id,
+                );
+                id
+            }
+            None => renderer.register_native_texture(&rs.device, &view, wgpu::FilterMode::Nearest),
+        };
+        self.panels[i] = Some((tex, id, [w, h]));
+        (view, id)
+    }
+}
+
+/// A colour bar: the map from `lo` (bottom) to `hi` (top) with three labels.
+pub fn colour_bar(ui: &mut egui::Ui, cmap: Colormap, lo: f32, hi: f32, height: f32) {
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(14.0, height), egui::Sense::hover());
+    let painter = ui.painter_at(rect.expand(2.0));
+    let n = 64;
+    for k in 0..n {
+        let t0 = k as f32 / n as f32;
+        let y1 = rect.bottom() - t0 * rect.height();
+        let y0 = rect.bottom() - (k + 1) as f32 / n as f32 * rect.height();
+        let [r, g, b] = cmap.map((k as f32 + 0.5) / n as f32);
+        painter.rect_filled(
+            egui::Rect::from_x_y_ranges(rect.x_range(), y0..=y1),
+            0.0,
+            Color32::from_rgb(r, g, b),
+        );
+    }
+    // Labels are painted, not laid out, so they never wrap in a narrow column.
+    let (labels, _) = ui.allocate_exact_size(egui::vec2(52.0, height), egui::Sense::hover());
+    let font = egui::FontId::proportional(11.0);
+    let colour = ui.visuals().text_color();
+    let p = ui.painter();
+    for (v, y, align) in [
+        (hi, labels.top(), egui::Align2::LEFT_TOP),
+        (
+            0.5 * (lo + hi),
+            labels.center().y,
+            egui::Align2::LEFT_CENTER,
+        ),
+        (lo, labels.bottom(), egui::Align2::LEFT_BOTTOM),
+    ] {
+        p.text(
+            egui::pos2(labels.left() + 2.0, y),
+            align,
+            fmt_tick(v),
+            font.clone(),
+            colour,
+        );
+    }
+}
+
+/// A short tick label with a real minus sign, never glued to a dash.
+pub fn fmt_tick(v: f32) -> String {
+    let a = v.abs();
+    let s = if a != 0.0 && !(1e-2..1e4).contains(&a) {
+        format!("{a:.1e}")
+    } else if a >= 100.0 {
+        format!("{a:.0}")
+    } else if a >= 1.0 {
+        format!("{a:.2}")
+    } else {
+        format!("{a:.3}")
+    };
+    if v < 0.0 { format!("\u{2212}{s}") } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lut_matches_the_plot_colours_and_ticks_read_well() {
+        let l = lut(Colormap::Viridis);
+        assert_eq!(l[0].to_le_bytes(), [68, 1, 84, 255]);
+        assert_eq!(l[255].to_le_bytes(), [253, 231, 37, 255]);
+        assert_eq!(fmt_tick(-2.0), "\u{2212}2.00");
+        assert_eq!(fmt_tick(0.25), "0.250");
+        assert_eq!(fmt_tick(12345.0), "1.2e4");
+    }
+}

@@ -1,0 +1,314 @@
+//! What differs between the desktop and the browser: where the weights come from, where
+//! exports go, and how the app reports its state (DOM attributes on the page, which the
+//! browser test reads; a table in memory natively, which the native tests read).
+
+use crate::LaunchOptions;
+use crate::bundle::RunFiles;
+use crate::engine::Pending;
+use crate::error::Result;
+
+pub use imp::*;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod imp {
+    use super::*;
+    use crate::bundle::Bundle;
+    use crate::error::AppError;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    use web_time::Instant;
+
+    static START: OnceLock<Instant> = OnceLock::new();
+
+    thread_local! {
+        static REPORTED: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+    }
+
+    /// The embedded runs, or those in `--weights DIR`.
+    pub fn load_runs(opts: &LaunchOptions) -> Result<Pending<Result<[RunFiles; 3]>>> {
+        START.get_or_init(Instant::now);
+        let files = match &opts.weights {
+            Some(dir) => Bundle::read_dir(std::path::Path::new(dir)),
+            None => Ok(Bundle::embedded_files()),
+        };
+        Ok(Box::pin(std::future::ready(files)))
+    }
+
+    pub fn report(key: &str, value: &str) {
+        REPORTED.with(|r| r.borrow_mut().insert(key.to_string(), value.to_string()));
+    }
+
+    /// The last value reported under `key` on this thread.
+    pub fn reported(key: &str) -> Option<String> {
+        REPORTED.with(|r| r.borrow().get(key).cloned())
+    }
+
+    pub fn since_start_ms() -> Option<f64> {
+        START.get().map(|t| t.elapsed().as_secs_f64() * 1e3)
+    }
+
+    /// Bytes downloaded and expected: nothing is downloaded natively.
+    pub fn progress() -> (f64, f64) {
+        (0.0, 0.0)
+    }
+
+    /// Writes `lemur-export/<name>` in the working directory (to a temporary name first).
+    pub fn save(name: &str, bytes: &[u8], _mime: &str) -> Result<String> {
+        let dir = std::path::Path::new("lemur-export");
+        let path = dir.join(name);
+        let err = |e: String| AppError::Export {
+            path: path.display().to_string(),
+            detail: e,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        lemur_tensor::params::write_atomic(&path, bytes).map_err(|e| err(e.to_string()))?;
+        Ok(format!("wrote {}", path.display()))
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod imp {
+    use super::*;
+    use crate::bundle::RUNS;
+    use crate::error::AppError;
+    use std::cell::RefCell;
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::prelude::*;
+    use wasm_bindgen_futures::JsFuture;
+
+    thread_local! {
+        /// (loaded, total) bytes per weight file.
+        static PROGRESS: RefCell<Vec<(f64, f64)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// The checkpoints travel inside the wasm (24 KB); they also name the browser cache, so a
+    /// retrained run is never served from a stale cache.
+    const CHECKPOINTS: [&str; 3] = [
+        include_str!("../../../web/pretrained/euler64/autoencoder/checkpoint.json"),
+        include_str!("../../../web/pretrained/euler64/diffusion/checkpoint.json"),
+        include_str!("../../../web/pretrained/euler64/surrogate/checkpoint.json"),
+    ];
+
+    fn cache_name() -> String {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for c in CHECKPOINTS {
+            for b in c.bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        format!("lemur-pretrained-{h:016x}")
+    }
+
+    fn js_err(url: &str, e: JsValue) -> AppError {
+        AppError::Download {
+            url: url.into(),
+            detail: e.as_string().unwrap_or_else(|| format!("{e:?}")),
+        }
+    }
+
+    /// Fetches the f16 weights of the three runs (from the browser's cache when it has them),
+    /// reporting progress for the loading bar.
+    pub fn load_runs(opts: &LaunchOptions) -> Result<Pending<Result<[RunFiles; 3]>>> {
+        let base = opts
+            .weights
+            .clone()
+            .unwrap_or_else(|| "pretrained/euler64".into());
+        PROGRESS.with(|p| *p.borrow_mut() = vec![(0.0, 0.0); RUNS.len()]);
+        Ok(Box::pin(async move {
+            let mut out = Vec::new();
+            let futures: Vec<_> = RUNS
+                .iter()
+                .enumerate()
+                .map(|(i, run)| fetch(format!("{base}/{run}/model.safetensors"), i))
+                .collect();
+            for (i, f) in futures.into_iter().enumerate() {
+                let weights = f.await?;
+                out.push(RunFiles {
+                    source: format!("{base}/{}", RUNS[i]),
+                    checkpoint: CHECKPOINTS[i].as_bytes().to_vec(),
+                    weights,
+                });
+            }
+            hide_loading();
+            let [a, b, c]: [RunFiles; 3] = out.try_into().expect("three runs");
+            Ok([a, b, c])
+        }))
+    }
+
+    async fn cached(url: &str) -> Option<(web_sys::Cache, Option<Vec<u8>>)> {
+        let caches = web_sys::window()?.caches().ok()?;
+        let cache: web_sys::Cache = JsFuture::from(caches.open(&cache_name()))
+            .await
+            .ok()?
+            .dyn_into()
+            .ok()?;
+        let hit = JsFuture::from(cache.match_with_str(url)).await.ok()?;
+        let bytes = match hit.dyn_into::<web_sys::Response>() {
+            Ok(resp) => {
+                let buf = JsFuture::from(resp.array_buffer().ok()?).await.ok()?;
+                Some(js_sys::Uint8Array::new(&buf).to_vec())
+            }
+            Err(_) => None,
+        };
+        Some((cache, bytes))
+    }
+
+    async fn fetch(url: String, slot: usize) -> Result<Vec<u8>> {
+        let cache = cached(&url).await;
+        if let Some((_, Some(bytes))) = &cache {
+            let n = bytes.len() as f64;
+            PROGRESS.with(|p| p.borrow_mut()[slot] = (n, n));
+            return Ok(bytes.clone());
+        }
+        let bytes = download(&url, slot).await?;
+        if let Some((cache, None)) = cache {
+            let arr = js_sys::Uint8Array::from(bytes.as_slice());
+            if let Ok(resp) = web_sys::Response::new_with_opt_buffer_source(Some(&arr)) {
+                // A failed cache write only costs a download next time.
+                let _ = JsFuture::from(cache.put_with_str(&url, &resp)).await;
+            }
+        }
+        Ok(bytes)
+    }
+
+    async fn download(url: &str, slot: usize) -> Result<Vec<u8>> {
+        let xhr = web_sys::XmlHttpRequest::new().map_err(|e| js_err(url, e))?;
+        xhr.open("GET", url).map_err(|e| js_err(url, e))?;
+        xhr.set_response_type(web_sys::XmlHttpRequestResponseType::Arraybuffer);
+        let (tx, rx) = futures_channel::oneshot::channel::<std::result::Result<(), String>>();
+        let tx = std::rc::Rc::new(RefCell::new(Some(tx)));
+        let progress =
+            Closure::<dyn FnMut(web_sys::ProgressEvent)>::new(move |e: web_sys::ProgressEvent| {
+                let total = if e.length_computable() {
+                    e.total()
+                } else {
+                    0.0
+                };
+                PROGRESS.with(|p| p.borrow_mut()[slot] = (e.loaded(), total));
+            });
+        let done_tx = tx.clone();
+        let onload = Closure::<dyn FnMut()>::new(move || {
+            if let Some(tx) = done_tx.borrow_mut().take() {
+                let _ = tx.send(Ok(()));
+            }
+        });
+        let fail_tx = tx.clone();
+        let onerror = Closure::<dyn FnMut()>::new(move || {
+            if let Some(tx) = fail_tx.borrow_mut().take() {
+                let _ = tx.send(Err("network error".into()));
+            }
+        });
+        xhr.set_onprogress(Some(progress.as_ref().unchecked_ref()));
+        xhr.set_onload(Some(onload.as_ref().unchecked_ref()));
+        xhr.set_onerror(Some(onerror.as_ref().unchecked_ref()));
+        xhr.send().map_err(|e| js_err(url, e))?;
+        let r = rx.await.map_err(|_| AppError::Download {
+            url: url.into(),
+            detail: "the request was dropped".into(),
+        })?;
+        drop((progress, onload, onerror));
+        r.map_err(|detail| AppError::Download {
+            url: url.into(),
+            detail,
+        })?;
+        let status = xhr.status().unwrap_or(0);
+        if status != 200 {
+            return Err(AppError::Download {
+                url: url.into(),
+                detail: format!("HTTP status {status}"),
+            });
+        }
+        let buf = xhr.response().map_err(|e| js_err(url, e))?;
+        Ok(js_sys::Uint8Array::new(&buf).to_vec())
+    }
+
+    fn hide_loading() {
+        if let Some(el) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.get_element_by_id("lemur_loading"))
+        {
+            el.remove();
+        }
+    }
+
+    /// Sets `data-lemur-<key>` on the page's body (the browser test reads them).
+    pub fn report(key: &str, value: &str) {
+        if let Some(body) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.body())
+        {
+            let _ = body.set_attribute(&format!("data-lemur-{key}"), value);
+        }
+        if key == "error" || key == "state" {
+            web_sys::console::log_1(&format!("lemur {key}: {value}").into());
+        }
+    }
+
+    pub fn since_start_ms() -> Option<f64> {
+        web_sys::window()?.performance().map(|p| p.now())
+    }
+
+    pub fn progress() -> (f64, f64) {
+        PROGRESS.with(|p| {
+            p.borrow()
+                .iter()
+                .fold((0.0, 0.0), |(a, b), (l, t)| (a + l, b + t))
+        })
+    }
+
+    /// Offers `bytes` as a download named `name`.
+    pub fn save(name: &str, bytes: &[u8], mime: &str) -> Result<String> {
+        let err = |e: JsValue| AppError::Export {
+            path: name.into(),
+            detail: format!("{e:?}"),
+        };
+        let arr = js_sys::Array::new();
+        arr.push(&js_sys::Uint8Array::from(bytes));
+        let opts = web_sys::BlobPropertyBag::new();
+        opts.set_type(mime);
+        let blob =
+            web_sys::Blob::new_with_u8_array_sequence_and_options(&arr, &opts).map_err(err)?;
+        let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(err)?;
+        let doc = web_sys::window()
+            .and_then(|w| w.document())
+            .ok_or_else(|| err(JsValue::from_str("no document")))?;
+        let a: web_sys::HtmlAnchorElement = doc
+            .create_element("a")
+            .map_err(err)?
+            .dyn_into()
+            .map_err(|_| err(JsValue::from_str("not an anchor")))?;
+        a.set_href(&url);
+        a.set_download(name);
+        a.click();
+        let _ = web_sys::Url::revoke_object_url(&url);
+        Ok(format!("downloaded {name}"))
+    }
+
+    /// Launch options from the page's query string: `ensemble`, `seed`, `steps`, `horizon`,
+    /// `sampler`, `model=surrogate`, `setup`, `backend=gpu|cpu`, `weights` (a base URL).
+    pub fn url_options() -> LaunchOptions {
+        let mut o = LaunchOptions::default();
+        let Some(search) = web_sys::window().and_then(|w| w.location().search().ok()) else {
+            return o;
+        };
+        let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else {
+            return o;
+        };
+        let num = |k: &str| params.get(k).and_then(|v| v.parse::<usize>().ok());
+        o.ensemble = num("ensemble");
+        o.steps = num("steps");
+        o.horizon = num("horizon");
+        o.setup = num("setup");
+        o.seed = params.get("seed").and_then(|v| v.parse().ok());
+        o.sampler = params.get("sampler");
+        o.surrogate = params.get("model").as_deref() == Some("surrogate");
+        o.weights = params.get("weights");
+        o.backend = match params.get("backend").as_deref() {
+            Some("cpu") => crate::BackendPref::Cpu,
+            Some("gpu") => crate::BackendPref::Gpu,
+            _ => crate::BackendPref::Auto,
+        };
+        o
+    }
+}

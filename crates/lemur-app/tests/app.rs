@@ -1,0 +1,146 @@
+//! The desktop app end to end in egui_kittest: it loads the embedded runs by itself, rolls
+//! out on the shared wgpu device (lavapipe here, `LEMUR_TEST_CPU_ONLY=1` for the CPU backend
+//! without a renderer), draws real field images, and its controls work through the
+//! accessibility tree.
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use lemur_app::{BackendPref, LaunchOptions, LemurApp};
+
+fn cpu_only() -> bool {
+    std::env::var("LEMUR_TEST_CPU_ONLY").is_ok_and(|v| v == "1")
+}
+
+/// Fails with advice when no adapter exists (unless the run asked for the CPU only).
+fn require_adapter() {
+    if cpu_only() {
+        return;
+    }
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    assert!(
+        !adapters.is_empty(),
+        "no wgpu adapter: install Mesa's lavapipe (apt-get install mesa-vulkan-drivers) or set \
+         LEMUR_TEST_CPU_ONLY=1 to test the CPU backend only"
+    );
+}
+
+fn small(backend: BackendPref) -> LaunchOptions {
+    LaunchOptions {
+        backend,
+        ensemble: Some(2),
+        steps: Some(2),
+        horizon: Some(4),
+        ..Default::default()
+    }
+}
+
+fn harness(opts: LaunchOptions) -> Harness<'static, LemurApp> {
+    let b = Harness::builder().with_size([1500.0, 950.0]);
+    let b = if cpu_only() { b } else { b.wgpu() };
+    b.build_eframe(move |cc| LemurApp::new(cc, opts))
+}
+
+/// Steps frames until `done` holds (or fails after `limit` frames).
+fn run_until(
+    h: &mut Harness<'static, LemurApp>,
+    limit: usize,
+    what: &str,
+    done: impl Fn(&LemurApp) -> bool,
+) {
+    for _ in 0..limit {
+        h.step();
+        let app = h.state();
+        assert!(app.error.is_none(), "app error: {:?}", app.error);
+        assert!(
+            app.load_error().is_none(),
+            "load error: {:?}",
+            app.load_error()
+        );
+        if done(app) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("{what} did not happen within {limit} frames");
+}
+
+/// Luminance standard deviation of a rectangle of the rendered image.
+fn pixel_std(img: &image::RgbaImage, r: egui::Rect) -> f64 {
+    let mut vals = Vec::new();
+    for y in r.min.y.ceil() as u32..r.max.y.floor() as u32 {
+        for x in r.min.x.ceil() as u32..r.max.x.floor() as u32 {
+            if x < img.width() && y < img.height() {
+                let p = img.get_pixel(x, y).0;
+                vals.push(0.2126 * p[0] as f64 + 0.7152 * p[1] as f64 + 0.0722 * p[2] as f64);
+            }
+        }
+    }
+    assert!(vals.len() > 100, "panel {r:?} is outside the image");
+    let m = vals.iter().sum::<f64>() / vals.len() as f64;
+    (vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / vals.len() as f64).sqrt()
+}
+
+#[test]
+fn app_rolls_out_draws_fields_and_its_controls_work() {
+    require_adapter();
+    let backend = if cpu_only() {
+        BackendPref::Cpu
+    } else {
+        BackendPref::Gpu
+    };
+    let mut h = harness(small(backend));
+    let t0 = std::time::Instant::now();
+    run_until(&mut h, 20_000, "the first rollout", |a| {
+        a.progress().1 > 0 && !a.rolling_out() && a.panel_rects.len() == 5
+    });
+    eprintln!("first rollout: {:.1} s", t0.elapsed().as_secs_f64());
+    let app = h.state();
+    let want = if cpu_only() { "cpu" } else { "gpu" };
+    assert_eq!(app.backend_kind(), want);
+    assert_eq!(app.progress(), (5, 5), "context + horizon frames");
+    let first = lemur_app::platform::reported("first-frame").expect("the first frame is reported");
+    let fp: Vec<f64> = serde_json::from_str(&first).unwrap();
+    assert_eq!(fp.len(), 25);
+    assert!(fp.iter().all(|v| v.is_finite()));
+
+    if !cpu_only() {
+        let img = h.render().expect("render");
+        let rects = h.state().panel_rects.clone();
+        for (i, r) in rects.iter().enumerate() {
+            let std = pixel_std(&img, *r);
+            assert!(
+                std > 3.0,
+                "panel {i} at {r:?} is one colour (luminance std {std:.2})"
+            );
+        }
+        img.save(concat!(env!("CARGO_TARGET_TMPDIR"), "/lemur-app.png"))
+            .unwrap();
+    }
+
+    // Play/pause through its button (and the accessibility tree).
+    assert!(h.state().view.playing);
+    h.get_by_label("Pause").click();
+    h.run_steps(2);
+    assert!(!h.state().view.playing, "the pause button pauses");
+    h.get_by_label("Play").click();
+    h.run_steps(2);
+    assert!(h.state().view.playing);
+
+    // The field picker: pressure, then vorticity (a derived field).
+    h.get_by_label("field").click();
+    h.run_steps(2);
+    h.get_by_label("vorticity").click();
+    h.run_steps(2);
+    assert_eq!(h.state().view.field, 6, "vorticity is the seventh field");
+
+    // The ensemble size: a new rollout with 3 members, without reloading anything.
+    h.get_by_role_and_label(egui::accesskit::Role::Slider, "ensemble")
+        .set_value_accesskit(3.0);
+    h.run_steps(2);
+    assert_eq!(h.state().settings.unwrap().ensemble, 3);
+    run_until(&mut h, 20_000, "the rerun", |a| {
+        a.progress() == (5, 5) && !a.rolling_out()
+    });
+}
