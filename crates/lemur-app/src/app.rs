@@ -17,7 +17,7 @@ use crate::engine::{
     Compute, Job, ModelChoice, Models, Pending, SAMPLERS, Scores, Settings, Tick, method,
     method_name, poll_now,
 };
-use crate::error::{AppError, Result};
+use crate::error::Result;
 use crate::export::{Export, ExportKind};
 use crate::fields::Sign;
 use crate::platform;
@@ -269,7 +269,7 @@ pub struct LemurApp {
 struct Reported {
     state: &'static str,
     first_frame: bool,
-    panels: usize,
+    panels: Vec<[i32; 4]>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -299,7 +299,7 @@ impl LemurApp {
             Ok(f) => Loading::Waiting(f),
             Err(e) => Loading::Failed(e.to_string()),
         };
-        cc.egui_ctx.set_visuals(egui::Visuals::dark());
+        cc.egui_ctx.set_theme(egui::Theme::Dark);
         platform::report("state", "loading");
         Self {
             opts,
@@ -1080,22 +1080,18 @@ impl LemurApp {
                 Err(e) => self.error = Some(e.to_string()),
             }
         }
-        if self.panel_rects.len() != self.reported.panels {
-            let rects: Vec<String> = self
-                .panel_rects
+        let rects: Vec<[i32; 4]> = self
+            .panel_rects
+            .iter()
+            .map(|r| [r.min.x, r.min.y, r.width(), r.height()].map(|v| v.round() as i32))
+            .collect();
+        if rects != self.reported.panels {
+            let text: Vec<String> = rects
                 .iter()
-                .map(|r| {
-                    format!(
-                        "[{:.1},{:.1},{:.1},{:.1}]",
-                        r.min.x,
-                        r.min.y,
-                        r.width(),
-                        r.height()
-                    )
-                })
+                .map(|[x, y, w, h]| format!("[{x},{y},{w},{h}]"))
                 .collect();
-            platform::report("panels", &format!("[{}]", rects.join(",")));
-            self.reported.panels = self.panel_rects.len();
+            platform::report("panels", &format!("[{}]", text.join(",")));
+            self.reported.panels = rects;
         }
         let state = if self.error.is_some() {
             "error"
@@ -1242,8 +1238,8 @@ pub fn headless_first_frame(opts: &LaunchOptions) -> Result<String> {
     let settings = opts.settings(false, HORIZON)?;
     let mut sim = Sim::new(Models::new(CpuBackend, &bundle)?, settings)?;
     while sim.job.frames.len() <= settings.context {
-        if sim.advance(1.0)? == Tick::Done {
-            return Err(AppError::Setting {
+        if sim.advance(1.0)? == Tick::Done && sim.job.frames.len() <= settings.context {
+            return Err(crate::AppError::Setting {
                 name: "horizon",
                 value: settings.horizon.to_string(),
                 detail: "the rollout ended before its first emulated frame".into(),

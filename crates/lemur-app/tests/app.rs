@@ -104,6 +104,15 @@ fn app_rolls_out_draws_fields_and_its_controls_work() {
     let fp: Vec<f64> = serde_json::from_str(&first).unwrap();
     assert_eq!(fp.len(), 25);
     assert!(fp.iter().all(|v| v.is_finite()));
+    // The same rollout on the CPU backend, without a window, starts from the same frame.
+    let cpu = lemur_app::app::headless_first_frame(&small(BackendPref::Cpu)).unwrap();
+    let cpu: Vec<f64> = serde_json::from_str(&cpu).unwrap();
+    for (i, (a, b)) in fp.iter().zip(&cpu).enumerate() {
+        assert!(
+            (a - b).abs() <= 2e-3 + 2e-2 * b.abs(),
+            "fingerprint [{i}]: app {a} vs CPU {b}"
+        );
+    }
 
     if !cpu_only() {
         let img = h.render().expect("render");
