@@ -46,6 +46,8 @@ pub struct LaunchOptions {
     pub setup: Option<usize>,
     /// Runs to load instead of the embedded ones (native: a directory).
     pub weights: Option<String>,
+    /// Where exports are written natively (default `lemur-export/` in the working directory).
+    pub export_dir: Option<String>,
 }
 
 impl Default for LaunchOptions {
@@ -60,6 +62,7 @@ impl Default for LaunchOptions {
             surrogate: false,
             setup: None,
             weights: None,
+            export_dir: None,
         }
     }
 }
@@ -110,7 +113,7 @@ pub struct Sim<B: Compute> {
 }
 
 impl<B: Compute> Sim<B> {
-    fn new(models: Models<B>, settings: Settings) -> Result<Self> {
+    pub(crate) fn new(models: Models<B>, settings: Settings) -> Result<Self> {
         let truth = Truth::new(
             settings.initial,
             models.grid,
@@ -125,7 +128,7 @@ impl<B: Compute> Sim<B> {
 
     /// Starts a new rollout, keeping the solver's frames when the initial condition and
     /// length are unchanged.
-    fn restart(&mut self, settings: Settings) -> Result<()> {
+    pub(crate) fn restart(&mut self, settings: Settings) -> Result<()> {
         let old = self.job.settings;
         let job = Job::new(&self.models, settings)?;
         if old.initial != settings.initial
@@ -144,7 +147,7 @@ impl<B: Compute> Sim<B> {
         Ok(())
     }
 
-    fn advance(&mut self, budget_s: f64) -> Result<Tick> {
+    pub(crate) fn advance(&mut self, budget_s: f64) -> Result<Tick> {
         self.truth.advance(budget_s * 0.3)?;
         self.job.run(&self.models, &self.truth, budget_s)
     }
@@ -249,7 +252,6 @@ pub struct LemurApp {
     display_flush: Option<Pending<lemur_tensor::Result<()>>>,
     fps: Fps,
     last_fps: f64,
-    advanced: Instant,
     /// Per model, the scores of its last rollout (for the curves).
     curves: [Vec<Option<Scores>>; 2],
     pub error: Option<String>,
@@ -263,6 +265,9 @@ pub struct LemurApp {
     runs: usize,
     /// Fraction of a lead time played but not yet shown.
     play_acc: f32,
+    /// Natively, the CPU backend computes on a worker thread; the session is its mirror.
+    #[cfg(not(target_arch = "wasm32"))]
+    worker: Option<crate::worker::Worker>,
 }
 
 #[derive(Default)]
@@ -314,7 +319,6 @@ impl LemurApp {
             display_flush: None,
             fps: Fps::default(),
             last_fps: 0.0,
-            advanced: Instant::now(),
             curves: [Vec::new(), Vec::new()],
             error: None,
             note: None,
@@ -324,6 +328,8 @@ impl LemurApp {
             fingerprint: None,
             runs: 0,
             play_acc: 0.0,
+            #[cfg(not(target_arch = "wasm32"))]
+            worker: None,
         }
     }
 
@@ -381,6 +387,10 @@ impl LemurApp {
             None => {
                 self.note = Some(self.fallback_reason());
                 let settings = self.opts.settings(false, HORIZON)?;
+                #[cfg(not(target_arch = "wasm32"))]
+                {
+                    self.worker = Some(crate::worker::Worker::spawn(bundle.clone(), settings));
+                }
                 Session::Cpu(Sim::new(Models::new(CpuBackend, &bundle)?, settings)?)
             }
         };
@@ -412,6 +422,12 @@ impl LemurApp {
             }
             s.restart(settings)
         });
+        #[cfg(not(target_arch = "wasm32"))]
+        if r.is_ok()
+            && let Some(w) = &mut self.worker
+        {
+            w.restart(settings);
+        }
         match r {
             Ok(()) => {
                 self.error = None;
@@ -455,13 +471,21 @@ impl LemurApp {
         } else {
             0.012
         };
+        #[cfg(not(target_arch = "wasm32"))]
+        if let (Some(w), Session::Cpu(mirror)) = (&mut self.worker, &mut *session) {
+            if let Err(e) = w.drain(mirror) {
+                self.error = Some(e.to_string());
+                platform::report("error", &e.to_string());
+                platform::report("state", "error");
+            }
+            return;
+        }
         let r = with_sim!(session, s => s.advance(budget));
         if let Err(e) = r {
             self.error = Some(e.to_string());
             platform::report("error", &e.to_string());
             platform::report("state", "error");
         }
-        self.advanced = Instant::now();
     }
 
     /// Whether a rollout is running (loaded, no error, not finished).
@@ -1032,7 +1056,7 @@ impl LemurApp {
         let Some((key, _)) = &self.drawn else {
             return;
         };
-        let r = with_sim!(session, s => Export::start(kind, s, key.time, key.field, key.member, key.ranges, key.maps));
+        let r = with_sim!(session, s => Export::start(self.opts.export_dir.clone(), kind, s, key.time, key.field, key.member, key.ranges, key.maps));
         match r {
             Ok(e) => self.export = Some(e),
             Err(e) => self.error = Some(e.to_string()),

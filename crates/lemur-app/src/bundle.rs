@@ -42,7 +42,7 @@ impl std::fmt::Debug for RunFiles {
 pub type HostTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
 /// A run's checkpoint, parsed.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Run<C> {
     pub config: C,
     pub weights: HostTensors,
@@ -50,7 +50,7 @@ pub struct Run<C> {
 }
 
 /// Everything the emulator needs, parsed and checked.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Bundle {
     pub autoencoder: Run<DcaeConfig>,
     pub diffusion: Run<VitConfig>,

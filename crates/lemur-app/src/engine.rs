@@ -366,6 +366,12 @@ impl<B: Compute> Job<B> {
         matches!(self.phase, Phase::Done) && self.in_flight.is_none()
     }
 
+    /// Marks a mirrored rollout (one computed elsewhere, see `crate::worker`) finished.
+    pub fn mark_done(&mut self) {
+        self.phase = Phase::Done;
+        self.in_flight = None;
+    }
+
     /// Runs slices until `budget_s` has passed, the device is busy or the rollout is done.
     pub fn run(&mut self, models: &Models<B>, truth: &Truth, budget_s: f64) -> Result<Tick> {
         let start = Instant::now();

@@ -25,7 +25,9 @@ pub enum ExportKind {
 pub struct Export {
     kind: ExportKind,
     parts: Vec<Option<Vec<f32>>>,
-    pending: Vec<(usize, Pending<lemur_tensor::Result<Vec<f32>>>)>,
+    /// One readback after another (slot, values), so that a large export never has dozens
+    /// of staging buffers mapped at once.
+    pending: Option<Pending<lemur_tensor::Result<Vec<(usize, Vec<f32>)>>>>,
     /// PNG: titles, maps and ranges of the five panels, field and grid.
     panels: Vec<(String, Colormap, (f32, f32))>,
     field: usize,
@@ -34,15 +36,24 @@ pub struct Export {
     dims: [usize; 4],
     meta: HashMap<String, String>,
     name: String,
+    dir: Option<String>,
 }
 
-fn read<B: Compute>(t: &Tensor<B>) -> Pending<lemur_tensor::Result<Vec<f32>>> {
-    let t = t.clone();
-    Box::pin(async move { t.to_vec_async().await })
+fn read_all<B: Compute>(
+    parts: Vec<(usize, Tensor<B>)>,
+) -> Pending<lemur_tensor::Result<Vec<(usize, Vec<f32>)>>> {
+    Box::pin(async move {
+        let mut out = Vec::with_capacity(parts.len());
+        for (slot, t) in parts {
+            out.push((slot, t.to_vec_async().await?));
+        }
+        Ok(out)
+    })
 }
 
 impl Export {
     pub fn start<B: Compute>(
+        dir: Option<String>,
         kind: ExportKind,
         s: &Sim<B>,
         time: usize,
@@ -79,7 +90,7 @@ impl Export {
                         } else {
                             (*t).clone()
                         };
-                        pending.push((i, read(&t)));
+                        pending.push((i, t));
                     }
                 }
                 let titles: Vec<(String, Colormap, (f32, f32))> = (0..5)
@@ -99,11 +110,11 @@ impl Export {
                     return Err(none());
                 }
                 for (t, fr) in frames.iter().enumerate() {
-                    pending.push((4 * t, read(&fr.members)));
-                    pending.push((4 * t + 1, read(&fr.mean)));
-                    pending.push((4 * t + 2, read(&fr.spread)));
+                    pending.push((4 * t, fr.members.clone()));
+                    pending.push((4 * t + 1, fr.mean.clone()));
+                    pending.push((4 * t + 2, fr.spread.clone()));
                     if let Some(tr) = &fr.truth {
-                        pending.push((4 * t + 3, read(tr)));
+                        pending.push((4 * t + 3, tr.clone()));
                     }
                 }
                 (Vec::new(), "lemur-rollout.safetensors".to_string())
@@ -135,13 +146,14 @@ impl Export {
         Ok(Self {
             kind,
             parts: vec![None; slots],
-            pending,
+            pending: Some(read_all(pending)),
             panels,
             field,
             grid: [h, w],
             dims: [n, frames.len(), c, d],
             meta,
             name,
+            dir,
         })
     }
 
@@ -151,25 +163,22 @@ impl Export {
 
     /// Collects finished readbacks; once all are in, writes the file and says where.
     pub fn poll(&mut self) -> Option<Result<String>> {
-        let mut i = 0;
-        while i < self.pending.len() {
-            match poll_now(&mut self.pending[i].1) {
-                None => i += 1,
-                Some(Err(e)) => return Some(Err(e.into())),
-                Some(Ok(v)) => {
-                    let (slot, _) = self.pending.swap_remove(i);
-                    self.parts[slot] = Some(v);
+        if let Some(f) = &mut self.pending {
+            match poll_now(f)? {
+                Err(e) => return Some(Err(e.into())),
+                Ok(parts) => {
+                    for (slot, v) in parts {
+                        self.parts[slot] = Some(v);
+                    }
+                    self.pending = None;
                 }
             }
-        }
-        if !self.pending.is_empty() {
-            return None;
         }
         let bytes = match self.kind {
             ExportKind::Png => self.png(),
             ExportKind::Safetensors => self.safetensors(),
         };
-        Some(bytes.and_then(|(b, mime)| platform::save(&self.name, &b, mime)))
+        Some(bytes.and_then(|(b, mime)| platform::save(self.dir.as_deref(), &self.name, &b, mime)))
     }
 
     fn png(&self) -> Result<(Vec<u8>, &'static str)> {

@@ -12,6 +12,8 @@ pub mod export;
 pub mod fields;
 pub mod platform;
 pub mod truth;
+#[cfg(not(target_arch = "wasm32"))]
+mod worker;
 
 pub use app::{BackendPref, LaunchOptions, LemurApp};
 pub use error::{AppError, Result};

@@ -36,6 +36,7 @@ mod imp {
     }
 
     pub fn report(key: &str, value: &str) {
+        log::info!("{key} = {value}");
         REPORTED.with(|r| r.borrow_mut().insert(key.to_string(), value.to_string()));
     }
 
@@ -53,9 +54,10 @@ mod imp {
         (0.0, 0.0)
     }
 
-    /// Writes `lemur-export/<name>` in the working directory (to a temporary name first).
-    pub fn save(name: &str, bytes: &[u8], _mime: &str) -> Result<String> {
-        let dir = std::path::Path::new("lemur-export");
+    /// Writes `<dir>/<name>` (default dir `lemur-export` in the working directory), to a
+    /// temporary name first.
+    pub fn save(dir: Option<&str>, name: &str, bytes: &[u8], _mime: &str) -> Result<String> {
+        let dir = std::path::Path::new(dir.unwrap_or("lemur-export"));
         let path = dir.join(name);
         let err = |e: String| AppError::Export {
             path: path.display().to_string(),
@@ -258,7 +260,7 @@ mod imp {
     }
 
     /// Offers `bytes` as a download named `name`.
-    pub fn save(name: &str, bytes: &[u8], mime: &str) -> Result<String> {
+    pub fn save(_dir: Option<&str>, name: &str, bytes: &[u8], mime: &str) -> Result<String> {
         let err = |e: JsValue| AppError::Export {
             path: name.into(),
             detail: format!("{e:?}"),

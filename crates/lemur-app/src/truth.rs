@@ -188,6 +188,20 @@ impl Truth {
         self.frames.len() >= self.wanted
     }
 
+    /// Solver frames computed so far (the initial condition included).
+    pub fn computed(&self) -> usize {
+        self.computed
+    }
+
+    /// Takes the progress of a copy of this solver run elsewhere (see `crate::worker`).
+    /// Frames from index `from` on replace this copy's.
+    pub fn mirror(&mut self, from: usize, frames: Vec<Vec<f32>>, busy_s: f64, computed: usize) {
+        self.frames.truncate(from);
+        self.frames.extend(frames);
+        self.busy_s = busy_s;
+        self.computed = computed;
+    }
+
     /// Solver frames computed per second of solver time.
     pub fn frames_per_s(&self) -> Option<f64> {
         (self.busy_s > 0.0).then(|| (self.computed - 1) as f64 / self.busy_s)

@@ -153,3 +153,124 @@ fn app_rolls_out_draws_fields_and_its_controls_work() {
         a.progress() == (5, 5) && !a.rolling_out()
     });
 }
+
+/// The CPU backend computes on a worker thread natively; the window mirrors its frames.
+#[test]
+fn cpu_backend_rolls_out_on_a_worker_thread() {
+    let mut h = Harness::builder()
+        .with_size([1500.0, 950.0])
+        .build_eframe(move |cc| LemurApp::new(cc, small(BackendPref::Cpu)));
+    run_until(&mut h, 20_000, "the CPU rollout", |a| {
+        a.progress() == (5, 5) && !a.rolling_out() && a.panel_rects.len() == 5
+    });
+    assert_eq!(h.state().backend_kind(), "cpu");
+    let fp = lemur_app::platform::reported("first-frame").expect("the first frame is reported");
+    let want = lemur_app::app::headless_first_frame(&small(BackendPref::Cpu)).unwrap();
+    assert_eq!(
+        fp, want,
+        "the worker computes exactly what the CPU backend does"
+    );
+    // A new seed restarts the worker's rollout.
+    let mut s = h.state().settings.unwrap();
+    s.seed = 7;
+    h.state_mut().settings = Some(s);
+    h.get_by_label("Rerun").click();
+    h.run_steps(2);
+    run_until(&mut h, 20_000, "the rerun", |a| {
+        a.progress() == (5, 5) && !a.rolling_out()
+    });
+    let again = lemur_app::platform::reported("first-frame").unwrap();
+    assert_ne!(again, fp, "another seed, another ensemble");
+}
+
+/// Both exports write real files: a PNG of the panels and the rollout as safetensors with
+/// the shapes `lemur rollout` writes.
+#[test]
+fn exports_write_the_panels_and_the_rollout() {
+    require_adapter();
+    let dir = std::env::temp_dir().join(format!("lemur-app-export-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = LaunchOptions {
+        export_dir: Some(dir.display().to_string()),
+        ..small(if cpu_only() {
+            BackendPref::Cpu
+        } else {
+            BackendPref::Gpu
+        })
+    };
+    let mut h = harness(opts);
+    run_until(&mut h, 20_000, "the rollout", |a| {
+        a.progress() == (5, 5) && !a.rolling_out() && a.panel_rects.len() == 5
+    });
+    h.get_by_label("Pause").click();
+    h.run_steps(2);
+    h.get_by_label("export panels (PNG)").click_accesskit();
+    let png = dir.join("lemur-energy-t000.png");
+    run_until(&mut h, 2_000, "the PNG export", |_| png.is_file());
+    h.get_by_label("export rollout (safetensors)")
+        .click_accesskit();
+    let st = dir.join("lemur-rollout.safetensors");
+    run_until(&mut h, 2_000, "the safetensors export", |_| st.is_file());
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    let bytes = std::fs::read(&st).unwrap();
+    let t = lemur_tensor::params::read_safetensors(&bytes, &st).unwrap();
+    assert_eq!(t["prediction"].0, vec![2, 5, 5, 64, 64]);
+    assert_eq!(t["mean"].0, vec![5, 5, 64, 64]);
+    assert_eq!(t["spread"].0, vec![5, 5, 64, 64]);
+    assert_eq!(t["truth"].0, vec![5, 5, 64, 64]);
+    // The mean is the members' mean; the truth's density is positive.
+    let (p, m) = (&t["prediction"].1, &t["mean"].1);
+    let per = 5 * 5 * 64 * 64;
+    for i in (0..per).step_by(97) {
+        let want = 0.5 * (p[i] + p[per + i]);
+        assert!(
+            (m[i] - want).abs() <= 1e-4 * (1.0 + want.abs()),
+            "{i}: {} vs {want}",
+            m[i]
+        );
+    }
+    assert!(t["truth"].1[64 * 64..2 * 64 * 64].iter().all(|&v| v > 0.0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Missing weights are an error in the window that names the file, not a blank canvas.
+#[test]
+fn missing_weights_are_a_clear_error() {
+    let opts = LaunchOptions {
+        weights: Some("/nonexistent/lemur-runs".into()),
+        ..small(BackendPref::Cpu)
+    };
+    let mut h = Harness::builder()
+        .with_size([1200.0, 800.0])
+        .build_eframe(move |cc| LemurApp::new(cc, opts));
+    h.run_steps(3);
+    let err = h.state().load_error().expect("a load error").to_string();
+    assert!(
+        err.contains("/nonexistent/lemur-runs/autoencoder/checkpoint.json"),
+        "{err}"
+    );
+    h.get_by_label("the pretrained runs could not be loaded");
+}
+
+/// A truncated weight file is an error naming it.
+#[test]
+fn corrupt_weights_name_the_file() {
+    let dir = std::env::temp_dir().join(format!("lemur-app-corrupt-{}", std::process::id()));
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/pretrained/euler64");
+    for run in lemur_app::bundle::RUNS {
+        std::fs::create_dir_all(dir.join(run)).unwrap();
+        for f in ["checkpoint.json", "model.safetensors"] {
+            std::fs::copy(src.join(run).join(f), dir.join(run).join(f)).unwrap();
+        }
+    }
+    let w = dir.join("diffusion/model.safetensors");
+    let bytes = std::fs::read(&w).unwrap();
+    std::fs::write(&w, &bytes[..bytes.len() / 2]).unwrap();
+    let files = lemur_app::bundle::Bundle::read_dir(&dir).unwrap();
+    let err = lemur_app::bundle::Bundle::parse(&files)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("diffusion/model.safetensors"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
