@@ -49,7 +49,8 @@ cargo fetch
 trunk build --release --offline
 # The desktop build's first emulated frame from the same seed and the browser's (f16) weights,
 # on the CPU backend: every browser run must reproduce it.
-cargo run -p lemur-app -- --first-frame --ensemble 2 --steps 4 --horizon 4 --seed 0 \
+# (The test profile, so that the binary `cargo test` just built is reused.)
+cargo run --profile test -p lemur-app -- --first-frame --ensemble 2 --steps 4 --horizon 4 --seed 0 \
     --weights web/pretrained/euler64 > target/native-first-frame.json
 xvfb-run -a -s "-screen 0 1280x1024x24" python3 scripts/browser-app-test.py dist \
     --native-first-frame target/native-first-frame.json --screenshot target/app-browser.png

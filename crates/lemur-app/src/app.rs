@@ -845,7 +845,7 @@ impl LemurApp {
         // Five panels in a row, or three and two, whichever gives the larger panels.
         let (w, h) = (ui.available_width(), ui.available_height());
         let side_for =
-            |per_row: usize, rows: usize| (w / per_row as f32 - 76.0).min(h / rows as f32 - 48.0);
+            |per_row: usize, rows: usize| (w / per_row as f32 - 92.0).min(h / rows as f32 - 48.0);
         let per_row = if side_for(5, 1) >= side_for(3, 2) {
             5
         } else {
@@ -963,16 +963,16 @@ impl LemurApp {
             let backend = match (&self.session, &self.render_state) {
                 (Some(Session::Gpu(s)), _) => {
                     let i = s.models.backend.info();
-                    format!(
-                        "GPU: {} ({:?}{})",
-                        i.name,
-                        i.backend,
-                        if cfg!(target_arch = "wasm32") {
-                            ", WebGPU"
-                        } else {
-                            ""
-                        }
-                    )
+                    let name = if i.name.is_empty() {
+                        "adapter name hidden by the browser"
+                    } else {
+                        &i.name
+                    };
+                    if cfg!(target_arch = "wasm32") {
+                        format!("GPU: WebGPU ({name})")
+                    } else {
+                        format!("GPU: {name} ({:?})", i.backend)
+                    }
                 }
                 (Some(Session::Cpu(_)), _) => "CPU backend".to_string(),
                 (None, _) => "loading".to_string(),
@@ -1211,8 +1211,11 @@ impl eframe::App for LemurApp {
             self.export_buttons(ui);
             self.status(ui);
         });
+        // At least a third of the width for the plots on narrow screens, 340 points otherwise.
+        let plots = (ui.available_width() / 3.0).min(340.0);
         egui::Panel::right("plots")
-            .default_size(340.0)
+            .default_size(plots)
+            .min_size(plots)
             .resizable(true)
             .show(ui, |ui| {
                 self.plots(ui);
