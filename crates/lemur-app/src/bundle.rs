@@ -187,20 +187,18 @@ impl Bundle {
         let (surrogate, sur_v, sur_file) = vit_run(sur, "surrogate")?;
         let window = usize_at(&dif_v, &dif_file, "options", "window")?;
         let stride = usize_at(&dif_v, &dif_file, "options", "stride")?;
-        for (v, file) in [(&sur_v, &sur_file)] {
-            let (w, s) = (
-                usize_at(v, file, "options", "window")?,
-                usize_at(v, file, "options", "stride")?,
-            );
-            if (w, s) != (window, stride) {
-                return Err(AppError::Checkpoint {
-                    file: file.clone(),
-                    field: "options",
-                    detail: format!(
-                        "window {w} and stride {s} differ from the diffusion run's {window} and {stride}"
-                    ),
-                });
-            }
+        let (w, s) = (
+            usize_at(&sur_v, &sur_file, "options", "window")?,
+            usize_at(&sur_v, &sur_file, "options", "stride")?,
+        );
+        if (w, s) != (window, stride) {
+            return Err(AppError::Checkpoint {
+                file: sur_file.clone(),
+                field: "options",
+                detail: format!(
+                    "window {w} and stride {s} differ from the diffusion run's {window} and {stride}"
+                ),
+            });
         }
         for (run, v, file) in [
             (&diffusion, &dif_v, &dif_file),

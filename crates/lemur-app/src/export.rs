@@ -21,13 +21,16 @@ pub enum ExportKind {
     Safetensors,
 }
 
+/// Read-back values by slot.
+type Slots = Vec<(usize, Vec<f32>)>;
+
 /// An export waiting for its readbacks.
 pub struct Export {
     kind: ExportKind,
     parts: Vec<Option<Vec<f32>>>,
     /// One readback after another (slot, values), so that a large export never has dozens
     /// of staging buffers mapped at once.
-    pending: Option<Pending<lemur_tensor::Result<Vec<(usize, Vec<f32>)>>>>,
+    pending: Option<Pending<lemur_tensor::Result<Slots>>>,
     /// PNG: titles, maps and ranges of the five panels, field and grid.
     panels: Vec<(String, Colormap, (f32, f32))>,
     field: usize,
@@ -39,9 +42,7 @@ pub struct Export {
     dir: Option<String>,
 }
 
-fn read_all<B: Compute>(
-    parts: Vec<(usize, Tensor<B>)>,
-) -> Pending<lemur_tensor::Result<Vec<(usize, Vec<f32>)>>> {
+fn read_all<B: Compute>(parts: Vec<(usize, Tensor<B>)>) -> Pending<lemur_tensor::Result<Slots>> {
     Box::pin(async move {
         let mut out = Vec::with_capacity(parts.len());
         for (slot, t) in parts {
