@@ -188,6 +188,7 @@ mod imp {
                     0.0
                 };
                 PROGRESS.with(|p| p.borrow_mut()[slot] = (e.loaded(), total));
+                show_progress();
             });
         let done_tx = tx.clone();
         let onload = Closure::<dyn FnMut()>::new(move || {
@@ -225,6 +226,26 @@ mod imp {
         Ok(js_sys::Uint8Array::new(&buf).to_vec())
     }
 
+    fn element(id: &str) -> Option<web_sys::Element> {
+        web_sys::window()?.document()?.get_element_by_id(id)
+    }
+
+    /// The page's own progress bar (the canvas is hidden under it until the runs are loaded).
+    fn show_progress() {
+        let (done, total) = progress();
+        if let Some(bar) = element("lemur_progress") {
+            let _ = bar.set_attribute("max", &format!("{}", total.max(1.0)));
+            let _ = bar.set_attribute("value", &format!("{done}"));
+        }
+        if let Some(text) = element("lemur_loading_text") {
+            text.set_text_content(Some(&format!(
+                "Downloading the pretrained emulator: {:.1} of {:.1} MB",
+                done / 1e6,
+                total / 1e6
+            )));
+        }
+    }
+
     fn hide_loading() {
         if let Some(el) = web_sys::window()
             .and_then(|w| w.document())
@@ -244,6 +265,14 @@ mod imp {
         }
         if key == "error" || key == "state" {
             web_sys::console::log_1(&format!("lemur {key}: {value}").into());
+        }
+        // A failure before the canvas is shown goes on the loading screen itself.
+        if key == "error"
+            && let (Some(loading), Some(text)) =
+                (element("lemur_loading"), element("lemur_loading_text"))
+        {
+            let _ = loading.class_list().add_1("failed");
+            text.set_text_content(Some(&format!("lemur could not start: {value}")));
         }
     }
 
