@@ -579,6 +579,36 @@ def run_once(opts, driver, url, label, args, expect_backend, screenshot_path, pr
         driver.quit_session()
 
 
+def error_run(opts, driver, base):
+    """Weights that are not there: the page must say so, naming the file, on its loading
+    screen (the canvas is still hidden under it), not spin forever or show a blank canvas."""
+    url = f"{base}?weights=missing-runs"
+    log(f"\n== missing weights: {url}")
+    t0 = time.time()
+    driver.start(opts.chromium, COMMON_ARGS + CPU_RUN_ARGS)
+    try:
+        driver.get(url)
+        while True:
+            st = driver.execute(STATE_JS) or {}
+            if st.get("state") in ("error", "done"):
+                break
+            if time.time() - t0 > 120:
+                raise Failure(f"no error reported within 120 s (state {st.get('state')!r})")
+            time.sleep(0.5)
+        if st.get("state") != "error":
+            raise Failure("the page reports done without its weights")
+        err = st.get("error") or ""
+        if "missing-runs/autoencoder/model.safetensors" not in err:
+            raise Failure(f"the error does not name the file: {err!r}")
+        shown = driver.execute(
+            "var t = document.getElementById('lemur_loading_text'); return t ? t.textContent : null;")
+        if not shown or "could not start" not in shown or "missing-runs" not in shown:
+            raise Failure(f"the loading screen does not show the error: {shown!r}")
+        log(f"   ok: {err}")
+    finally:
+        driver.quit_session()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -661,6 +691,13 @@ def main():
             except (Failure, WebDriverError) as e:
                 log(f"   FAIL: {e}")
                 failures.append(f"{label}: {e}")
+
+        if "cpu" in kinds:
+            try:
+                error_run(opts, driver, base)
+            except (Failure, WebDriverError) as e:
+                log(f"   FAIL: {e}")
+                failures.append(f"missing weights: {e}")
 
         # First-frame agreement.
         frames = [(n, results[n]["first_frame"]) for n in runs if n in results]

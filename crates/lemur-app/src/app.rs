@@ -172,8 +172,8 @@ macro_rules! with_sim {
 #[derive(Default)]
 struct Fps {
     times: std::collections::VecDeque<Instant>,
-    /// Frame rates seen while a rollout ran: (sum, count, minimum).
-    running: (f64, u64, f64),
+    /// Frame rates seen while a rollout ran: (sum, count).
+    running: (f64, u64),
 }
 
 impl Fps {
@@ -189,8 +189,7 @@ impl Fps {
         }
         let fps = self.times.len() as f64;
         if rolling_out && self.times.len() > 2 {
-            let (s, n, m) = self.running;
-            self.running = (s + fps, n + 1, if n == 0 { fps } else { m.min(fps) });
+            self.running = (self.running.0 + fps, self.running.1 + 1);
         }
         fps
     }

@@ -205,7 +205,7 @@ fn exports_write_the_panels_and_the_rollout() {
     h.get_by_label("Pause").click();
     h.run_steps(2);
     h.get_by_label("export panels (PNG)").click_accesskit();
-    let png = dir.join("lemur-energy-t000.png");
+    let png = dir.join(format!("lemur-energy-t{:03}.png", h.state().view.time));
     run_until(&mut h, 2_000, "the PNG export", |_| png.is_file());
     h.get_by_label("export rollout (safetensors)")
         .click_accesskit();
