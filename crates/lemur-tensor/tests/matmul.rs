@@ -611,3 +611,98 @@ fn cpu_blocked_paths_match_naive() {
         assert_close(&what, &got, &want, tol(batch * h * w), 1e-5);
     }
 }
+
+/// Descriptors whose sizes overflow `usize` (or exceed the operands) are errors naming the
+/// op, never a panic or a read past a buffer. Each case is chosen so that unchecked
+/// arithmetic goes wrong: `k = usize::MAX / 2` tripped the old bounds assert (a panic);
+/// `m = n = 2, k = 2^63 + 1` wrapped the old `fits()` to a tiny extent in release builds (so
+/// the unsafe sgemm read far past 2-element buffers) and panicked on overflow in debug builds;
+/// a huge batch or image wrapped the output size.
+#[test]
+fn cpu_huge_sizes_are_errors() {
+    let b = CpuBackend;
+    let two = upload(&b, &[1.0, 2.0]);
+    let one = upload(&b, &[1.0]);
+    let desc = |batch, m, n, k| MatmulDesc {
+        batch,
+        m,
+        n,
+        k,
+        trans_a: false,
+        trans_b: false,
+        a_batched: true,
+        b_batched: false,
+    };
+    let cases = [
+        (desc(1, 1, 1, usize::MAX / 2), &one, &one),
+        (desc(1, 2, 2, (1 << 63) + 1), &two, &two),
+        (
+            MatmulDesc {
+                trans_a: true,
+                trans_b: true,
+                b_batched: true,
+                ..desc(1, 2, 2, (1 << 63) + 1)
+            },
+            &two,
+            &two,
+        ),
+        (desc(usize::MAX / 2, 2, 2, 1), &two, &two),
+        (desc(3, 1 << 32, 1 << 32, 1), &two, &two),
+        // No overflow, but operands shorter than the descriptor says.
+        (desc(1, 2, 2, 2), &two, &two),
+    ];
+    for (d, a, bm) in cases {
+        let e = b
+            .matmul(a, bm, None, &d)
+            .expect_err(&format!("{d:?} must be rejected"));
+        let msg = e.to_string();
+        assert!(msg.starts_with("matmul: shape mismatch"), "{msg}");
+        assert!(msg.contains(&format!("k: {}", d.k)), "{msg}");
+    }
+    // A bias shorter than n.
+    let d = desc(1, 1, 2, 1);
+    let e = b.matmul(&one, &two, Some(&one), &d).unwrap_err();
+    assert!(
+        e.to_string().contains("bias has 1 elements, needs 2"),
+        "{e}"
+    );
+
+    let conv = |batch, cin, cout, h, w| ConvDesc {
+        batch,
+        cin,
+        cout,
+        h,
+        w,
+        kernel: 1,
+        circular: false,
+    };
+    for d in [
+        conv(1, 1, 1, 1 << 40, 1 << 40),
+        conv(1 << 40, 1 << 30, 1, 1, 1),
+        conv(1, 1, 1 << 62, 2, 2),
+        conv(1, 3, 1, 1, 1),
+        ConvDesc {
+            kernel: usize::MAX,
+            ..conv(1, 1, 1, 1, 1)
+        },
+    ] {
+        let e = b.conv2d(&two, &two, None, &d).expect_err(&format!("{d:?}"));
+        assert!(e.to_string().starts_with("conv2d: shape mismatch"), "{e}");
+        let e = b
+            .conv2d_weight_grad(&two, &two, &d)
+            .expect_err(&format!("{d:?}"));
+        assert!(
+            e.to_string()
+                .starts_with("conv2d_weight_grad: shape mismatch"),
+            "{e}"
+        );
+    }
+    // In-range descriptors still run.
+    let d = desc(1, 1, 1, 2);
+    assert_eq!(read(&b, &b.matmul(&two, &two, None, &d).unwrap()), [5.0]);
+    let d = conv(1, 1, 1, 1, 2);
+    assert_eq!(
+        read(&b, &b.conv2d(&two, &one, None, &d).unwrap()),
+        [1.0, 2.0]
+    );
+}

@@ -12,6 +12,7 @@
 use std::cell::RefCell;
 
 use crate::backend::{ConvDesc, MatmulDesc};
+use crate::error::{Result, shape_err};
 
 /// A read-only matrix view: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
@@ -54,8 +55,16 @@ impl<'a> View<'a> {
 
     /// Whether every element of a (rows, cols) view lies inside `data`: sgemm gets raw
     /// pointers, so this is the bounds check safe code would have done.
+    /// Checked arithmetic: an extent that overflows `usize` does not fit.
     fn fits(&self, rows: usize, cols: usize) -> bool {
-        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+        if rows == 0 || cols == 0 {
+            return true;
+        }
+        (rows - 1)
+            .checked_mul(self.rs)
+            .zip((cols - 1).checked_mul(self.cs))
+            .and_then(|(r, c)| r.checked_add(c))
+            .is_some_and(|last| last < self.data.len())
     }
 }
 
@@ -69,7 +78,13 @@ fn gemm(m: usize, k: usize, n: usize, a: View, b: View, beta: f32, c: &mut [f32]
         return;
     }
     assert!(
-        a.fits(m, k) && b.fits(k, n) && ldc >= n && c.len() >= (m - 1) * ldc + n,
+        a.fits(m, k)
+            && b.fits(k, n)
+            && ldc >= n
+            && (m - 1)
+                .checked_mul(ldc)
+                .and_then(|x| x.checked_add(n))
+                .is_some_and(|end| c.len() >= end),
         "gemm operand out of bounds"
     );
     // SAFETY: the assert above proves every (i, l), (l, j), (i, j) the kernel touches lies
@@ -148,7 +163,7 @@ fn par_gemm(
         return;
     }
     let rows = if split {
-        rows_per_piece(m, m * n * k, threads())
+        rows_per_piece(m, m.saturating_mul(n).saturating_mul(k), threads())
     } else {
         m
     };
@@ -181,6 +196,93 @@ fn init_bias(c: &mut [f32], bias: Option<&[f32]>, n: usize) -> f32 {
     }
 }
 
+/// `a * b * ...` with overflow reported as `None`.
+fn product(factors: &[usize]) -> Option<usize> {
+    factors
+        .iter()
+        .try_fold(1usize, |acc, &f| acc.checked_mul(f))
+}
+
+/// Checks a matmul's sizes (with checked arithmetic: a descriptor whose sizes overflow
+/// `usize` is an error, not a wrapped bound) against its operands' lengths, so that the
+/// raw-pointer sgemm below can never read past a buffer.
+pub(crate) fn check_matmul(
+    a_len: usize,
+    b_len: usize,
+    bias_len: Option<usize>,
+    d: &MatmulDesc,
+) -> Result<()> {
+    let err = |detail: &str| shape_err("matmul", format!("{detail} ({d:?})"));
+    let a_count = if d.a_batched { d.batch } else { 1 };
+    let b_count = if d.b_batched { d.batch } else { 1 };
+    let out = product(&[d.batch, d.m, d.n]).ok_or_else(|| err("output size overflows usize"))?;
+    // The work (m * n * k per product) must be countable too.
+    product(&[d.batch, d.m, d.n, d.k]).ok_or_else(|| err("m * n * k overflows usize"))?;
+    if out == 0 {
+        return Ok(());
+    }
+    let a_need = product(&[a_count, d.m, d.k]).ok_or_else(|| err("a's size overflows usize"))?;
+    let b_need = product(&[b_count, d.k, d.n]).ok_or_else(|| err("b's size overflows usize"))?;
+    if a_len < a_need {
+        return Err(err(&format!("a has {a_len} elements, needs {a_need}")));
+    }
+    if b_len < b_need {
+        return Err(err(&format!("b has {b_len} elements, needs {b_need}")));
+    }
+    if let Some(len) = bias_len
+        && len < d.n
+    {
+        return Err(err(&format!("bias has {len} elements, needs {}", d.n)));
+    }
+    Ok(())
+}
+
+/// Checks a convolution's sizes (checked arithmetic, as [`check_matmul`]) against its
+/// operands: `x` (B, Cin, H, W), `w` (Cout, Cin, k, k) or, for the weight gradient, `dy`
+/// (B, Cout, H, W) in place of `w`, and the bias.
+pub(crate) fn check_conv(
+    op: &'static str,
+    x_len: usize,
+    w_len: Option<usize>,
+    dy_len: Option<usize>,
+    bias_len: Option<usize>,
+    d: &ConvDesc,
+) -> Result<()> {
+    let err = |detail: &str| shape_err(op, format!("{detail} ({d:?})"));
+    let overflow = |what: &str| err(&format!("{what} overflows usize"));
+    if d.kernel.is_multiple_of(2) {
+        return Err(err("the kernel size must be odd"));
+    }
+    let hw = product(&[d.h, d.w]).ok_or_else(|| overflow("H * W"))?;
+    let kk = product(&[d.cin, d.kernel, d.kernel]).ok_or_else(|| overflow("Cin * k * k"))?;
+    let x_need = product(&[d.batch, d.cin, hw]).ok_or_else(|| overflow("x's size"))?;
+    let y_size = product(&[d.batch, d.cout, hw]).ok_or_else(|| overflow("the output size"))?;
+    let w_size = product(&[d.cout, kk]).ok_or_else(|| overflow("the weight size"))?;
+    // Scratch: unfolded columns (at most Cin*k*k by H*W, or by a few small images) and staged
+    // output rows, plus the work count.
+    product(&[kk, hw.max(MIN_CHUNK_COLS)]).ok_or_else(|| overflow("the unfolded image"))?;
+    product(&[d.cout, hw.max(MIN_CHUNK_COLS)]).ok_or_else(|| overflow("the output rows"))?;
+    product(&[w_size, d.batch, hw]).ok_or_else(|| overflow("the work count"))?;
+    let need = |what: &str, len: usize, need: usize| {
+        if len < need {
+            Err(err(&format!("{what} has {len} elements, needs {need}")))
+        } else {
+            Ok(())
+        }
+    };
+    need("x", x_len, x_need)?;
+    if let Some(len) = w_len {
+        need("w", len, w_size)?;
+    }
+    if let Some(len) = dy_len {
+        need("dy", len, y_size)?;
+    }
+    if let Some(len) = bias_len {
+        need("bias", len, d.cout)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn matmul(a: &[f32], b: &[f32], bias: Option<&[f32]>, d: &MatmulDesc) -> Vec<f32> {
     let (m, n, k) = (d.m, d.n, d.k);
     let mut out = vec![0.0f32; d.batch * m * n];
@@ -206,7 +308,9 @@ pub(crate) fn matmul(a: &[f32], b: &[f32], bias: Option<&[f32]>, d: &MatmulDesc)
         (av, bv)
     };
     let t = threads();
-    if d.batch >= 2 * t || (d.batch >= t && rows_per_piece(m, m * n * k, t) == m) {
+    if d.batch >= 2 * t
+        || (d.batch >= t && rows_per_piece(m, m.saturating_mul(n).saturating_mul(k), t) == m)
+    {
         // Enough independent products: a few consecutive batch elements per task.
         let per = d.batch.div_ceil(4 * t).max(1);
         let tasks: Vec<&mut [f32]> = out.chunks_mut(per * m * n).collect();

@@ -133,6 +133,7 @@ impl Backend for CpuBackend {
         bias: Option<&CpuStorage>,
         d: &MatmulDesc,
     ) -> Result<CpuStorage> {
+        matmul::check_matmul(a.len(), b.len(), bias.map(|b| b.len()), d)?;
         Ok(Arc::new(matmul::matmul(
             a,
             b,
@@ -148,6 +149,14 @@ impl Backend for CpuBackend {
         bias: Option<&CpuStorage>,
         d: &ConvDesc,
     ) -> Result<CpuStorage> {
+        matmul::check_conv(
+            "conv2d",
+            x.len(),
+            Some(w.len()),
+            None,
+            bias.map(|b| b.len()),
+            d,
+        )?;
         Ok(Arc::new(matmul::conv2d(
             x,
             w,
@@ -162,6 +171,7 @@ impl Backend for CpuBackend {
         dy: &CpuStorage,
         d: &ConvDesc,
     ) -> Result<CpuStorage> {
+        matmul::check_conv("conv2d_weight_grad", x.len(), None, Some(dy.len()), None, d)?;
         Ok(Arc::new(matmul::conv2d_weight_grad(x, dy, d)))
     }
 
