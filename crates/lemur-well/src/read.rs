@@ -340,7 +340,33 @@ impl WellFile {
                         address: Some(address),
                         size,
                     } => {
-                        let needed = address + size;
+                        // The declared extent must be exactly the shape's bytes, or frames
+                        // would be read from whatever neighbours the array.
+                        let want = found
+                            .iter()
+                            .try_fold(elem.size() as u64, |acc, &d| acc.checked_mul(d));
+                        if want != Some(size) {
+                            return Err(WellError::invalid(
+                                p,
+                                &fpath,
+                                format!(
+                                    "contiguous storage of {size} bytes, but shape {found:?} of \
+                                     {}-byte floats needs {}",
+                                    elem.size(),
+                                    want.map_or("more than 2^64".into(), |w| w.to_string())
+                                ),
+                            ));
+                        }
+                        let Some(needed) = address.checked_add(size) else {
+                            return Err(WellError::invalid(
+                                p,
+                                &fpath,
+                                format!(
+                                    "contiguous storage at byte {address} of {size} bytes \
+                                     ends past 2^64"
+                                ),
+                            ));
+                        };
                         if needed > len {
                             return Err(WellError::Truncated {
                                 file: p.to_path_buf(),
@@ -365,6 +391,33 @@ impl WellFile {
                     storage,
                 });
                 fields.push(Field { name, order });
+            }
+        }
+
+        // A field that varies between samples ties n_trajectories to its shape (and so to
+        // the bytes the file holds); without one, every trajectory is the same data and the
+        // attribute alone would set how much work a reader does. Bound it by what the file
+        // could hold were each trajectory stored: one trajectory's bytes each.
+        if !stores.iter().any(|s| s.sample_varying) {
+            let frames = |s: &FieldStore| if s.time_varying { time.len() } else { 1 };
+            let frame_points = spatial.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+            let per_traj = stores.iter().try_fold(0u64, |acc, s| {
+                let bytes = frame_points?
+                    .checked_mul(s.components as u64)?
+                    .checked_mul(s.elem.size() as u64)?
+                    .checked_mul(frames(s) as u64)?;
+                acc.checked_add(bytes)
+            });
+            let most = per_traj.map_or(0, |b| len / b.max(1));
+            if n_trajectories as u64 > most {
+                return Err(WellError::invalid(
+                    p,
+                    "/@n_trajectories",
+                    format!(
+                        "{n_trajectories} trajectories, but no field varies between samples \
+                         and the file ({len} bytes) could hold at most {most}"
+                    ),
+                ));
             }
         }
 
@@ -649,6 +702,16 @@ fn attr_usize(
     name: &str,
 ) -> Result<usize> {
     let x = attr_f64(file, attrs, group, name)?;
+    // Past 2^53 a float no longer counts exactly (and past usize::MAX `as` would clamp): no
+    // real count is that large, so such a value is corruption, not a size to trust.
+    const MAX_COUNT: f64 = (1u64 << 53) as f64;
+    if x > MAX_COUNT {
+        return Err(WellError::invalid(
+            file,
+            &format!("{group}@{name}"),
+            format!("expected a count, found {x:e} (more than 2^53)"),
+        ));
+    }
     if x < 0.0 || x.fract() != 0.0 {
         return Err(WellError::invalid(
             file,
