@@ -352,9 +352,14 @@ impl LemurApp {
             Some(rs) => {
                 let info = rs.adapter.get_info();
                 if matches!(info.backend, wgpu::Backend::Gl) {
+                    let name = if info.name.is_empty() {
+                        "WebGL"
+                    } else {
+                        &info.name
+                    };
                     format!(
-                        "WebGPU is not available ({} via WebGL): running on the CPU backend with smaller defaults",
-                        info.name
+                        "WebGPU is not available (drawing with {name}): the emulator runs on the CPU \
+                         backend, with smaller defaults"
                     )
                 } else if self.opts.backend == BackendPref::Cpu {
                     "the CPU backend was asked for".into()
