@@ -198,9 +198,16 @@ pub fn format_tick(v: f64) -> String {
     }
 }
 
+/// Width of a colour bar's colour strip, in pixels.
+const BAR_W: usize = 12;
+/// Where a colour bar's tick labels start: a blank gap after the strip. The tick marks are
+/// drawn inside the strip, so nothing dash-like stands before a label (a mark next to `4`
+/// read as `-4`, and next to `-2` as `--2`).
+const BAR_LABEL_X: usize = BAR_W + 4;
+
 /// A vertical colour bar `height` pixels tall with tick labels on its right.
 pub fn colour_bar(cmap: Colormap, lo: f32, hi: f32, height: usize) -> Image {
-    let bar_w = 12;
+    let bar_w = BAR_W;
     let ticks = nice_ticks(lo as f64, hi as f64, 4);
     let label_w = ticks
         .iter()
@@ -208,7 +215,7 @@ pub fn colour_bar(cmap: Colormap, lo: f32, hi: f32, height: usize) -> Image {
         .max()
         .unwrap_or(0)
         .max(text_width(&format_tick(hi as f64), 1));
-    let mut img = Image::new(bar_w + 4 + label_w + 2, height + GLYPH, WHITE);
+    let mut img = Image::new(BAR_LABEL_X + label_w + 2, height + GLYPH, WHITE);
     let top = GLYPH as i64 / 2;
     for y in 0..height {
         let t = 1.0 - y as f32 / (height.max(2) - 1) as f32;
@@ -223,9 +230,13 @@ pub fn colour_bar(cmap: Colormap, lo: f32, hi: f32, height: usize) -> Image {
             0.5
         };
         let y = top + ((1.0 - f) * (height.max(2) - 1) as f64).round() as i64;
-        img.draw_line(bar_w as i64, y, bar_w as i64 + 3, y, BLACK, None);
+        // The mark sits inside the strip, in whichever of black and white shows on it.
+        let [r, g, b, _] = img.get(bar_w - 1, y.clamp(0, img.height as i64 - 1) as usize);
+        let light = 0.299 * r as f32 + 0.587 * g as f32 + 0.114 * b as f32 > 128.0;
+        let mark = if light { BLACK } else { WHITE };
+        img.draw_line(bar_w as i64 - 4, y, bar_w as i64 - 1, y, mark, None);
         img.draw_text(
-            bar_w as i64 + 5,
+            BAR_LABEL_X as i64,
             y - GLYPH as i64 / 2,
             &format_tick(t),
             BLACK,
@@ -323,6 +334,38 @@ mod tests {
             }
         }
         assert!(inked > 30, "{inked} pixels inked");
+    }
+
+    #[test]
+    fn colour_bar_labels_read_as_their_numbers() {
+        let img = colour_bar(Colormap::Viridis, -4.0, 4.0, 120);
+        let ticks = nice_ticks(-4.0, 4.0, 4);
+        assert!(ticks.contains(&-2.0) && ticks.contains(&4.0), "{ticks:?}");
+        // Nothing is drawn between the strip and the labels: a tick mark there reads as a
+        // minus sign glued to the number.
+        for y in 0..img.height {
+            for x in BAR_W..BAR_LABEL_X {
+                assert_eq!(img.get(x, y), WHITE, "ink at ({x}, {y}) before the labels");
+            }
+        }
+        // Right of the gap the image holds exactly the labels, one minus sign for each
+        // negative number and none for the others.
+        let mut labels = Image::new(img.width, img.height, WHITE);
+        let mut minus = 0;
+        for &t in &ticks {
+            let f = (t + 4.0) / 8.0;
+            let y = (GLYPH as i64 / 2) + ((1.0 - f) * 119.0).round() as i64;
+            let label = format_tick(t);
+            assert_eq!(label.matches('-').count(), usize::from(t < 0.0), "{label}");
+            minus += label.matches('-').count();
+            labels.draw_text(BAR_LABEL_X as i64, y - GLYPH as i64 / 2, &label, BLACK, 1);
+        }
+        assert_eq!(minus, ticks.iter().filter(|&&t| t < 0.0).count());
+        for y in 0..img.height {
+            for x in BAR_LABEL_X..img.width {
+                assert_eq!(img.get(x, y), labels.get(x, y), "({x}, {y})");
+            }
+        }
     }
 
     #[test]
