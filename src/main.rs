@@ -48,9 +48,10 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Generate(args) => cmd::generate::run(args),
         Command::Data { command } => cmd::data::run(command),
         Command::Train { command } => cmd::train::run(command),
@@ -58,5 +59,59 @@ fn main() -> anyhow::Result<()> {
         Command::Rollout(args) => cmd::rollout::run(args),
         Command::Eval(args) => cmd::evaluation::run(args),
         Command::Bench { command } => cmd::bench::run(command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", error_report(&e));
+            std::process::ExitCode::FAILURE
+        }
     }
+}
+
+/// A reader that stopped reading (`lemur data info DIR | head -1`) ends the program quietly:
+/// `println!` panics on a closed stdout, so the panic hook exits 0 for that one panic.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if payload.starts_with("failed printing to stdout")
+            && (payload.contains("Broken pipe") || payload.contains("os error 32"))
+        {
+            std::process::exit(0);
+        }
+        default(info)
+    }));
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error and its causes, once each: no backtrace (a user error is not a bug), and a
+/// cause whose text the previous message already shows is left out.
+fn error_report(e: &anyhow::Error) -> String {
+    let mut shown: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let text = text.trim();
+        if text.is_empty() || shown.last().is_some_and(|last| last.contains(text)) {
+            continue;
+        }
+        shown.push(text.to_string());
+    }
+    let mut out = format!("error: {}", shown.first().map_or("", String::as_str));
+    for cause in shown.iter().skip(1) {
+        out.push_str(&format!("\n  caused by: {cause}"));
+    }
+    out
 }

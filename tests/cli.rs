@@ -967,3 +967,111 @@ fn evals(dir: &Path, ae: &Path) {
         "{err}"
     );
 }
+
+fn lemur_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(LEMUR);
+    cmd.args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env_remove("LEMUR_BACKEND");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run lemur")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A closed stdout ends the program quietly, and user errors print once, without a
+/// backtrace, even with `RUST_BACKTRACE=1`.
+#[test]
+fn broken_pipes_and_errors_are_quiet() {
+    let data = dataset();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(LEMUR)
+        .args(["data", "info", s(&data)])
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+
+    let dir = scratch("quiet-errors");
+    let missing = dir.join("nowhere");
+    // Its error wraps the JSON parser's, whose text it already shows.
+    let bad_json = dir.join("nowhere.json");
+    std::fs::write(&bad_json, "not json").unwrap();
+    for args in [
+        vec![
+            "train",
+            "autoencoder",
+            "--data",
+            s(&data),
+            "--config",
+            s(&bad_json),
+            "--out",
+            s(&missing),
+            "--backend",
+            "cpu",
+        ],
+        vec![
+            "train",
+            "autoencoder",
+            "--resume",
+            s(&missing),
+            "--backend",
+            "cpu",
+        ],
+        vec!["data", "info", s(&missing)],
+        vec![
+            "rollout",
+            "--run",
+            s(&missing),
+            "--backend",
+            "cpu",
+            "--out",
+            s(&dir),
+        ],
+    ] {
+        let out = lemur_env(
+            &args,
+            &[("RUST_BACKTRACE", "1"), ("RUST_LIB_BACKTRACE", "1")],
+        );
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            !stderr.to_lowercase().contains("backtrace") && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(
+            stderr.lines().filter(|l| l.starts_with("error: ")).count(),
+            1,
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("nowhere"), "{args:?}: {stderr}");
+        // Each line of the report says something the lines before it did not.
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.starts_with("lemur: "))
+            .map(|l| {
+                l.trim()
+                    .trim_start_matches("error: ")
+                    .trim_start_matches("caused by: ")
+            })
+            .collect();
+        for (i, l) in lines.iter().enumerate() {
+            assert!(
+                !lines[..i].iter().any(|p| p.contains(l)),
+                "{args:?}: repeated cause {l:?} in\n{stderr}"
+            );
+        }
+    }
+}
