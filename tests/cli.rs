@@ -986,6 +986,102 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
+/// `LEMUR_BACKEND` gives `--backend` its default, an explicit flag wins, a bad value names
+/// the variable, and every command that computes says once which backend it used.
+#[test]
+fn lemur_backend_is_the_default_backend() {
+    let dir = scratch("backend-env");
+    let (data, tiny) = (dataset(), preset("autoencoder-tiny"));
+    let run = dir.join("ae");
+    let train = |out: &Path, backend: Option<&str>, env: &str| {
+        let mut a = vec![
+            "train",
+            "autoencoder",
+            "--data",
+            s(&data),
+            "--config",
+            s(&tiny),
+            "--out",
+            s(out),
+            "--steps",
+            "1",
+            "--batch",
+            "2",
+        ];
+        if let Some(b) = backend {
+            a.extend(["--backend", b]);
+        }
+        lemur_env(&a, &[("LEMUR_BACKEND", env)])
+    };
+    // The variable alone picks the CPU: no GPU probe, no fallback notice.
+    let out = train(&run, None, "cpu");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stderr.matches("lemur: backend ").count(), 1, "{stderr}");
+    assert!(stderr.contains("lemur: backend cpu ("), "{stderr}");
+    assert!(
+        !stderr.contains("falling back") && !stderr.contains("software one"),
+        "{stderr}"
+    );
+    // An invalid value is an error naming the variable, before any work.
+    let bad = dir.join("bad");
+    let out = train(&bad, None, "tpu");
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("LEMUR_BACKEND=tpu") && stderr.contains("gpu, cpu or auto"),
+        "{stderr}"
+    );
+    assert!(!bad.exists(), "a run started despite the bad backend");
+    // An explicit flag wins over the variable.
+    let out = train(&dir.join("flag"), Some("cpu"), "tpu");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("lemur: backend cpu ("), "{stderr}");
+    // encode and eval say it too, once.
+    let env = [("LEMUR_BACKEND", "cpu")];
+    let out = lemur_env(
+        &[
+            "encode",
+            "--autoencoder",
+            s(&run),
+            "--data",
+            s(&data),
+            "--out",
+            s(&dir.join("latents")),
+        ],
+        &env,
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        stderr.matches("lemur: backend cpu (").count(),
+        1,
+        "{stderr}"
+    );
+    let out = lemur_env(
+        &[
+            "eval",
+            "--run",
+            s(&run),
+            "--data",
+            s(&data),
+            "--trajectories",
+            "1",
+            "--out",
+            s(&dir.join("eval")),
+        ],
+        &env,
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        stderr.matches("lemur: backend cpu (").count(),
+        1,
+        "{stderr}"
+    );
+}
+
 /// A closed stdout ends the program quietly, and user errors print once, without a
 /// backtrace, even with `RUST_BACKTRACE=1`.
 #[test]

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use lemur_tensor::BackendKind;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct EncodeArgs {
@@ -26,9 +25,9 @@ pub struct EncodeArgs {
     /// Frames per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// Backend: gpu, cpu or auto.
-    #[arg(long, default_value = "auto")]
-    pub backend: String,
+    /// Backend: gpu, cpu or auto [default: $LEMUR_BACKEND, else auto].
+    #[arg(long)]
+    pub backend: Option<String>,
 }
 
 pub fn run(args: EncodeArgs) -> Result<()> {
@@ -40,7 +39,7 @@ pub fn run(args: EncodeArgs) -> Result<()> {
         augment: args.augment,
         seed: args.seed,
         batch: args.batch,
-        backend: args.backend.parse::<BackendKind>()?,
+        backend: super::common::backend_kind(args.backend.as_deref())?,
     })?;
     let counts: Vec<String> = manifest
         .splits

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use lemur_plot::{LinePlot, Series, palette, write_png};
-use lemur_tensor::{AnyBackend, Backend, BackendKind};
+use lemur_tensor::{AnyBackend, Backend};
 use lemur_train::ModelKind;
 use lemur_train::emulate::{Emulation, read_trajectory, split_trajectories};
 use lemur_train::evaluation::{Accumulator, CSV_HEADER, LeadMetrics, csv_row, lead_ranges};
@@ -50,7 +50,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let backend = AnyBackend::open_blocking(args.sampling.backend.parse::<BackendKind>()?)?;
+    let backend = super::common::open_backend(args.sampling.backend.as_deref())?;
     match backend {
         AnyBackend::Cpu(b) => run_on(b, &args),
         AnyBackend::Gpu(b) => run_on(b, &args),

@@ -2,6 +2,7 @@ pub mod bench;
 pub mod bench_emulation;
 pub mod bench_kernels;
 pub mod bench_solvers;
+pub mod common;
 pub mod data;
 pub mod encode;
 pub mod evaluation;

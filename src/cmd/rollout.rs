@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use lemur_tensor::params::{read_safetensors, write_safetensors};
-use lemur_tensor::{AnyBackend, Backend, BackendKind};
+use lemur_tensor::{AnyBackend, Backend};
 use lemur_train::ModelKind;
 use lemur_train::emulate::{
     Emulation, Prediction, Trajectory, read_trajectory, read_trajectory_file,
@@ -73,7 +73,7 @@ pub struct RolloutArgs {
 }
 
 pub fn run(args: RolloutArgs) -> Result<()> {
-    let backend = AnyBackend::open_blocking(args.sampling.backend.parse::<BackendKind>()?)?;
+    let backend = super::common::open_backend(args.sampling.backend.as_deref())?;
     match backend {
         AnyBackend::Cpu(b) => run_on(b, &args),
         AnyBackend::Gpu(b) => run_on(b, &args),

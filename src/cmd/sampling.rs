@@ -34,9 +34,9 @@ pub struct SamplerArgs {
     /// Seed of the sampler's noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Backend: gpu, cpu or auto.
-    #[arg(long, default_value = "auto")]
-    pub backend: String,
+    /// Backend: gpu, cpu or auto [default: $LEMUR_BACKEND, else auto].
+    #[arg(long)]
+    pub backend: Option<String>,
 }
 
 impl SamplerArgs {

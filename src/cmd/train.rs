@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Subcommand;
-use lemur_tensor::BackendKind;
 use lemur_train::{CommonArgs, ModelKind, Overrides, Summary};
 
 #[derive(Subcommand)]
@@ -97,9 +96,9 @@ pub struct TrainArgs {
     /// Training loss (autoencoder: vrmse, mse or mae) [default: vrmse].
     #[arg(long)]
     pub loss: Option<String>,
-    /// Backend: gpu, cpu or auto.
-    #[arg(long, default_value = "auto")]
-    pub backend: String,
+    /// Backend: gpu, cpu or auto [default: $LEMUR_BACKEND, else auto].
+    #[arg(long)]
+    pub backend: Option<String>,
     /// Checkpoint and validate every N steps (and at the end) [default: 100].
     #[arg(long)]
     pub checkpoint_every: Option<u32>,
@@ -143,7 +142,7 @@ impl TrainArgs {
                 window: self.window,
                 stride: self.stride,
             },
-            backend: self.backend.parse::<BackendKind>()?,
+            backend: super::common::backend_kind(self.backend.as_deref())?,
             stop_after: self.stop_after,
         })
     }

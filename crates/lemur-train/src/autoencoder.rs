@@ -195,6 +195,7 @@ pub fn train(args: &AutoencoderArgs) -> Result<Summary> {
         normalise_config,
     )?;
     let backend = AnyBackend::open_blocking(args.common.backend)?;
+    eprintln!("lemur: backend {}", backend.name());
     match backend {
         AnyBackend::Cpu(b) => train_on(b, args, start),
         AnyBackend::Gpu(b) => train_on(b, args, start),

@@ -166,6 +166,7 @@ pub fn train(kind: ModelKind, args: &EmulatorArgs) -> Result<Summary> {
         )));
     }
     let backend = AnyBackend::open_blocking(args.common.backend)?;
+    eprintln!("lemur: backend {}", backend.name());
     match backend {
         AnyBackend::Cpu(b) => train_on(b, kind, args, start),
         AnyBackend::Gpu(b) => train_on(b, kind, args, start),

@@ -113,6 +113,7 @@ pub fn encode(args: &EncodeArgs) -> Result<LatentManifest> {
         });
     }
     let backend = AnyBackend::open_blocking(args.backend)?;
+    eprintln!("lemur: backend {}", backend.name());
     match backend {
         AnyBackend::Cpu(b) => encode_on(b, args, &ckpt_dir, meta),
         AnyBackend::Gpu(b) => encode_on(b, args, &ckpt_dir, meta),
