@@ -1171,3 +1171,109 @@ fn broken_pipes_and_errors_are_quiet() {
         }
     }
 }
+
+/// `--out` naming a file fails at once, naming it; `generate` refuses a non-empty directory
+/// unless `--overwrite`, which replaces the dataset rather than mixing old and new files.
+#[test]
+fn outputs_are_checked_before_any_work() {
+    let dir = scratch("outputs");
+    let data = dataset();
+    let file = dir.join("taken");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let f = s(&file);
+    let tiny = preset("autoencoder-tiny");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["rollout", "--run", "pretrained-surrogate", "--out", f],
+        vec![
+            "eval",
+            "--run",
+            "pretrained-surrogate",
+            "--data",
+            s(&data),
+            "--out",
+            f,
+        ],
+        vec!["generate", "euler", "--out", f],
+        vec![
+            "encode",
+            "--autoencoder",
+            "pretrained-autoencoder",
+            "--data",
+            s(&data),
+            "--out",
+            f,
+        ],
+        vec![
+            "train",
+            "autoencoder",
+            "--data",
+            s(&data),
+            "--config",
+            s(&tiny),
+            "--out",
+            f,
+        ],
+    ];
+    for args in &cases {
+        let start = std::time::Instant::now();
+        let out = lemur_env(args, &[("LEMUR_BACKEND", "cpu")]);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr.contains(&format!("--out {f}")) && stderr.contains("a file of that name"),
+            "{args:?}: {stderr}"
+        );
+        // Refused before opening a backend or simulating anything.
+        assert!(!stderr.contains("lemur: "), "{args:?}: {stderr}");
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "{args:?} took {:?}",
+            start.elapsed()
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), b"not a directory");
+    }
+
+    let set = dir.join("set");
+    let generate = |n: &str, overwrite: bool| {
+        let mut a = vec![
+            "generate",
+            "euler",
+            "--trajectories",
+            n,
+            "--frames",
+            "3",
+            "--size",
+            "8x8",
+            "--out",
+            s(&set),
+        ];
+        if overwrite {
+            a.push("--overwrite");
+        }
+        lemur_env(&a, &[])
+    };
+    let files = || {
+        ["train", "valid", "test"]
+            .iter()
+            .map(|split| {
+                std::fs::read_dir(set.join("data").join(split))
+                    .unwrap()
+                    .count()
+            })
+            .sum::<usize>()
+    };
+    assert!(generate("10", false).status.success());
+    assert_eq!(files(), 10);
+    let out = generate("3", false);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(s(&set)) && stderr.contains("not empty") && stderr.contains("--overwrite"),
+        "{stderr}"
+    );
+    assert_eq!(files(), 10, "a refused generate changed the dataset");
+    let out = generate("3", true);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(files(), 3, "old trajectories mixed with new ones");
+    ok(&["data", "info", s(&set)]);
+}

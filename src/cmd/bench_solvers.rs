@@ -88,6 +88,7 @@ fn generation_times() -> anyhow::Result<()> {
             seed: 0,
             periodic: false,
             out: out.clone(),
+            overwrite: false,
         };
         let report = generate(&args, false);
         let _ = std::fs::remove_dir_all(&out);

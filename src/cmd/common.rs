@@ -1,5 +1,7 @@
 //! Helpers shared by the commands: the backend choice (`--backend`, else `LEMUR_BACKEND`,
-//! else `auto`).
+//! else `auto`) and output checks done before any work.
+
+use std::path::Path;
 
 use anyhow::{Result, bail};
 use lemur_tensor::{AnyBackend, BackendKind};
@@ -35,4 +37,17 @@ pub fn open_backend(flag: Option<&str>) -> Result<AnyBackend> {
     let backend = AnyBackend::open_blocking(backend_kind(flag)?)?;
     announce(&backend.name());
     Ok(backend)
+}
+
+/// `--out` must be a directory or not exist yet: refuse a file before any work starts.
+pub fn check_out_dir(path: &Path) -> Result<()> {
+    if let Ok(meta) = std::fs::metadata(path)
+        && !meta.is_dir()
+    {
+        bail!(
+            "--out {}: a file of that name exists; give a directory",
+            path.display()
+        );
+    }
+    Ok(())
 }

@@ -31,6 +31,7 @@ pub struct EncodeArgs {
 }
 
 pub fn run(args: EncodeArgs) -> Result<()> {
+    super::common::check_out_dir(&args.out)?;
     let start = std::time::Instant::now();
     let manifest = lemur_train::latents::encode(&lemur_train::latents::EncodeArgs {
         autoencoder: args.autoencoder,

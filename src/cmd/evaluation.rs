@@ -50,6 +50,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    super::common::check_out_dir(&out_dir(&args))?;
     let backend = super::common::open_backend(args.sampling.backend.as_deref())?;
     match backend {
         AnyBackend::Cpu(b) => run_on(b, &args),
@@ -168,13 +169,7 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         acc.add(truth, &ensemble, Some(&recon), grid);
     }
     let m = acc.finish();
-    let out = args.out.clone().unwrap_or_else(|| {
-        if super::pretrained::is_pretrained(&args.run) {
-            PathBuf::from(format!("lemur-eval-{}", args.split))
-        } else {
-            args.run.join(format!("eval-{}", args.split))
-        }
-    });
+    let out = out_dir(args);
     std::fs::create_dir_all(&out).with_context(|| format!("{}", out.display()))?;
     let channels = &em.stats.channels;
     let mut csv = String::from(CSV_HEADER);
@@ -269,6 +264,17 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// `--out`, else `RUN/eval-<split>`, else `lemur-eval-<split>` for an embedded run.
+fn out_dir(args: &EvalArgs) -> PathBuf {
+    args.out.clone().unwrap_or_else(|| {
+        if super::pretrained::is_pretrained(&args.run) {
+            PathBuf::from(format!("lemur-eval-{}", args.split))
+        } else {
+            args.run.join(format!("eval-{}", args.split))
+        }
+    })
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -1,7 +1,7 @@
 //! `lemur generate`: simulate trajectories with a built-in solver and write them as a
 //! Well-layout dataset (`<out>/data/{train,valid,test}/*.hdf5` and `<out>/stats.json`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -39,9 +39,13 @@ pub struct GenerateArgs {
     /// Euler only: periodic boundaries (`euler_multi_quadrants_periodicBC`) instead of open.
     #[arg(long)]
     pub periodic: bool,
-    /// Dataset directory to create.
+    /// Dataset directory to create (an existing one must be empty unless --overwrite).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace the dataset in an existing --out (its `data/` and `stats.json`) instead of
+    /// refusing a non-empty directory.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -156,12 +160,41 @@ fn file_name(t: &TrajectoryData, index: usize) -> String {
     format!("{name}_{index:05}.hdf5")
 }
 
+/// `--out` must be a directory that does not exist or is empty, so that old and new
+/// trajectories never mix; `--overwrite` removes a previous dataset's `data/` and
+/// `stats.json` first.
+fn prepare_out(out: &Path, overwrite: bool) -> anyhow::Result<()> {
+    super::common::check_out_dir(out)?;
+    let Ok(mut entries) = std::fs::read_dir(out) else {
+        return Ok(());
+    };
+    if entries.next().is_none() {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        overwrite,
+        "--out {} is not empty; choose another directory or give --overwrite to replace its \
+         dataset",
+        out.display()
+    );
+    let data = out.join("data");
+    if data.exists() {
+        std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
+    }
+    let stats = out.join("stats.json");
+    if stats.exists() {
+        std::fs::remove_file(&stats).with_context(|| format!("removing {}", stats.display()))?;
+    }
+    Ok(())
+}
+
 /// Simulate, write every split, then compute the training statistics. `progress` shows a bar
 /// with an ETA on a terminal (indicatif draws nothing otherwise).
 pub fn generate(args: &GenerateArgs, progress: bool) -> anyhow::Result<Report> {
     anyhow::ensure!(args.trajectories > 0, "--trajectories must be positive");
     let frames = frames_of(args);
     let out = &args.out;
+    prepare_out(out, args.overwrite)?;
     for split in SPLITS {
         let dir = out.join("data").join(split);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

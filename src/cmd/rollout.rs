@@ -73,6 +73,7 @@ pub struct RolloutArgs {
 }
 
 pub fn run(args: RolloutArgs) -> Result<()> {
+    super::common::check_out_dir(&args.out)?;
     let backend = super::common::open_backend(args.sampling.backend.as_deref())?;
     match backend {
         AnyBackend::Cpu(b) => run_on(b, &args),

@@ -121,6 +121,9 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     pub fn common(&self) -> Result<CommonArgs> {
+        if let Some(out) = &self.out {
+            super::common::check_out_dir(out)?;
+        }
         Ok(CommonArgs {
             config: self.config.clone(),
             out: self.out.clone(),
