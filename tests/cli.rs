@@ -935,6 +935,18 @@ fn evals(dir: &Path, ae: &Path) {
         let summary: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
         assert_eq!(summary["horizon"], *leads);
+        // Only the diffusion run has an ensemble (2 members) and so a spread-skill ratio.
+        let ss = &summary["fields"]["density"]["spread_skill"];
+        if run == &runs[0].0 {
+            assert!(
+                ss.as_f64().is_some_and(|v| v.is_finite() && v > 0.0),
+                "{summary}"
+            );
+        } else {
+            assert!(ss.is_null(), "{summary}");
+            let density = log.lines().find(|l| l.starts_with("density")).unwrap();
+            assert!(density.trim_end().ends_with("n/a"), "{log}");
+        }
     }
     let err = fails(&[
         "eval",
@@ -1080,6 +1092,19 @@ fn lemur_backend_is_the_default_backend() {
         1,
         "{stderr}"
     );
+    // A one-member run has no spread: its spread-skill is not a number.
+    let density = stdout
+        .lines()
+        .find(|l| l.starts_with("density"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(density.trim_end().ends_with("n/a"), "{stdout}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("eval/summary.json")).unwrap()).unwrap();
+    assert!(
+        summary["fields"]["density"]["spread_skill"].is_null(),
+        "{summary}"
+    );
+    assert!(summary["fields"]["density"]["ae_vrmse"].as_f64().unwrap() > 0.0);
 }
 
 /// A closed stdout ends the program quietly, and user errors print once, without a

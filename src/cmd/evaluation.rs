@@ -221,7 +221,13 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
             avg(c, all, &|x| x.ae_vrmse),
             avg(c, all, &|x| x.spread_skill),
         );
-        line.push_str(&format!(" {ae:>12.4} {ss:>12.4}"));
+        // A deterministic model (surrogate, autoencoder) or a single member has no spread:
+        // its spread-skill ratio means nothing.
+        let ss = (em.kind == ModelKind::Diffusion && members > 1).then_some(ss);
+        match ss {
+            Some(ss) => line.push_str(&format!(" {ae:>12.4} {ss:>12.4}")),
+            None => line.push_str(&format!(" {ae:>12.4} {:>12}", "n/a")),
+        }
         println!("{line}");
         summary_fields.insert(
             name.clone(),
