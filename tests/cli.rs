@@ -1302,3 +1302,36 @@ fn outputs_are_checked_before_any_work() {
     assert_eq!(files(), 3, "old trajectories mixed with new ones");
     ok(&["data", "info", s(&set)]);
 }
+
+/// `--init` with a file of zero frames and `--context 0` used to divide by zero (a panic);
+/// it is an error naming the file and the frames it needs.
+#[test]
+fn rollout_init_without_frames_is_an_error() {
+    let dir = scratch("rollout-init-empty");
+    let init = dir.join("empty.safetensors");
+    write_init(&init, 0, 5);
+    let out = lemur(&[
+        "rollout",
+        "--init",
+        s(&init),
+        "--context",
+        "0",
+        "--horizon",
+        "2",
+        "--out",
+        s(&dir.join("out")),
+        "--backend",
+        "cpu",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: `frames` has shape [0, 5, 16, 16]; expected [K >= 1, 5, H, W]",
+            init.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!dir.join("out").exists());
+}

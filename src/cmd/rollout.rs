@@ -102,11 +102,12 @@ fn load_source<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Sour
         let (shape, frames) = t
             .get("frames")
             .with_context(|| format!("{}: no tensor `frames` [K, C, H, W]", path.display()))?;
-        if shape.len() != 4 || shape[1] != c || shape[0] < context {
+        if shape.len() != 4 || shape[1] != c || shape[0] < context.max(1) {
             bail!(
-                "{}: `frames` has shape {shape:?}; expected [K >= {context}, {c}, H, W] \
+                "{}: `frames` has shape {shape:?}; expected [K >= {}, {c}, H, W] \
                  (the run's channels: {:?})",
                 path.display(),
+                context.max(1),
                 em.stats.channels
             );
         }

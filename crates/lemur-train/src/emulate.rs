@@ -409,9 +409,12 @@ pub struct Trajectory {
 }
 
 impl Trajectory {
-    /// Frames `start, start + stride, ...`, `count` of them (as many as exist when `None`).
+    /// Frames `start, start + stride, ...`, `count` of them (as many as exist when `None`);
+    /// none from a trajectory without frames.
     pub fn strided(&self, start: usize, stride: usize, count: Option<usize>) -> Vec<f32> {
-        let frame = self.frames.len() / self.steps;
+        let Some(frame) = self.frames.len().checked_div(self.steps) else {
+            return Vec::new();
+        };
         (start..self.steps)
             .step_by(stride.max(1))
             .take(count.unwrap_or(usize::MAX))
@@ -464,6 +467,14 @@ pub fn read_trajectory_file(file: &Path, i: usize) -> Result<Trajectory> {
         });
     }
     let steps = m.n_steps();
+    if steps == 0 {
+        return Err(lemur_well::WellError::Invalid {
+            file: file.into(),
+            path: "/dimensions/time".into(),
+            reason: "the time axis is empty: the file holds no frames".into(),
+        }
+        .into());
+    }
     let mut frames = Vec::new();
     for t in 0..steps {
         f.read_frame_into(i, t, &mut frames)?;
