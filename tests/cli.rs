@@ -689,7 +689,7 @@ fn rollouts(dir: &Path, ae: &Path) {
         "--run",
         s(&dir.join("surrogate-cpu")),
         "--horizon",
-        "6",
+        "4",
         "--out",
         s(&out),
         "--backend",
@@ -699,7 +699,7 @@ fn rollouts(dir: &Path, ae: &Path) {
     ]);
     assert_eq!(
         shapes(&out.join("prediction.safetensors"))["prediction"],
-        vec![1, 7, 5, 16, 16]
+        vec![1, 5, 5, 16, 16]
     );
     let out = dir.join("rollout-ae");
     ok(&[
@@ -1334,4 +1334,135 @@ fn rollout_init_without_frames_is_an_error() {
         "{stderr}"
     );
     assert!(!dir.join("out").exists());
+}
+
+/// A command that must fail within 30 s (killed and reported otherwise), with the embedded
+/// runs extracted under `cache`: its stderr, checked to hold one error and no panic.
+fn fails_fast(args: &[&str], cache: &Path) -> String {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(LEMUR)
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .env("XDG_CACHE_HOME", cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run lemur");
+    let begun = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if begun.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            let _ = child.wait();
+            panic!("lemur {args:?} still ran after 30 s: a size was not checked first");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "lemur {args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "lemur {args:?}: {stderr}");
+    stderr
+}
+
+/// Every size `rollout` takes is checked against the data, a simulated truth's cap and the
+/// memory caps before any work, naming the flag and the limit (`--horizon 100000` used to
+/// simulate a 400,004-frame truth, and ran past the end of a dataset trajectory silently).
+#[test]
+fn rollout_sizes_are_checked_before_any_work() {
+    let dir = scratch("rollout-sizes");
+    let cache = dir.join("cache");
+    let data = dataset();
+    let out = dir.join("out");
+    let rollout = |extra: &[&str]| {
+        let mut args = vec![
+            "rollout",
+            "--run",
+            "pretrained-surrogate",
+            "--backend",
+            "cpu",
+            "--no-images",
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        fails_fast(&args, &cache)
+    };
+    // Against the data: 9 frames, the pretrained stride 4 gives 3 (one of them context).
+    let e = rollout(&["--data", s(&data), "--horizon", "40"]);
+    assert!(
+        e.contains("--horizon 40 runs past the end of the truth")
+            && e.contains("has 3 frames (9 physical), so at most 2 can be predicted"),
+        "{e}"
+    );
+    let e = rollout(&["--data", s(&data), "--index", "7"]);
+    assert!(
+        e.contains("--index 7: trajectory 7 requested, the test split of")
+            && e.contains("has 1 (0 to 0)"),
+        "{e}"
+    );
+    let e = rollout(&["--data", s(&data), "--start", "50"]);
+    assert!(
+        e.contains("--start 50: trajectory 0 of") && e.contains("has 9 frames (0 to 8)"),
+        "{e}"
+    );
+    let e = rollout(&["--data", s(&data), "--context", "3"]);
+    assert!(
+        e.contains("leaves 3 for --context 3 and at least one prediction"),
+        "{e}"
+    );
+    // A simulated truth: at most 1000 frames, context included.
+    let e = rollout(&["--simulate", "--horizon", "100000"]);
+    assert!(
+        e.contains("--horizon 100000: with --context 1 that is 100001 frames")
+            && e.contains("at most 1000")
+            && e.contains("--horizon can be at most 999"),
+        "{e}"
+    );
+    let e = rollout(&["--simulate", "--horizon", "2", "--context", "999"]);
+    assert!(e.contains("--horizon can be at most 1"), "{e}");
+    let e = rollout(&["--simulate", "--horizon", "2", "--start", "100000000"]);
+    assert!(
+        e.contains("--start 100000000: a simulated truth starts at most 4000 frames in"),
+        "{e}"
+    );
+    assert!(
+        !out.join("truth.hdf5").exists(),
+        "simulated before checking"
+    );
+    // Initial frames from a file have no truth to end them either.
+    let init = dir.join("init.safetensors");
+    write_init(&init, 2, 5);
+    let e = rollout(&["--init", s(&init), "--horizon", "5000"]);
+    assert!(
+        e.contains("--horizon 5000") && e.contains("at most 1000"),
+        "{e}"
+    );
+    // Ensemble and steps, for rollout and eval alike.
+    let e = rollout(&["--simulate", "--ensemble", "100000"]);
+    assert!(e.contains("--ensemble 100000: between 1 and 64"), "{e}");
+    let e = rollout(&["--simulate", "--steps", "100000"]);
+    assert!(e.contains("--steps 100000: between 1 and 1000"), "{e}");
+    let e = rollout(&["--simulate", "--horizon", "0"]);
+    assert!(e.contains("--horizon must be at least 1"), "{e}");
+    for extra in [["--ensemble", "65"], ["--steps", "0"]] {
+        let mut args = vec![
+            "eval",
+            "--run",
+            "pretrained-surrogate",
+            "--data",
+            s(&data),
+            "--backend",
+            "cpu",
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(&extra);
+        let e = fails_fast(&args, &cache);
+        assert!(
+            e.contains(&format!("{} {}: between 1 and", extra[0], extra[1])),
+            "{e}"
+        );
+    }
+    assert!(!out.exists(), "an output was written before the checks");
 }

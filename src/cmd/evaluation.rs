@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use lemur_plot::{LinePlot, Series, palette, write_png};
 use lemur_tensor::{AnyBackend, Backend};
 use lemur_train::ModelKind;
-use lemur_train::emulate::{Emulation, read_trajectory, split_trajectories};
+use lemur_train::emulate::{Emulation, read_trajectory};
 use lemur_train::evaluation::{Accumulator, CSV_HEADER, LeadMetrics, csv_row, lead_ranges};
 
 use super::sampling::SamplerArgs;
@@ -51,6 +51,7 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     super::common::check_out_dir(&out_dir(&args))?;
+    super::common::check_sampling(args.ensemble, args.sampling.steps)?;
     let backend = super::common::open_backend(args.sampling.backend.as_deref())?;
     match backend {
         AnyBackend::Cpu(b) => run_on(b, &args),
@@ -64,21 +65,14 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         .data
         .clone()
         .unwrap_or_else(|| em.physical_data.root.clone());
-    if !root.is_dir() {
+    if !root.exists() {
         bail!(
             "{}: the run's dataset is not on this machine; make one with `lemur generate euler \
              --out DIR` (the pretrained runs were trained on its defaults) and pass --data DIR",
             root.display()
         );
     }
-    let available = split_trajectories(&root, &args.split)?.len();
-    if available == 0 {
-        bail!(
-            "--split {}: {} has no trajectories in that split",
-            args.split,
-            root.display()
-        );
-    }
+    let available = super::common::data_trajectories(&root, &args.split)?.len();
     let stride = match args.stride {
         Some(0) => bail!("--stride must be at least 1"),
         Some(s) if em.kind != ModelKind::Autoencoder && s != em.stride => bail!(
@@ -136,6 +130,7 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
             context + 1
         );
     }
+    super::common::check_prediction_size(args.ensemble, context + horizon, frame)?;
     let opts = args.sampling.options(horizon, args.ensemble)?;
     let grid = trajs[0].grid;
     let mut acc = Accumulator::new(em.stats.channels.len(), horizon, grid, horizon);

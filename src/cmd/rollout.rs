@@ -3,17 +3,16 @@
 //! frames in a file, and write the prediction, PNG frames and an animated GIF per field.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use lemur_tensor::params::{read_safetensors, write_safetensors};
 use lemur_tensor::{AnyBackend, Backend};
 use lemur_train::ModelKind;
-use lemur_train::emulate::{
-    Emulation, Prediction, Trajectory, read_trajectory, read_trajectory_file,
-};
+use lemur_train::emulate::{Emulation, Prediction, Trajectory, read_trajectory_file};
 use lemur_well::{TrajectoryData, WellFile, write_file};
 
+use super::common::MAX_FRAMES;
 use super::pretrained;
 use super::sampling::SamplerArgs;
 use super::visual;
@@ -74,11 +73,42 @@ pub struct RolloutArgs {
 
 pub fn run(args: RolloutArgs) -> Result<()> {
     super::common::check_out_dir(&args.out)?;
+    check_sizes(&args)?;
     let backend = super::common::open_backend(args.sampling.backend.as_deref())?;
     match backend {
         AnyBackend::Cpu(b) => run_on(b, &args),
         AnyBackend::Gpu(b) => run_on(b, &args),
     }
+}
+
+/// The sizes that need no model or data, checked before any work: `--ensemble`, `--steps`,
+/// `--horizon`, and with `--init` (no truth to end the rollout) `--context` + `--horizon`
+/// against [`MAX_FRAMES`].
+fn check_sizes(args: &RolloutArgs) -> Result<()> {
+    super::common::check_sampling(args.ensemble, args.sampling.steps)?;
+    if args.horizon == Some(0) {
+        bail!("--horizon must be at least 1");
+    }
+    if args.init.is_some()
+        && let Some(h) = args.horizon
+    {
+        check_unbounded(h, args.sampling.context, "from --init")?;
+    }
+    Ok(())
+}
+
+/// `--context` + `--horizon` frames without a dataset trajectory to bound them.
+fn check_unbounded(horizon: usize, context: usize, source: &str) -> Result<()> {
+    if horizon.saturating_add(context) > MAX_FRAMES {
+        bail!(
+            "--horizon {horizon}: with --context {context} that is {} frames; a rollout {source} \
+             has no dataset trajectory to end it and makes at most {MAX_FRAMES} (context \
+             included), so --horizon can be at most {}",
+            horizon.saturating_add(context),
+            MAX_FRAMES.saturating_sub(context)
+        );
+    }
+    Ok(())
 }
 
 /// Where the initial frames came from.
@@ -123,9 +153,9 @@ fn load_source<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Sour
         });
     }
     let traj = match &args.data {
-        Some(root) => read_trajectory(root, &args.split, args.index)?,
+        Some(root) => read_indexed(root, args)?,
         None if em.physical_data.root.is_dir() && !args.simulate => {
-            read_trajectory(&em.physical_data.root, &args.split, args.index)?
+            read_indexed(&em.physical_data.root, args)?
         }
         None => simulate(em, args)?,
     };
@@ -137,18 +167,43 @@ fn load_source<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Sour
             em.stats.channels
         );
     }
+    if args.start >= traj.steps {
+        bail!(
+            "--start {}: trajectory {} of {} has {} frames (0 to {})",
+            args.start,
+            traj.index,
+            traj.file.display(),
+            traj.steps,
+            traj.steps - 1
+        );
+    }
     let truth = traj.strided(args.start, em.stride, None);
     let frame = c * traj.grid[0] * traj.grid[1];
-    if truth.len() / frame < context + 1 {
+    let known = truth.len() / frame;
+    if known < context + 1 {
         bail!(
-            "{}: trajectory {} has {} frames; from frame {} at stride {} that leaves {} for a \
-             context of {context} and at least one prediction",
+            "{}: trajectory {} has {} frames; from --start {} at stride {} that leaves {known} \
+             for --context {context} and at least one prediction",
             traj.file.display(),
             traj.index,
             traj.steps,
             args.start,
             em.stride,
-            truth.len() / frame
+        );
+    }
+    if let Some(h) = args.horizon
+        && h.saturating_add(context) > known
+    {
+        bail!(
+            "--horizon {h} runs past the end of the truth: with --context {context} at stride {} from \
+             --start {}, trajectory {} of {} has {known} frames ({} physical), so at most {} can \
+             be predicted",
+            em.stride,
+            args.start,
+            traj.index,
+            traj.file.display(),
+            traj.steps,
+            known - context
         );
     }
     let dt = WellFile::open(&traj.file)?
@@ -186,6 +241,7 @@ fn run_on<B: Backend>(backend: B, args: &RolloutArgs) -> Result<()> {
     if horizon == 0 {
         bail!("--horizon must be at least 1");
     }
+    super::common::check_prediction_size(args.ensemble, context + horizon, frame)?;
     let opts = args.sampling.options(horizon, args.ensemble)?;
     // An autoencoder run reconstructs the true frames.
     let init = if em.kind == ModelKind::Autoencoder {
@@ -361,6 +417,23 @@ fn write_well<B: Backend>(
     Ok(())
 }
 
+/// Trajectory `--index` of `--split` of a dataset directory or Well file, checked first.
+fn read_indexed(root: &Path, args: &RolloutArgs) -> Result<Trajectory> {
+    let all = super::common::data_trajectories(root, &args.split)?;
+    let Some((file, i)) = all.get(args.index) else {
+        bail!(
+            "--index {}: trajectory {} requested, the {} split of {} has {} (0 to {})",
+            args.index,
+            args.index,
+            args.split,
+            root.display(),
+            all.len(),
+            all.len() - 1
+        );
+    };
+    Ok(read_trajectory_file(file, *i)?)
+}
+
 /// A fresh trajectory of the built-in Euler solver on the run's grid (seed `--index`), written
 /// as a Well file beside the outputs and read back like any dataset: the truth when the
 /// training data is not on this machine (the embedded pretrained runs).
@@ -374,11 +447,22 @@ fn simulate<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Traject
         );
     }
     let horizon = args.horizon.unwrap_or(24);
+    let context = args.sampling.context;
+    check_unbounded(horizon, context, "on a simulated truth")?;
+    let limit = MAX_FRAMES * em.stride;
+    if args.start > limit {
+        bail!(
+            "--start {}: a simulated truth starts at most {limit} frames in ({MAX_FRAMES} frames \
+             at the run's stride {})",
+            args.start,
+            em.stride
+        );
+    }
     let [nx, ny] = em.physical_data.grid;
     let cfg = lemur_solvers::euler::EulerConfig {
         nx,
         ny,
-        frames: args.start + (args.sampling.context + horizon) * em.stride,
+        frames: args.start + (context + horizon) * em.stride,
         periodic: name.contains("periodic"),
         ..Default::default()
     };
