@@ -1466,3 +1466,128 @@ fn rollout_sizes_are_checked_before_any_work() {
     }
     assert!(!out.exists(), "an output was written before the checks");
 }
+
+/// `--data` takes one Well file (as `data info` does) for `rollout` and `eval`; an empty
+/// directory is an error naming it; a configuration of another kind says so.
+#[test]
+fn data_files_empty_dirs_and_wrong_configs_are_clear() {
+    let dir = scratch("data-kinds");
+    let cache = dir.join("cache");
+    let test_dir = dataset().join("data").join("test");
+    let file = std::fs::read_dir(&test_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "hdf5"))
+        .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(LEMUR)
+            .args(args)
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .env("XDG_CACHE_HOME", &cache)
+            .output()
+            .unwrap()
+    };
+    let out = dir.join("rollout");
+    let o = run(&[
+        "rollout",
+        "--run",
+        "pretrained-surrogate",
+        "--data",
+        s(&file),
+        "--horizon",
+        "2",
+        "--backend",
+        "cpu",
+        "--no-images",
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let t = shapes(&out.join("prediction.safetensors"));
+    assert_eq!(t["prediction"], vec![1, 3, 5, 16, 16]);
+    assert_eq!(t["truth"], vec![3, 5, 16, 16]);
+    let out = dir.join("eval");
+    let o = run(&[
+        "eval",
+        "--run",
+        "pretrained-surrogate",
+        "--data",
+        s(&file),
+        "--backend",
+        "cpu",
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["horizon"], 2, "{summary}");
+    assert_eq!(summary["trajectories"], 1, "{summary}");
+
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    for cmd in ["rollout", "eval"] {
+        let e = fails_fast(
+            &[
+                cmd,
+                "--run",
+                "pretrained-surrogate",
+                "--data",
+                s(&empty),
+                "--backend",
+                "cpu",
+                "--out",
+                s(&dir.join("never")),
+            ],
+            &cache,
+        );
+        assert!(
+            e.contains(&format!(
+                "--data {}: no trajectories in its test split",
+                empty.display()
+            )) && !e.contains("does not fit"),
+            "{cmd}: {e}"
+        );
+    }
+
+    let e = fails_fast(
+        &[
+            "train",
+            "autoencoder",
+            "--data",
+            s(&dataset()),
+            "--config",
+            s(&preset("denoiser-tiny")),
+            "--out",
+            s(&dir.join("ae")),
+            "--backend",
+            "cpu",
+        ],
+        &cache,
+    );
+    assert!(
+        e.contains("denoiser-tiny.json: this is a diffusion (denoiser) configuration")
+            && e.contains("`train autoencoder` needs an autoencoder one")
+            && !e.contains("unknown field"),
+        "{e}"
+    );
+    let e = fails_fast(
+        &[
+            "train",
+            "diffusion",
+            "--latents",
+            s(&dir),
+            "--config",
+            s(&preset("autoencoder-tiny")),
+            "--out",
+            s(&dir.join("dm")),
+            "--backend",
+            "cpu",
+        ],
+        &cache,
+    );
+    assert!(
+        e.contains("this is an autoencoder configuration, and `train diffusion` needs a diffusion"),
+        "{e}"
+    );
+}

@@ -423,10 +423,16 @@ impl Trajectory {
     }
 }
 
-/// The trajectories of a split, in file order: `(file, index in file)`.
+/// The trajectories of a split, in file order: `(file, index in file)`. A `root` that is one
+/// Well file stands for itself, whatever the split.
 pub fn split_trajectories(root: &Path, split: &str) -> Result<Vec<(PathBuf, usize)>> {
+    let files = if root.is_file() {
+        vec![root.to_path_buf()]
+    } else {
+        split_files(root, split)?
+    };
     let mut out = Vec::new();
-    for path in split_files(root, split)? {
+    for path in files {
         let f = WellFile::open(&path)?;
         out.extend((0..f.meta().n_trajectories).map(|i| (path.clone(), i)));
     }

@@ -42,6 +42,33 @@ pub fn read_json(path: &Path) -> Result<Value> {
     serde_json::from_slice(&bytes).map_err(json_err(path))
 }
 
+/// The kind of model a configuration file describes, from its shape: `"arch": "dcae"` is an
+/// autoencoder, a ViT with a noise `schedule` a diffusion denoiser, any other ViT a surrogate.
+pub fn config_kind(v: &Value) -> Option<ModelKind> {
+    match v.get("arch")?.as_str()? {
+        "dcae" => Some(ModelKind::Autoencoder),
+        "vit" if v.get("schedule").is_some() => Some(ModelKind::Diffusion),
+        "vit" => Some(ModelKind::Surrogate),
+        _ => None,
+    }
+}
+
+fn article(kind: ModelKind) -> &'static str {
+    match kind {
+        ModelKind::Autoencoder => "an autoencoder",
+        ModelKind::Diffusion => "a diffusion (denoiser)",
+        ModelKind::Surrogate => "a surrogate",
+    }
+}
+
+fn preset_prefix(kind: ModelKind) -> &'static str {
+    match kind {
+        ModelKind::Autoencoder => "autoencoder",
+        ModelKind::Diffusion => "denoiser",
+        ModelKind::Surrogate => "surrogate",
+    }
+}
+
 /// The keys whose values differ between two JSON objects (for mismatch messages).
 fn differing_keys(a: &Value, b: &Value) -> Vec<String> {
     match (a.as_object(), b.as_object()) {
@@ -74,7 +101,20 @@ pub fn start(
     normalise: impl Fn(Value) -> Result<Value>,
 ) -> Result<Start> {
     let given = |path: &Path| -> Result<Value> {
-        normalise(apply_dropout(read_json(path)?, args.overrides.dropout)?)
+        let v = read_json(path)?;
+        let kind_of = config_kind(&v);
+        normalise(apply_dropout(v, args.overrides.dropout)?).map_err(|e| match kind_of {
+            // A configuration of another kind fails on its first foreign field; say what it is.
+            Some(other) if other != kind => TrainError::Options(format!(
+                "--config {}: this is {} configuration, and `train {kind}` needs {} one \
+                 (e.g. assets/presets/{}-tiny.json)",
+                path.display(),
+                article(other),
+                article(kind),
+                preset_prefix(kind)
+            )),
+            _ => e,
+        })
     };
     match (&args.resume, &args.out) {
         (Some(resume), out) => {
