@@ -48,10 +48,11 @@ pub struct RolloutArgs {
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// Frames to predict after the context, each one training stride apart. Default: to the
-    /// end of the dataset trajectory, 24 for a solver trajectory (required with --init).
+    /// end of the dataset trajectory, 24 for a solver trajectory (required with --init). At
+    /// most to the end of a dataset trajectory; without one, context + horizon <= 1000.
     #[arg(long)]
     pub horizon: Option<usize>,
-    /// Ensemble members (one batch).
+    /// Ensemble members (one batch, at most 64).
     #[arg(long, default_value_t = 1)]
     pub ensemble: usize,
     #[command(flatten)]
