@@ -1336,6 +1336,121 @@ fn rollout_init_without_frames_is_an_error() {
     assert!(!dir.join("out").exists());
 }
 
+/// An installed `lemur` needs no source tree: a copy of the binary, run from a directory
+/// outside the repository with no `git` on `PATH`, benchmarks the built-in presets by name and
+/// records the commit it was built from (read at build time, not by running git).
+#[test]
+fn installed_binary_needs_no_source_tree() {
+    let root = scratch("installed");
+    let (bin, work) = (root.join("bin"), root.join("work"));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let exe = bin.join("lemur");
+    std::fs::copy(LEMUR, &exe).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(&exe)
+            .args(args)
+            .current_dir(&work)
+            .env("PATH", "")
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .env_remove("LEMUR_BACKEND")
+            .output()
+            .expect("run the copied lemur")
+    };
+    let good = |args: &[&str]| {
+        let out = run(args);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{args:?}:\n{stdout}\n{stderr}");
+        stdout
+    };
+    for config in ["tiny", "autoencoder-tiny"] {
+        let out = good(&[
+            "bench",
+            "training",
+            "--backend",
+            "cpu",
+            "--min-ms",
+            "1",
+            "--only",
+            "tiny",
+            "--config",
+            config,
+        ]);
+        assert!(out.contains("autoencoder-tiny 64x64 batch 16"), "{out}");
+        assert!(out.contains("samples/s"), "{out}");
+    }
+    let out = run(&["bench", "training", "--backend", "cpu", "--config", "huge"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--config huge"), "{stderr}");
+    assert!(stderr.contains("tiny, small, paper"), "{stderr}");
+    let out = good(&[
+        "bench",
+        "emulation",
+        "--backend",
+        "cpu",
+        "--preset",
+        "tiny",
+        "--size",
+        "16",
+        "--horizon",
+        "1",
+        "--stride",
+        "1",
+        "--ensembles",
+        "1",
+        "--steps",
+        "1",
+    ]);
+    assert!(out.contains("emulation vs simulation"), "{out}");
+    let out = run(&["bench", "emulation", "--backend", "cpu", "--preset", "huge"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--preset huge") && stderr.contains("tiny, small, paper"),
+        "{stderr}"
+    );
+
+    // Provenance: the commit recorded at build time, although git cannot run now.
+    let config = work.join("ae.json");
+    std::fs::copy(preset("autoencoder-tiny"), &config).unwrap();
+    let data = dataset();
+    good(&[
+        "train",
+        "autoencoder",
+        "--data",
+        s(&data),
+        "--config",
+        "ae.json",
+        "--out",
+        "ae",
+        "--backend",
+        "cpu",
+        "--steps",
+        "1",
+        "--batch",
+        "2",
+        "--log-every",
+        "1",
+    ]);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("ae/checkpoint.json")).unwrap())
+            .unwrap();
+    let recorded = meta["git_revision"].as_str().unwrap();
+    let git_here = Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if git_here {
+        assert!(
+            recorded.len() == 40 && recorded.chars().all(|c| c.is_ascii_hexdigit()),
+            "git_revision {recorded:?}"
+        );
+    } else {
+        assert_eq!(recorded, "unknown");
+    }
+}
+
 /// A command that must fail within 30 s (killed and reported otherwise), with the embedded
 /// runs extracted under `cache`: its stderr, checked to hold one error and no panic.
 fn fails_fast(args: &[&str], cache: &Path) -> String {

@@ -39,7 +39,7 @@ pub struct BenchEmulationArgs {
     /// Sampler steps (AB order 3).
     #[arg(long, default_value_t = 16)]
     pub steps: usize,
-    /// Preset size of the models (assets/presets/{autoencoder,denoiser,surrogate}-<preset>.json).
+    /// Preset size of the models: tiny, small or paper (built in; the files of assets/presets/).
     #[arg(long, default_value = "small")]
     pub preset: String,
     /// Backends: cpu, gpu or both.
@@ -48,16 +48,18 @@ pub struct BenchEmulationArgs {
 }
 
 fn preset(kind: &str, name: &str) -> Result<String> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/presets")
-        .join(format!("{kind}-{name}.json"));
-    std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    super::presets::builtin(kind, name)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            anyhow::anyhow!("--preset {name}: no such preset; the presets are tiny, small, paper")
+        })
 }
 
 pub fn run(args: BenchEmulationArgs) -> Result<()> {
     if args.horizon == 0 || args.stride == 0 || args.size == 0 || args.ensembles.contains(&0) {
         bail!("--size, --horizon, --stride and every ensemble size must be positive");
     }
+    preset("autoencoder", &args.preset)?;
     let physical = args.horizon * args.stride;
     // The solver: the Euler system `lemur generate euler` simulates, same grid, same frame
     // spacing, for as many physical frames as the emulator predicts.

@@ -44,17 +44,9 @@ pub fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// The source tree's `git rev-parse HEAD`, or `"unknown"` outside a git checkout or without git.
+/// The source's `git rev-parse HEAD` when this crate was built (see `build.rs`), or
+/// `"unknown"` when it was built outside a git checkout or without git. Nothing runs at run
+/// time, so an installed binary records the commit it was built from.
 pub fn git_revision() -> String {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    std::process::Command::new("git")
-        .args(["-C", dir, "rev-parse", "HEAD"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
+    env!("LEMUR_GIT_REVISION").to_string()
 }
