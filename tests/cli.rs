@@ -1378,6 +1378,8 @@ fn installed_binary_needs_no_source_tree() {
         ]);
         assert!(out.contains("autoencoder-tiny 64x64 batch 16"), "{out}");
         assert!(out.contains("samples/s"), "{out}");
+        // The PyTorch figures are labelled with where they were measured.
+        assert!(out.contains("2-core CPU, 2 threads"), "{out}");
     }
     let out = run(&["bench", "training", "--backend", "cpu", "--config", "huge"]);
     let (_, stderr) = text(&out);
@@ -1705,4 +1707,31 @@ fn data_files_empty_dirs_and_wrong_configs_are_clear() {
         e.contains("this is an autoencoder configuration, and `train diffusion` needs a diffusion"),
         "{e}"
     );
+}
+
+/// `LEMUR_GPU_BACKEND` takes only the graphics APIs compiled in (no GL): any other value is an
+/// error naming the variable and the accepted values, not silently all of them.
+#[test]
+fn lemur_gpu_backend_rejects_unknown_apis() {
+    for value in ["gl", "bogus", "vulkan,gl"] {
+        let args = [
+            "bench",
+            "training",
+            "--backend",
+            "gpu",
+            "--only",
+            "none",
+            "--min-ms",
+            "1",
+        ];
+        let out = lemur_env(&args, &[("LEMUR_GPU_BACKEND", value)]);
+        let (stdout, stderr) = text(&out);
+        assert!(!out.status.success(), "{value}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!("LEMUR_GPU_BACKEND={value}")),
+            "{value}: {stderr}"
+        );
+        assert!(stderr.contains("vulkan, metal, dx12"), "{value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }

@@ -15,12 +15,34 @@ pub struct BenchTrainingArgs {
     pub config: String,
 }
 
+/// Where the PyTorch figures of the fixed configurations come from. They are CPU figures, so
+/// they are shown (and a ratio taken) only beside the CPU backend's.
+pub const REFERENCE: &str = "PyTorch figures: the reference implementation on a 2-core CPU, \
+    2 threads (given with the benchmark's specification, not measured here)";
+
+/// ` (PyTorch, 2-core CPU, 2 threads: R, ratio V/R)` beside a CPU figure `v` with a reference
+/// `r`; nothing beside a GPU figure, which is never compared with a CPU one.
+fn versus(cpu: bool, v: f64, r: Option<f64>) -> String {
+    match r {
+        Some(r) if cpu => format!(" (PyTorch, 2-core CPU, 2 threads: {r}, ratio {:.2})", v / r),
+        _ => String::new(),
+    }
+}
+
 fn bench_on<B: lemur_tensor::Backend>(
     backend: &B,
+    cpu: bool,
     args: &BenchTrainingArgs,
     preset: &(String, lemur_train::bench::AutoencoderConfig),
 ) -> Result<()> {
     use lemur_train::bench;
+    if cpu {
+        println!("{REFERENCE}; ratios are this run's figure over PyTorch's");
+    } else {
+        println!(
+            "no GPU reference figures here: the PyTorch figures are CPU ones (2-core CPU, 2 threads), shown beside the CPU backend only"
+        );
+    }
     let min = std::time::Duration::from_millis(args.bench.min_ms);
     let only = args.bench.only.as_deref();
     let configs = [
@@ -47,19 +69,14 @@ fn bench_on<B: lemur_tensor::Backend>(
                 continue;
             }
         };
-        let vs = |v: f64, r: Option<f64>| {
-            r.map_or(String::new(), |r| {
-                format!(" (PyTorch {r}, ratio {:.2})", v / r)
-            })
-        };
         println!(
             "{:<36} {:>10} params  train {:>7.2} samples/s{}  encode+decode {:>7.2} frames/s{}  [{}]",
             line.name,
             line.params,
             line.train_per_s,
-            vs(line.train_per_s, reference.map(|r| r.0)),
+            versus(cpu, line.train_per_s, reference.map(|r| r.0)),
             line.infer_per_s,
-            vs(line.infer_per_s, reference.map(|r| r.1)),
+            versus(cpu, line.infer_per_s, reference.map(|r| r.1)),
             line.backend
         );
     }
@@ -67,13 +84,13 @@ fn bench_on<B: lemur_tensor::Backend>(
     if only.is_none_or(|o| name.contains(o)) {
         match bench::denoiser(backend, name, &bench::fixed_denoiser(), 32, [5, 4, 4], min) {
             Ok(line) => println!(
-                "{:<36} {:>10} params  train {:>7.2} samples/s (PyTorch 26.5, ratio {:.2})  forward {:>7.2} samples/s (PyTorch 86, ratio {:.2})  [{}]",
+                "{:<36} {:>10} params  train {:>7.2} samples/s{}  forward {:>7.2} samples/s{}  [{}]",
                 line.name,
                 line.params,
                 line.train_per_s,
-                line.train_per_s / 26.5,
+                versus(cpu, line.train_per_s, Some(26.5)),
                 line.infer_per_s,
-                line.infer_per_s / 86.0,
+                versus(cpu, line.infer_per_s, Some(86.0)),
                 line.backend
             ),
             Err(e) => println!("{name:<36} failed on {}: {e}", backend.name()),
@@ -103,9 +120,24 @@ pub fn run(args: &BenchTrainingArgs) -> Result<()> {
     let preset = (label, cfg);
     for &b in backends {
         match lemur_tensor::AnyBackend::open_blocking(b.parse()?)? {
-            lemur_tensor::AnyBackend::Cpu(c) => bench_on(&c, args, &preset)?,
-            lemur_tensor::AnyBackend::Gpu(g) => bench_on(&g, args, &preset)?,
+            lemur_tensor::AnyBackend::Cpu(c) => bench_on(&c, true, args, &preset)?,
+            lemur_tensor::AnyBackend::Gpu(g) => bench_on(&g, false, args, &preset)?,
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::versus;
+
+    #[test]
+    fn pytorch_figures_are_labelled_and_only_beside_cpu_figures() {
+        assert_eq!(
+            versus(true, 13.25, Some(26.5)),
+            " (PyTorch, 2-core CPU, 2 threads: 26.5, ratio 0.50)"
+        );
+        assert_eq!(versus(false, 130.0, Some(26.5)), "");
+        assert_eq!(versus(true, 13.25, None), "");
+    }
 }

@@ -16,7 +16,7 @@ pub struct SamplerArgs {
     /// Order of the multistep samplers (ab, eab).
     #[arg(long, default_value_t = 3)]
     pub order: usize,
-    /// DDIM stochasticity (0: deterministic, 1: DDPM).
+    /// DDIM stochasticity (ddim only: 0 deterministic, 1 = ddpm, which always uses 1).
     #[arg(long, default_value_t = 0.0)]
     pub eta: f64,
     /// Langevin corrections per step (pc).

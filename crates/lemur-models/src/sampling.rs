@@ -3,8 +3,11 @@
 //! E[x | x_t], and a [`Sampler`] has [`init`](Sampler::init), a [`step`](SamplerState::step)
 //! from t to s < t, and a loop ([`Sampler::sample`]) over `linspace(1, 0, steps + 1)`.
 //!
-//! Every step is one fused kernel (`shaders/sampler.wgsl`, [`Backend::sampler_update`]) whose
-//! coefficients the host computes in f64; nothing is read back between steps. Below,
+//! Every update is one fused kernel (`shaders/sampler.wgsl`, [`Backend::sampler_update`]) whose
+//! coefficients the host computes in f64; nothing is read back between steps. A step is one
+//! update for most methods, but Heun makes two, PC one per Langevin correction plus the
+//! predictor, and with an [`Observation`] each denoiser call is preceded by one more kernel
+//! ([`Backend::sampler_observe`]). Below,
 //! `z_t = (x_t - a_t m_t) / s_t` is the noise prediction of the mean `m_t` at `x_t`.
 //!
 //! Inpainting ([`Observation`]): before each denoiser call the observed positions of x_t are

@@ -4,32 +4,70 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 
-/// Which adapter to open. From the environment: `LEMUR_GPU_BACKEND` = vulkan | metal | dx12 |
-/// gl | webgpu | all (default all) and `LEMUR_ADAPTER` = a case-insensitive substring of the
-/// adapter name (e.g. `llvmpipe` for lavapipe, `nvidia`). Without a name, discrete GPUs are
-/// preferred over integrated, virtual and CPU adapters.
+/// Which adapter to open. From the environment: `LEMUR_GPU_BACKEND` = a comma list of
+/// vulkan | metal | dx12, or all (default all; these are the graphics APIs compiled in, and any
+/// other value is an error naming the variable) and `LEMUR_ADAPTER` = a case-insensitive
+/// substring of the adapter name (e.g. `llvmpipe` for lavapipe, `nvidia`). Without a name,
+/// discrete GPUs are preferred over integrated, virtual and CPU adapters.
 #[derive(Clone, Debug, Default)]
 pub struct AdapterChoice {
     pub backends: Option<wgpu::Backends>,
     pub name: Option<String>,
 }
 
+/// The values `LEMUR_GPU_BACKEND` accepts: the graphics APIs compiled into native builds.
+const GPU_BACKENDS: &[(&str, wgpu::Backends)] = &[
+    ("vulkan", wgpu::Backends::VULKAN),
+    ("metal", wgpu::Backends::METAL),
+    ("dx12", wgpu::Backends::DX12),
+];
+
+/// `LEMUR_GPU_BACKEND`'s value: `all`, or a comma list of [`GPU_BACKENDS`] names (case and
+/// spaces ignored); `None` when empty.
+fn parse_gpu_backends(value: &str) -> Result<Option<wgpu::Backends>> {
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    if value.trim().eq_ignore_ascii_case("all") {
+        return Ok(Some(
+            GPU_BACKENDS
+                .iter()
+                .fold(wgpu::Backends::empty(), |a, b| a | b.1),
+        ));
+    }
+    let mut backends = wgpu::Backends::empty();
+    for name in value.split(',').map(str::trim) {
+        let Some((_, b)) = GPU_BACKENDS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        else {
+            let accepted: Vec<&str> = GPU_BACKENDS.iter().map(|(n, _)| *n).collect();
+            return Err(Error::Invalid {
+                op: "LEMUR_GPU_BACKEND",
+                detail: format!(
+                    "LEMUR_GPU_BACKEND={value}: `{name}` is not a graphics API compiled into lemur; \
+                     use {}, a comma list of them, or all",
+                    accepted.join(", ")
+                ),
+            });
+        };
+        backends |= *b;
+    }
+    Ok(Some(backends))
+}
+
 impl AdapterChoice {
-    pub fn from_env() -> Self {
-        let backends = std::env::var("LEMUR_GPU_BACKEND")
-            .ok()
-            .map(|b| {
-                if b.eq_ignore_ascii_case("all") {
-                    wgpu::Backends::all()
-                } else {
-                    wgpu::Backends::from_comma_list(&b)
-                }
-            })
-            .filter(|b| !b.is_empty());
+    /// The choice made by `LEMUR_GPU_BACKEND` and `LEMUR_ADAPTER`; an unknown graphics API
+    /// in `LEMUR_GPU_BACKEND` is an error naming the variable and the accepted values.
+    pub fn from_env() -> Result<Self> {
+        let backends = match std::env::var("LEMUR_GPU_BACKEND") {
+            Ok(b) => parse_gpu_backends(&b)?,
+            Err(_) => None,
+        };
         let name = std::env::var("LEMUR_ADAPTER")
             .ok()
             .filter(|s| !s.is_empty());
-        Self { backends, name }
+        Ok(Self { backends, name })
     }
 }
 
@@ -229,4 +267,32 @@ pub(crate) async fn open(
         .await
         .map_err(|e| Error::RequestDevice(e.to_string()))?;
     Ok((device, queue, adapter.get_info()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lemur_gpu_backend_takes_compiled_apis_and_rejects_the_rest() {
+        use wgpu::Backends;
+        assert_eq!(parse_gpu_backends("").unwrap(), None);
+        assert_eq!(
+            parse_gpu_backends("vulkan").unwrap(),
+            Some(Backends::VULKAN)
+        );
+        assert_eq!(
+            parse_gpu_backends("Vulkan, dx12").unwrap(),
+            Some(Backends::VULKAN | Backends::DX12)
+        );
+        assert_eq!(
+            parse_gpu_backends("all").unwrap(),
+            Some(Backends::VULKAN | Backends::METAL | Backends::DX12)
+        );
+        for bad in ["gl", "vulkan,gl", "bogus", "vulkan,"] {
+            let e = parse_gpu_backends(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("LEMUR_GPU_BACKEND={bad}")), "{e}");
+            assert!(e.contains("vulkan, metal, dx12"), "{e}");
+        }
+    }
 }

@@ -119,7 +119,7 @@ impl fmt::Debug for GpuBackend {
 impl GpuBackend {
     /// Opens the adapter chosen by `LEMUR_ADAPTER` / `LEMUR_GPU_BACKEND` (see [`AdapterChoice`]).
     pub async fn new() -> Result<Self> {
-        Self::with_choice(&AdapterChoice::from_env()).await
+        Self::with_choice(&AdapterChoice::from_env()?).await
     }
 
     /// Opens the adapter `choice` names, with [`required_limits`] and [`required_features`],
