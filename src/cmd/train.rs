@@ -35,10 +35,10 @@ pub enum TrainCommand {
     },
     /// Training throughput (samples/s of one optimizer step) of the small presets and the
     /// issue's fixed configurations, on each backend.
-    Bench(BenchArgs),
+    Bench(super::bench_training::BenchTrainingArgs),
 }
 
-/// Arguments of `lemur train bench`.
+/// The measuring options of `lemur bench training` (and its alias `lemur train bench`).
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
     /// Backends to measure: cpu, gpu or both.
@@ -190,7 +190,7 @@ pub fn run(command: TrainCommand) -> Result<()> {
         TrainCommand::Surrogate { latents, common } => {
             emulator(ModelKind::Surrogate, latents, &common)?
         }
-        TrainCommand::Bench(args) => bench(&args)?,
+        TrainCommand::Bench(args) => super::bench_training::run(&args)?,
     }
     Ok(())
 }
@@ -202,93 +202,5 @@ fn emulator(kind: ModelKind, latents: Option<PathBuf>, common: &TrainArgs) -> Re
     };
     let summary = lemur_train::emulator::train(kind, &args)?;
     report(&kind.to_string(), common, &summary);
-    Ok(())
-}
-
-fn bench_on<B: lemur_tensor::Backend>(backend: &B, args: &BenchArgs) -> Result<()> {
-    use lemur_train::bench;
-    let min = std::time::Duration::from_millis(args.min_ms);
-    let small = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/assets/presets/autoencoder-small.json"
-    ))?;
-    let small = lemur_models_config(&small)?;
-    let configs = [
-        ("autoencoder-small 64x64 batch 16", small, None),
-        (
-            "autoencoder-fixed 64x64 batch 16",
-            bench::fixed_autoencoder(),
-            Some((8.4, 26.0)),
-        ),
-    ];
-    for (name, cfg, reference) in configs {
-        if args
-            .only
-            .as_ref()
-            .is_some_and(|o| !name.contains(o.as_str()))
-        {
-            continue;
-        }
-        let mut line = match bench::autoencoder(backend, name, &cfg, 16, [64, 64], min) {
-            Ok(line) => line,
-            Err(e) => {
-                // One configuration failing (e.g. over a GPU limit) should not hide the others.
-                println!("{name:<36} failed on {}: {e}", backend.name());
-                continue;
-            }
-        };
-        line.reference = reference;
-        let vs = |v: f64, r: Option<f64>| {
-            r.map_or(String::new(), |r| {
-                format!(" (PyTorch {r}, ratio {:.2})", v / r)
-            })
-        };
-        println!(
-            "{:<36} {:>10} params  train {:>7.2} samples/s{}  encode+decode {:>7.2} frames/s{}  [{}]",
-            line.name,
-            line.params,
-            line.train_per_s,
-            vs(line.train_per_s, reference.map(|r| r.0)),
-            line.infer_per_s,
-            vs(line.infer_per_s, reference.map(|r| r.1)),
-            line.backend
-        );
-    }
-    let name = "denoiser-fixed 4x(5,4,4) batch 32";
-    if args.only.as_ref().is_none_or(|o| name.contains(o.as_str())) {
-        match bench::denoiser(backend, name, &bench::fixed_denoiser(), 32, [5, 4, 4], min) {
-            Ok(line) => println!(
-                "{:<36} {:>10} params  train {:>7.2} samples/s (PyTorch 26.5, ratio {:.2})  forward {:>7.2} samples/s (PyTorch 86, ratio {:.2})  [{}]",
-                line.name,
-                line.params,
-                line.train_per_s,
-                line.train_per_s / 26.5,
-                line.infer_per_s,
-                line.infer_per_s / 86.0,
-                line.backend
-            ),
-            Err(e) => println!("{name:<36} failed on {}: {e}", backend.name()),
-        }
-    }
-    Ok(())
-}
-
-fn lemur_models_config(text: &str) -> Result<lemur_train::bench::AutoencoderConfig> {
-    Ok(lemur_train::bench::AutoencoderConfig::from_json(text)?)
-}
-
-pub fn bench(args: &BenchArgs) -> Result<()> {
-    let backends: &[&str] = match args.backend.as_str() {
-        "both" => &["cpu", "gpu"],
-        "cpu" => &["cpu"],
-        "gpu" => &["gpu"],
-        other => anyhow::bail!("--backend {other}: use cpu, gpu or both"),
-    };
-    for &b in backends {
-        match lemur_tensor::AnyBackend::open_blocking(b.parse()?)? {
-            lemur_tensor::AnyBackend::Cpu(c) => bench_on(&c, args)?,
-            lemur_tensor::AnyBackend::Gpu(g) => bench_on(&g, args)?,
-        }
-    }
     Ok(())
 }
