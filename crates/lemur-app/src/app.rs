@@ -235,6 +235,9 @@ enum Loading {
     Failed(String),
 }
 
+/// (rollout, field, truth frames) and the truth's range of that field.
+type RangeKey = ((usize, usize, usize), (f32, f32));
+
 /// The app.
 pub struct LemurApp {
     opts: LaunchOptions,
@@ -264,6 +267,8 @@ pub struct LemurApp {
     runs: usize,
     /// Fraction of a lead time played but not yet shown.
     play_acc: f32,
+    /// The truth's range of a field, keyed by (rollout, field, truth frames).
+    range_cache: std::cell::Cell<Option<RangeKey>>,
     /// Natively, the CPU backend computes on a worker thread; the session is its mirror.
     #[cfg(not(target_arch = "wasm32"))]
     worker: Option<crate::worker::Worker>,
@@ -327,6 +332,7 @@ impl LemurApp {
             fingerprint: None,
             runs: 0,
             play_acc: 0.0,
+            range_cache: std::cell::Cell::new(None),
             #[cfg(not(target_arch = "wasm32"))]
             worker: None,
         }
@@ -687,7 +693,18 @@ impl LemurApp {
         let Some(session) = &self.session else {
             return (0.0, 1.0);
         };
-        with_sim!(session, s => {
+        let key = (
+            self.runs,
+            self.view.field,
+            with_sim!(session, s => s.truth.frames.len()),
+        );
+        if let Some((k, r)) = self.range_cache.get()
+            && k == key
+        {
+            return r;
+        }
+        // Derived fields of every truth frame: once per new solver frame, not every UI frame.
+        let r = with_sim!(session, s => {
             let [h, w] = s.models.grid;
             let plane = h * w;
             let f = self.view.field.min(s.models.layout.len() - 1);
@@ -702,15 +719,16 @@ impl LemurApp {
                 }
             }
             if !lo.is_finite() {
-                return (0.0, 1.0);
-            }
-            if s.models.layout.sign(f) == Sign::Signed {
+                (0.0, 1.0)
+            } else if s.models.layout.sign(f) == Sign::Signed {
                 let m = lo.abs().max(hi.abs());
                 (-m, m)
             } else {
                 (lo, hi)
             }
-        })
+        });
+        self.range_cache.set(Some((key, r)));
+        r
     }
 
     fn draw_key<B: Compute>(&self, s: &Sim<B>, job_id: usize) -> DrawKey {

@@ -144,21 +144,6 @@ fn diff<B: Backend>(f: &Tensor<B>, axis: usize) -> Result<Tensor<B>> {
     Ok(ahead.sub(&behind)?.scale(n as f32 / 2.0)?)
 }
 
-/// Per-field (min, max) of host frames `[D, H, W]`, ignoring non-finite values.
-pub fn ranges(frame: &[f32], fields: usize) -> Vec<(f32, f32)> {
-    let plane = frame.len() / fields.max(1);
-    frame
-        .chunks_exact(plane.max(1))
-        .map(|p| {
-            p.iter()
-                .filter(|v| v.is_finite())
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                    (lo.min(v), hi.max(v))
-                })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
