@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Subcommand;
-use lemur_train::{CommonArgs, ModelKind, Overrides, Summary};
+use lemur_train::{CommonArgs, ConfigSource, ModelKind, Overrides, Summary};
 
 #[derive(Subcommand)]
 pub enum TrainCommand {
@@ -56,10 +56,10 @@ pub struct BenchArgs {
 /// stored values of a resumed one.
 #[derive(clap::Args, Clone, Debug)]
 pub struct TrainArgs {
-    /// Model configuration (JSON, e.g. assets/presets/autoencoder-tiny.json). With --resume
-    /// it is optional and must match the run's.
+    /// Model configuration: a built-in preset (tiny, small, paper; or the full name such as
+    /// autoencoder-small) or a JSON file. With --resume it is optional and must match the run's.
     #[arg(long)]
-    pub config: Option<PathBuf>,
+    pub config: Option<String>,
     /// New run directory.
     #[arg(long, conflicts_with = "resume")]
     pub out: Option<PathBuf>,
@@ -120,12 +120,16 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    pub fn common(&self) -> Result<CommonArgs> {
+    pub fn common(&self, kind: ModelKind) -> Result<CommonArgs> {
         if let Some(out) = &self.out {
             super::common::check_out_dir(out)?;
         }
         Ok(CommonArgs {
-            config: self.config.clone(),
+            config: self
+                .config
+                .as_deref()
+                .map(|value| config_source(kind, value))
+                .transpose()?,
             out: self.out.clone(),
             resume: self.resume.clone(),
             overrides: Overrides {
@@ -171,12 +175,47 @@ fn report(kind: &str, args: &TrainArgs, s: &Summary) {
     );
 }
 
+/// `--config VALUE`: an embedded preset of the model's kind, else a JSON file.
+fn config_source(kind: ModelKind, value: &str) -> Result<ConfigSource> {
+    let prefix = match kind {
+        ModelKind::Autoencoder => "autoencoder",
+        ModelKind::Diffusion => "denoiser",
+        ModelKind::Surrogate => "surrogate",
+    };
+    if let Some(json) = super::presets::builtin(prefix, value) {
+        let name = if value.contains('-') {
+            value.to_string()
+        } else {
+            format!("{prefix}-{value}")
+        };
+        return Ok(ConfigSource::Preset {
+            name,
+            json: json.to_string(),
+        });
+    }
+    let path = PathBuf::from(value);
+    if !path.is_file() {
+        // A preset of another kind is a likelier slip than a missing file.
+        if super::presets::PRESETS.iter().any(|(n, _)| *n == value) {
+            bail!(
+                "--config {value}: that preset is for another kind of model; the {prefix} presets are {}",
+                super::presets::names(prefix)
+            );
+        }
+        bail!(
+            "--config {value}: neither a built-in {prefix} preset nor a file; the presets are {}",
+            super::presets::names(prefix)
+        );
+    }
+    Ok(ConfigSource::File(path))
+}
+
 pub fn run(command: TrainCommand) -> Result<()> {
     match command {
         TrainCommand::Autoencoder { data, common } => {
             let args = lemur_train::autoencoder::AutoencoderArgs {
                 data,
-                common: common.common()?,
+                common: common.common(ModelKind::Autoencoder)?,
             };
             report(
                 "autoencoder",
@@ -198,7 +237,7 @@ pub fn run(command: TrainCommand) -> Result<()> {
 fn emulator(kind: ModelKind, latents: Option<PathBuf>, common: &TrainArgs) -> Result<()> {
     let args = lemur_train::emulator::EmulatorArgs {
         latents,
-        common: common.common()?,
+        common: common.common(kind)?,
     };
     let summary = lemur_train::emulator::train(kind, &args)?;
     report(&kind.to_string(), common, &summary);

@@ -30,5 +30,5 @@ pub mod trainer;
 pub use error::{Result, TrainError};
 pub use options::{Overrides, TrainOptions};
 pub use run::{CheckpointMeta, LogLine, ModelKind, RunDir};
-pub use session::CommonArgs;
+pub use session::{CommonArgs, ConfigSource};
 pub use trainer::Summary;

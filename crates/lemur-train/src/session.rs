@@ -10,11 +10,39 @@ use crate::error::{Result, TrainError, io_err, json_err};
 use crate::options::{Overrides, TrainOptions, apply_dropout};
 use crate::run::{CheckpointMeta, ModelKind, RunDir};
 
+/// A model configuration as given to `--config`: a JSON file, or a preset embedded in the
+/// binary (so that an installed `lemur` needs no source tree).
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Preset { name: String, json: String },
+}
+
+impl ConfigSource {
+    fn read(&self) -> Result<Value> {
+        match self {
+            Self::File(path) => read_json(path),
+            Self::Preset { name, json } => serde_json::from_str(json).map_err(|e| {
+                TrainError::Options(format!("the built-in preset {name} does not parse: {e}"))
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Preset { name, .. } => write!(f, "{name} (built-in preset)"),
+        }
+    }
+}
+
 /// What every `lemur train` command takes.
 #[derive(Clone, Debug)]
 pub struct CommonArgs {
-    /// The model configuration file (JSON). Optional with `resume`, where it must then match.
-    pub config: Option<PathBuf>,
+    /// The model configuration. Optional with `resume`, where it must then match.
+    pub config: Option<ConfigSource>,
     /// A new run directory.
     pub out: Option<PathBuf>,
     /// An existing run to continue.
@@ -100,15 +128,14 @@ pub fn start(
     defaults: TrainOptions,
     normalise: impl Fn(Value) -> Result<Value>,
 ) -> Result<Start> {
-    let given = |path: &Path| -> Result<Value> {
-        let v = read_json(path)?;
+    let given = |source: &ConfigSource| -> Result<Value> {
+        let v = source.read()?;
         let kind_of = config_kind(&v);
         normalise(apply_dropout(v, args.overrides.dropout)?).map_err(|e| match kind_of {
             // A configuration of another kind fails on its first foreign field; say what it is.
             Some(other) if other != kind => TrainError::Options(format!(
-                "--config {}: this is {} configuration, and `train {kind}` needs {} one \
-                 (e.g. assets/presets/{}-tiny.json)",
-                path.display(),
+                "--config {source}: this is {} configuration, and `train {kind}` needs {} one \
+                 (e.g. --config {}-tiny)",
                 article(other),
                 article(kind),
                 preset_prefix(kind)
@@ -154,8 +181,7 @@ pub fn start(
                         return Err(TrainError::Mismatch {
                             path: pointer,
                             detail: format!(
-                                "--config {} describes another model ({})",
-                                path.display(),
+                                "--config {path} describes another model ({})",
                                 differing_keys(&cfg, &stored).join("; ")
                             ),
                         });
@@ -190,7 +216,11 @@ pub fn start(
         }
         (None, Some(out)) => {
             let path = args.config.as_ref().ok_or_else(|| {
-                TrainError::Options("--config FILE is required for a new run".into())
+                TrainError::Options(format!(
+                    "--config is required for a new run: a built-in preset (tiny, small, paper, \
+                     or {0}-tiny, ...) or a JSON file",
+                    preset_prefix(kind)
+                ))
             })?;
             let model_config = given(path)?;
             let options = TrainOptions::new_run(defaults, &args.overrides)?;
