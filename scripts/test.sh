@@ -9,9 +9,17 @@ cd "$(dirname "$0")/.."
 # Mesa's Vulkan drivers complain on every device open when this is unset.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
-cargo test --workspace
+# Every test that skips its GPU part under LEMUR_TEST_CPU_ONLY=1 appends a line here
+# (lemur_tensor::testing::skip_gpu), so that the skips are counted rather than read as "ok".
+skip_log="$PWD/target/skipped-gpu-tests.txt"
+mkdir -p target
+rm -f "$skip_log"
+LEMUR_TEST_SKIP_LOG="$skip_log" cargo test --workspace
 
 if [ "${LEMUR_TEST_CPU_ONLY:-0}" = 1 ]; then
+    # One test may skip the GPU backend more than once: count tests, not lines.
+    skipped=$(awk '{ print $2, $3 }' "$skip_log" 2>/dev/null | sort -u | wc -l)
+    echo "LEMUR_TEST_CPU_ONLY=1: $skipped tests skipped their GPU backend part (listed in $skip_log)"
     echo "LEMUR_TEST_CPU_ONLY=1: skipping the WebGPU browser tests (the kernel test and the web app)"
     exit 0
 fi

@@ -84,7 +84,7 @@ fn dataset() -> PathBuf {
 }
 
 fn gpu_too() -> Vec<&'static str> {
-    if std::env::var("LEMUR_TEST_CPU_ONLY").is_ok_and(|v| v == "1") {
+    if lemur_tensor::testing::skip_gpu("the GPU backend") {
         vec!["cpu"]
     } else {
         vec!["cpu", "gpu"]

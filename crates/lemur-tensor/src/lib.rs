@@ -11,6 +11,8 @@ pub mod params;
 pub mod rng;
 mod select;
 mod tensor;
+#[doc(hidden)]
+pub mod testing;
 
 pub use backend::Backend;
 pub use cpu::CpuBackend;

@@ -68,7 +68,7 @@ fn device_errors_are_results_not_panics() {
 
 #[test]
 fn adapter_choice_names_what_exists_when_nothing_matches() {
-    if std::env::var("LEMUR_TEST_CPU_ONLY").is_ok_and(|v| v == "1") {
+    if lemur_tensor::testing::skip_gpu("adapter choice") {
         return;
     }
     let choice = lemur_tensor::gpu::AdapterChoice {

@@ -12,8 +12,7 @@ use lemur_tensor::{Backend, GpuBackend, Tensor};
 /// otherwise a missing adapter fails the test with the message that says how to get one
 /// (install Mesa's lavapipe).
 pub fn gpu() -> Option<GpuBackend> {
-    if std::env::var("LEMUR_TEST_CPU_ONLY").is_ok_and(|v| v == "1") {
-        eprintln!("LEMUR_TEST_CPU_ONLY=1: skipping the GPU backend");
+    if lemur_tensor::testing::skip_gpu("the GPU backend") {
         return None;
     }
     Some(GpuBackend::new_blocking().unwrap_or_else(|e| panic!("{e}")))

@@ -330,7 +330,7 @@ mod tests {
     /// change the weight gradient.
     #[test]
     fn chunked_weight_grad_matches_single_pass() {
-        if std::env::var("LEMUR_TEST_CPU_ONLY").is_ok_and(|v| v == "1") {
+        if crate::testing::skip_gpu("the GPU backend") {
             return;
         }
         let g = GpuBackend::new_blocking().unwrap_or_else(|e| panic!("{e}"));

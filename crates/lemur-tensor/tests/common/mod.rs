@@ -7,8 +7,7 @@ use lemur_tensor::{Backend, CpuBackend, GpuBackend, rng};
 /// The GPU backend for tests. Set `LEMUR_TEST_CPU_ONLY=1` to skip GPU tests explicitly;
 /// otherwise a missing adapter fails the test with the message that says how to get one.
 pub fn gpu() -> Option<GpuBackend> {
-    if std::env::var("LEMUR_TEST_CPU_ONLY").is_ok_and(|v| v == "1") {
-        eprintln!("LEMUR_TEST_CPU_ONLY=1: skipping the GPU backend");
+    if lemur_tensor::testing::skip_gpu("the GPU backend") {
         return None;
     }
     Some(GpuBackend::new_blocking().unwrap_or_else(|e| panic!("{e}")))
@@ -20,8 +19,7 @@ pub fn gpu() -> Option<GpuBackend> {
 pub fn app_device(
     limits: Option<wgpu::Limits>,
 ) -> Option<(wgpu::Device, wgpu::Queue, wgpu::AdapterInfo)> {
-    if std::env::var("LEMUR_TEST_CPU_ONLY").is_ok_and(|v| v == "1") {
-        eprintln!("LEMUR_TEST_CPU_ONLY=1: skipping the GPU backend");
+    if lemur_tensor::testing::skip_gpu("the GPU backend") {
         return None;
     }
     let instance =
