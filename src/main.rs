@@ -49,6 +49,11 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // SAFETY: the first statement of `main`, before any other thread exists.
+    #[allow(unsafe_code)]
+    unsafe {
+        lemur_tensor::gpu::quiet_mesa_without_session()
+    };
     quiet_broken_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -63,6 +68,10 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<cmd::interrupt::Interrupted>() => {
+            eprintln!("lemur: {e}");
+            std::process::ExitCode::from(cmd::interrupt::EXIT_INTERRUPTED)
+        }
         Err(e) => {
             eprintln!("{}", error_report(&e));
             std::process::ExitCode::FAILURE

@@ -467,7 +467,9 @@ fn simulate<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Traject
         periodic: name.contains("periodic"),
         ..Default::default()
     };
-    if !args.simulate {
+    // The embedded runs were trained elsewhere: their data is never here, and its path would
+    // name a directory of the machine that trained them.
+    if !args.simulate && !super::pretrained::is_pretrained(&args.run) {
         eprintln!(
             "lemur: the run's data {} is not here; the truth is a fresh trajectory of the \
              built-in solver",

@@ -3,6 +3,11 @@
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> anyhow::Result<()> {
     use lemur_app::{BackendPref, LaunchOptions};
+    // SAFETY: the first statement of `main`, before any other thread exists.
+    #[allow(unsafe_code)]
+    unsafe {
+        lemur_tensor::gpu::quiet_mesa_without_session()
+    };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut opts = LaunchOptions::default();

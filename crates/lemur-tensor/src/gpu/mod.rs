@@ -27,6 +27,8 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 pub use colormap::{COLORMAP_NONFINITE, ColormapParams, colormap_cpu};
+#[cfg(not(target_arch = "wasm32"))]
+pub use device::quiet_mesa_without_session;
 pub use device::{AdapterChoice, GpuInfo, required_features, required_limits};
 pub use kernels::{SHADERS, shader_source};
 pub use matmul::GemmKernel;
