@@ -44,6 +44,49 @@ struct Axis {
     hi: f64,
 }
 
+/// The plot area in pixels and its axes.
+struct Layout {
+    x: Axis,
+    y: Axis,
+    left: i64,
+    top: i64,
+    right: i64,
+    bottom: i64,
+}
+
+impl Layout {
+    fn px(&self, f: f64) -> i64 {
+        self.left + (f * (self.right - self.left).max(1) as f64).round() as i64
+    }
+
+    fn py(&self, f: f64) -> i64 {
+        self.bottom - (f * (self.bottom - self.top).max(1) as f64).round() as i64
+    }
+
+    /// Every pixel the curves pass through (segments sampled once per pixel).
+    fn curve_pixels(&self, plot: &LinePlot) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        for s in &plot.series {
+            let mut prev: Option<(i64, i64)> = None;
+            for &(a, b) in &s.points {
+                let pt = match (self.x.frac(a), self.y.frac(b)) {
+                    (Some(fx), Some(fy)) => Some((self.px(fx), self.py(fy))),
+                    _ => None,
+                };
+                if let Some(q) = pt {
+                    let p = prev.unwrap_or(q);
+                    let n = (q.0 - p.0).abs().max((q.1 - p.1).abs()).max(1);
+                    for k in 0..=n {
+                        out.push((p.0 + (q.0 - p.0) * k / n, p.1 + (q.1 - p.1) * k / n));
+                    }
+                }
+                prev = pt;
+            }
+        }
+        out
+    }
+}
+
 impl Axis {
     fn fit(values: impl Iterator<Item = f64>, log: bool) -> Self {
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
@@ -106,9 +149,24 @@ impl Axis {
     }
 }
 
+/// Where the legend goes: `(x, y, w, h)` of its box in pixels.
+type Rect = (i64, i64, i64, i64);
+
 impl LinePlot {
-    pub fn render(&self, width: usize, height: usize) -> Image {
-        let mut img = Image::new(width, height, WHITE);
+    /// Legend box size: one line per series, a swatch and the name.
+    fn legend_size(&self) -> (i64, i64) {
+        let lw = self
+            .series
+            .iter()
+            .map(|s| text_width(&s.name, 1))
+            .max()
+            .unwrap_or(0) as i64;
+        (lw + 30, (self.series.len() * (GLYPH + 3)) as i64 + 2)
+    }
+
+    /// The plot area `(left, top, right, bottom)` with `legend_margin` pixels kept free on the
+    /// right, and the points of every series in pixels, sampled every pixel along each segment.
+    fn layout(&self, width: usize, height: usize, legend_margin: i64) -> Layout {
         let x = Axis::fit(
             self.series
                 .iter()
@@ -121,16 +179,68 @@ impl LinePlot {
                 .flat_map(|s| s.points.iter().map(|p| p.1)),
             self.log_y,
         );
-        let y_ticks = y.ticks();
-        let tick_w = y_ticks
+        let tick_w = y
+            .ticks()
             .iter()
             .map(|&t| text_width(&format_tick(t), 1))
             .max()
             .unwrap_or(8);
         let left = (GLYPH + 6 + tick_w + 6) as i64;
         let top = (GLYPH + 10) as i64;
-        let right = width as i64 - 10;
+        let right = width as i64 - 10 - legend_margin;
         let bottom = height as i64 - (2 * GLYPH + 14) as i64;
+        Layout {
+            x,
+            y,
+            left,
+            top,
+            right,
+            bottom,
+        }
+    }
+
+    /// The legend's box: the first corner of the plot area (top right, top left, bottom right,
+    /// bottom left) that no curve passes through, else beside the plot area on the right, so
+    /// that the legend never hides data (late leads, where error curves end high on the right,
+    /// used to run under a fixed top-right legend). Returns the layout to draw with.
+    fn place_legend(&self, width: usize, height: usize) -> (Layout, Rect) {
+        let (w, h) = self.legend_size();
+        let inside = self.layout(width, height, 0);
+        let pixels = inside.curve_pixels(self);
+        let (l, t, r, b) = (inside.left, inside.top, inside.right, inside.bottom);
+        let corners = [
+            (r - w - 2, t + 2),
+            (l + 2, t + 2),
+            (r - w - 2, b - h - 2),
+            (l + 2, b - h - 2),
+        ];
+        for (cx, cy) in corners {
+            let clear = !pixels.iter().any(|&(px, py)| {
+                // One pixel of slack: lines are drawn two pixels thick.
+                px >= cx - 1 && px <= cx + w && py >= cy - 2 && py <= cy + h
+            });
+            if clear && cx >= l && cy >= t {
+                return (inside, (cx, cy, w, h));
+            }
+        }
+        let beside = self.layout(width, height, w + 6);
+        let top = beside.top;
+        let x = beside.right + 6;
+        (beside, (x, top, w, h))
+    }
+
+    pub fn render(&self, width: usize, height: usize) -> Image {
+        let mut img = Image::new(width, height, WHITE);
+        let (layout, legend) = self.place_legend(width, height);
+        let Layout {
+            x,
+            y,
+            left,
+            top,
+            right,
+            bottom,
+        } = layout;
+        let y_ticks = y.ticks();
         let (pw, ph) = ((right - left).max(1), (bottom - top).max(1));
         let px = |f: f64| left + (f * pw as f64).round() as i64;
         let py = |f: f64| bottom - (f * ph as f64).round() as i64;
@@ -206,20 +316,14 @@ impl LinePlot {
             }
         }
 
-        // Legend in the top-right corner of the plot area.
-        let lw = self
-            .series
-            .iter()
-            .map(|s| text_width(&s.name, 1))
-            .max()
-            .unwrap_or(0) as i64;
-        let lx = right - lw - 30;
+        let (lx, ly, lw, _) = legend;
         for (i, s) in self.series.iter().enumerate() {
-            let ly = top + 4 + (i * (GLYPH + 3)) as i64;
-            img.fill_rect(lx - 2, ly - 1, (lw + 30) as usize, GLYPH + 3, WHITE);
-            img.draw_line(lx, ly + 4, lx + 18, ly + 4, s.colour, s.dashed.then_some(4));
-            img.draw_line(lx, ly + 5, lx + 18, ly + 5, s.colour, s.dashed.then_some(4));
-            img.draw_text(lx + 24, ly, &s.name, BLACK, 1);
+            let ly = ly + 1 + (i * (GLYPH + 3)) as i64;
+            img.fill_rect(lx, ly - 1, lw as usize, GLYPH + 3, WHITE);
+            let dash = s.dashed.then_some(4);
+            img.draw_line(lx + 2, ly + 4, lx + 20, ly + 4, s.colour, dash);
+            img.draw_line(lx + 2, ly + 5, lx + 20, ly + 5, s.colour, dash);
+            img.draw_text(lx + 26, ly, &s.name, BLACK, 1);
         }
         img
     }
@@ -303,5 +407,54 @@ mod tests {
             ..Default::default()
         };
         assert!(count(&flat.render(100, 80), blue) > 0);
+    }
+
+    /// The legend never covers a curve: error curves that end high on the right (late leads)
+    /// push it to a free corner, and curves through every corner push it beside the plot.
+    #[test]
+    fn the_legend_never_covers_a_curve() {
+        let series = |name: &str, i: usize, f: &dyn Fn(f64) -> f64| Series {
+            name: name.into(),
+            points: (1..=25).map(|k| (k as f64, f(k as f64))).collect(),
+            colour: palette(i),
+            dashed: false,
+        };
+        let rising = LinePlot {
+            series: vec![
+                series("energy", 0, &|t| 0.01 * t * t),
+                series("density", 1, &|t| 0.008 * t * t),
+                series("momentum_x", 2, &|t| 0.2 * t),
+            ],
+            ..Default::default()
+        };
+        let everywhere = LinePlot {
+            series: vec![
+                series("high", 0, &|_| 10.0),
+                series("low", 1, &|_| 0.0),
+                series("rising", 2, &|t| t / 2.5),
+            ],
+            ..Default::default()
+        };
+        for (plot, beside) in [(rising, false), (everywhere, true)] {
+            let (layout, (lx, ly, lw, lh)) = plot.place_legend(720, 420);
+            assert_eq!(
+                lx > layout.right,
+                beside,
+                "legend at {lx}, plot ends {}",
+                layout.right
+            );
+            for (px, py) in layout.curve_pixels(&plot) {
+                assert!(
+                    !(px >= lx && px < lx + lw && py >= ly && py < ly + lh),
+                    "curve pixel ({px}, {py}) under the legend {:?}",
+                    (lx, ly, lw, lh)
+                );
+            }
+            // Every series is drawn in full: its colour appears beyond the legend swatch.
+            let img = plot.render(720, 420);
+            for s in &plot.series {
+                assert!(count(&img, s.colour) > 200, "{} hidden", s.name);
+            }
+        }
     }
 }
