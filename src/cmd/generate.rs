@@ -70,6 +70,9 @@ pub struct Report {
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    super::interrupt::install(
+        "finishing the trajectories in progress, then removing the partial dataset",
+    )?;
     let report = generate(&args, true)?;
     println!(
         "{} trajectories x {} frames written to {} in {:.2} s (+ {:.2} s statistics), {} threads",
@@ -161,40 +164,100 @@ fn file_name(t: &TrajectoryData, index: usize) -> String {
 }
 
 /// `--out` must be a directory that does not exist or is empty, so that old and new
-/// trajectories never mix; `--overwrite` removes a previous dataset's `data/` and
-/// `stats.json` first.
-fn prepare_out(out: &Path, overwrite: bool) -> anyhow::Result<()> {
+/// trajectories never mix, unless `--overwrite` (which replaces the dataset only once the new
+/// one is complete, see [`move_into_place`]).
+fn check_out(out: &Path, overwrite: bool) -> anyhow::Result<()> {
     super::common::check_out_dir(out)?;
     let Ok(mut entries) = std::fs::read_dir(out) else {
         return Ok(());
     };
-    if entries.next().is_none() {
-        return Ok(());
-    }
     anyhow::ensure!(
-        overwrite,
+        overwrite || entries.next().is_none(),
         "--out {} is not empty; choose another directory or give --overwrite to replace its \
          dataset",
         out.display()
     );
-    let data = out.join("data");
-    if data.exists() {
-        std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
-    }
-    let stats = out.join("stats.json");
-    if stats.exists() {
-        std::fs::remove_file(&stats).with_context(|| format!("removing {}", stats.display()))?;
-    }
     Ok(())
 }
 
-/// Simulate, write every split, then compute the training statistics. `progress` shows a bar
-/// with an ETA on a terminal (indicatif draws nothing otherwise).
+/// The hidden sibling of `out` the dataset is written into (`.NAME.tmp-PID`): a partial
+/// dataset never sits at `--out`, where it would look complete.
+fn staging_dir(out: &Path) -> anyhow::Result<PathBuf> {
+    let abs = std::path::absolute(out).with_context(|| format!("--out {}", out.display()))?;
+    let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
+        anyhow::bail!("--out {}: give a directory with a name", out.display());
+    };
+    Ok(parent.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
+}
+
+/// Moves the complete dataset from `staging` to `out`. A new `out` is one rename; into an
+/// existing (empty, or `--overwrite`) one, `stats.json` goes first and comes back last, so
+/// that at no moment does `out` hold `stats.json` beside a partial `data/`.
+fn move_into_place(staging: &Path, out: &Path) -> anyhow::Result<()> {
+    let rename = |from: &Path, to: &Path| {
+        std::fs::rename(from, to)
+            .with_context(|| format!("moving {} to {}", from.display(), to.display()))
+    };
+    if !out.exists() {
+        return rename(staging, out);
+    }
+    let (stats, data) = (out.join("stats.json"), out.join("data"));
+    if stats.exists() {
+        std::fs::remove_file(&stats).with_context(|| format!("removing {}", stats.display()))?;
+    }
+    if data.exists() {
+        std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
+    }
+    rename(&staging.join("data"), &data)?;
+    rename(&staging.join("stats.json"), &stats)?;
+    std::fs::remove_dir(staging).with_context(|| format!("removing {}", staging.display()))
+}
+
+/// Simulate, write every split, then compute the training statistics, all in a staging
+/// directory that is renamed to `--out` when complete; on an error or an interrupt it is
+/// removed and `--out` is left as it was. `progress` shows a bar with an ETA on a terminal
+/// (indicatif draws nothing otherwise).
 pub fn generate(args: &GenerateArgs, progress: bool) -> anyhow::Result<Report> {
     anyhow::ensure!(args.trajectories > 0, "--trajectories must be positive");
-    let frames = frames_of(args);
     let out = &args.out;
-    prepare_out(out, args.overwrite)?;
+    check_out(out, args.overwrite)?;
+    let staging = staging_dir(out)?;
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("removing {}", staging.display()))?;
+    }
+    super::interrupt::abandon_on_quit(Some(staging.clone()));
+    let result = generate_into(args, &staging, progress)
+        .and_then(|report| move_into_place(&staging, out).map(|()| report));
+    super::interrupt::abandon_on_quit(None);
+    result.map_err(|e| {
+        let removed = match std::fs::remove_dir_all(&staging) {
+            Ok(()) => format!("the partial dataset {} was removed", staging.display()),
+            Err(_) if !staging.exists() => "no partial dataset was left".to_string(),
+            Err(r) => format!(
+                "the partial dataset {} could not be removed ({r}); delete it",
+                staging.display()
+            ),
+        };
+        let kept = if out.exists() {
+            format!("{} was left as it was", out.display())
+        } else {
+            format!("{} was not created", out.display())
+        };
+        if e.is::<super::interrupt::Interrupted>() {
+            super::interrupt::Interrupted(format!("interrupted: {removed}; {kept}")).into()
+        } else {
+            e.context(format!("generating {} ({removed}; {kept})", out.display()))
+        }
+    })
+}
+
+fn generate_into(args: &GenerateArgs, out: &Path, progress: bool) -> anyhow::Result<Report> {
+    let frames = frames_of(args);
     for split in SPLITS {
         let dir = out.join("data").join(split);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -224,6 +287,12 @@ pub fn generate(args: &GenerateArgs, progress: bool) -> anyhow::Result<Report> {
     (0..args.trajectories)
         .into_par_iter()
         .try_for_each(|i| -> anyhow::Result<()> {
+            // Looked at before and after each simulation: trajectories in progress finish,
+            // no new one starts, and nothing more is written.
+            let stop = || anyhow::Error::from(super::interrupt::Interrupted("interrupted".into()));
+            if super::interrupt::requested() {
+                return Err(stop());
+            }
             let mut last = 0;
             let mut tick = |done: usize, _total: usize| {
                 bar.inc((done - last) as u64);
@@ -232,12 +301,18 @@ pub fn generate(args: &GenerateArgs, progress: bool) -> anyhow::Result<Report> {
             let traj = simulate(args, trajectory_seed(args.seed, i), &mut tick)
                 .with_context(|| format!("trajectory {i}"))?;
             let data = to_well(traj);
+            if super::interrupt::requested() {
+                return Err(stop());
+            }
             let path = out.join("data").join(split_of(i)).join(file_name(&data, i));
             write_file(&path, &[&data])?;
             Ok(())
         })?;
     bar.finish_and_clear();
     let simulate_and_write = start.elapsed();
+    if super::interrupt::requested() {
+        return Err(super::interrupt::Interrupted("interrupted".into()).into());
+    }
     let start = Instant::now();
     write_stats(out)?;
     Ok(Report {

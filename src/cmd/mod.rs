@@ -8,6 +8,7 @@ pub mod data;
 pub mod encode;
 pub mod evaluation;
 pub mod generate;
+pub mod interrupt;
 pub mod presets;
 pub mod pretrained;
 pub mod rollout;

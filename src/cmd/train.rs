@@ -151,6 +151,9 @@ impl TrainArgs {
             },
             backend: super::common::backend_kind(self.backend.as_deref())?,
             stop_after: self.stop_after,
+            stop: Some(super::interrupt::install(
+                "finishing the current step, then saving a checkpoint",
+            )?),
         })
     }
 
@@ -162,7 +165,11 @@ impl TrainArgs {
     }
 }
 
-fn report(kind: &str, args: &TrainArgs, s: &Summary) {
+/// Prints the summary; an interrupted run ends as an [`Interrupted`] error that says where
+/// its checkpoint is and how to resume it (`main` exits with 130).
+///
+/// [`Interrupted`]: super::interrupt::Interrupted
+fn report(kind: &str, args: &TrainArgs, s: &Summary) -> Result<()> {
     let fmt = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.5}"));
     println!(
         "{kind}: step {} in {}, loss {} -> {}, val_loss {}, {:.1} samples/s",
@@ -173,6 +180,17 @@ fn report(kind: &str, args: &TrainArgs, s: &Summary) {
         fmt(s.val_loss),
         s.samples_per_s
     );
+    if s.interrupted {
+        let run = args.run_dir();
+        return Err(super::interrupt::Interrupted(format!(
+            "interrupted: saved a checkpoint at step {} in {}\nresume with: lemur train {kind} --resume {}",
+            s.step,
+            run.join(format!("step-{:08}", s.step)).display(),
+            run.display()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// `--config VALUE`: an embedded preset of the model's kind, else a JSON file.
@@ -221,7 +239,7 @@ pub fn run(command: TrainCommand) -> Result<()> {
                 "autoencoder",
                 &common,
                 &lemur_train::autoencoder::train(&args)?,
-            );
+            )?;
         }
         TrainCommand::Diffusion { latents, common } => {
             emulator(ModelKind::Diffusion, latents, &common)?
@@ -240,6 +258,5 @@ fn emulator(kind: ModelKind, latents: Option<PathBuf>, common: &TrainArgs) -> Re
         common: common.common(kind)?,
     };
     let summary = lemur_train::emulator::train(kind, &args)?;
-    report(&kind.to_string(), common, &summary);
-    Ok(())
+    report(&kind.to_string(), common, &summary)
 }

@@ -287,6 +287,7 @@ fn train_on<B: Backend>(backend: B, args: &AutoencoderArgs, start: Start) -> Res
         elapsed_before: start.resumed.as_ref().map_or(0.0, |m| m.elapsed_s),
         stop_after: args.common.stop_after,
         last_good: session::last_good(&start),
+        stop: args.common.stop.clone(),
     };
     trainer.train(&mut objective)
 }

@@ -36,6 +36,13 @@ pub enum TrainError {
         loss: f32,
         last_good: String,
     },
+    /// Another process holds the run's lock.
+    #[error("run {run} is in use: {detail}")]
+    Busy { run: PathBuf, detail: String },
+    /// Writing a checkpoint failed (e.g. a full disk); `detail` names the file and says what
+    /// is left to resume from.
+    #[error("could not write the checkpoint of step {step}: {detail}")]
+    Checkpoint { step: u32, detail: String },
     #[error("invalid option: {0}")]
     Options(String),
 }

@@ -15,7 +15,12 @@
 //! directory is renamed to `step-N` and only then is `RUN/checkpoint.json` replaced (write to
 //! a temporary file, rename). A process killed at any point leaves either the old pointer
 //! (and at worst an unreferenced directory, removed on resume) or the new one, never a
-//! pointer to incomplete files.
+//! pointer to incomplete files. Old checkpoints are renamed to a hidden name before they are
+//! deleted, so a kill during the deletion never leaves a half-deleted `step-N` behind.
+//!
+//! `RUN/train.lock` holds an OS lock (`flock`) for as long as a process trains the run, with
+//! that process's PID as its text: a second `--resume` (or `--out`) of the same directory is
+//! refused instead of both writing, and a killed holder's lock goes with its process.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -34,6 +39,8 @@ pub const META_FILE: &str = "checkpoint.json";
 pub const LOG_FILE: &str = "log.jsonl";
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIM_FILE: &str = "optimizer.safetensors";
+/// The lock file of a run being trained (see the module docs).
+pub const LOCK_FILE: &str = "train.lock";
 /// Complete checkpoints kept in a run directory (the latest and the one before it).
 pub const KEEP: usize = 2;
 /// The `format` tag of checkpoint metadata.
@@ -112,10 +119,13 @@ pub struct LogLine {
     pub elapsed_s: f64,
 }
 
-/// A run directory.
+/// A run directory, opened for training: it holds the run's lock until the last clone is
+/// dropped.
 #[derive(Clone, Debug)]
 pub struct RunDir {
     pub path: PathBuf,
+    /// The locked `train.lock` (released by the OS when the file closes or the process dies).
+    _lock: std::sync::Arc<std::fs::File>,
 }
 
 fn step_dir_name(step: u32) -> String {
@@ -124,6 +134,64 @@ fn step_dir_name(step: u32) -> String {
 
 fn parse_step_dir(name: &str) -> Option<u32> {
     name.strip_prefix("step-")?.parse().ok()
+}
+
+/// Takes the run's lock, or says who holds it.
+fn lock(run: &Path) -> Result<std::sync::Arc<std::fs::File>> {
+    let path = run.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    match file.try_lock() {
+        Ok(()) => {
+            // The PID is only for the message of a refused process; the lock itself is the
+            // OS's, so a stale PID left by a killed holder is never mistaken for a live one.
+            let pid = std::process::id().to_string();
+            file.set_len(0)
+                .and_then(|()| file.write_all(pid.as_bytes()))
+                .map_err(io_err(&path))?;
+            Ok(std::sync::Arc::new(file))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            let pid = if holder.is_empty() {
+                "PID unknown".to_string()
+            } else {
+                format!("PID {holder}")
+            };
+            Err(TrainError::Busy {
+                run: run.to_path_buf(),
+                detail: format!(
+                    "another lemur process ({pid}) is training it; wait for it to finish or \
+                     stop it (Ctrl-C saves a checkpoint), then try again (lock: {})",
+                    path.display()
+                ),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
+    }
+}
+
+/// Removes a directory by first renaming it to a hidden name (`.step-N.del-PID`, removed by
+/// the next resume if this process dies first), so that no `step-N` is ever half-deleted.
+fn remove_checkpoint_dir(dir: &Path) -> Result<()> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let doomed = dir.with_file_name(format!(".{name}.del-{}", std::process::id()));
+    std::fs::rename(dir, &doomed).map_err(io_err(dir))?;
+    std::fs::remove_dir_all(&doomed).map_err(io_err(&doomed))
+}
+
+/// A hidden leftover of a killed process: a checkpoint being written or being deleted.
+fn is_leftover(name: &str) -> bool {
+    name.starts_with(".step-") && (name.contains(".tmp-") || name.contains(".del-"))
 }
 
 fn sync_dir(path: &Path) -> Result<()> {
@@ -146,22 +214,28 @@ pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
 }
 
 impl RunDir {
-    /// A new run at `path` (created if needed). A directory that already holds a run is
-    /// refused, so a finished run is never overwritten by accident.
+    /// A new run at `path` (created if needed), locked. A directory that already holds a run
+    /// is refused, so a finished run is never overwritten by accident, and so is one that
+    /// another process is writing. The leftovers of a run killed before its first checkpoint
+    /// (temporary directories, log lines) are removed, so that it starts over cleanly.
     pub fn create(path: &Path) -> Result<Self> {
+        std::fs::create_dir_all(path).map_err(io_err(path))?;
+        // The lock first: a run being trained is reported as in use, not as finished.
+        let run = RunDir {
+            path: path.to_path_buf(),
+            _lock: lock(path)?,
+        };
         if path.join(META_FILE).exists() {
             return Err(TrainError::Options(format!(
                 "{} already holds a run; continue it with --resume {0}, or choose another --out",
                 path.display()
             )));
         }
-        std::fs::create_dir_all(path).map_err(io_err(path))?;
-        Ok(RunDir {
-            path: path.to_path_buf(),
-        })
+        run.prepare_resume(0)?;
+        Ok(run)
     }
 
-    /// An existing run (it must have a complete checkpoint).
+    /// An existing run (it must have a complete checkpoint), locked for training.
     pub fn open(path: &Path) -> Result<Self> {
         if !path.is_dir() {
             return Err(TrainError::Missing {
@@ -172,11 +246,14 @@ impl RunDir {
         if !path.join(META_FILE).is_file() {
             return Err(TrainError::Missing {
                 path: path.join(META_FILE),
-                hint: " (the run has no complete checkpoint yet: nothing to resume or load)".into(),
+                hint: " (the run has no complete checkpoint yet: nothing to resume or load; \
+                       start it again with --out)"
+                    .into(),
             });
         }
         Ok(RunDir {
             path: path.to_path_buf(),
+            _lock: lock(path)?,
         })
     }
 
@@ -208,6 +285,8 @@ impl RunDir {
 
     /// Writes a complete checkpoint and switches the pointer to it (see the module docs), then
     /// removes checkpoints older than the last [`KEEP`].
+    /// A failure (a full disk) names the file and the checkpoint still in place, and removes
+    /// the temporary directory.
     pub fn write_checkpoint(
         &self,
         meta: &CheckpointMeta,
@@ -218,22 +297,31 @@ impl RunDir {
         let tmp = self
             .path
             .join(format!(".{name}.tmp-{}", std::process::id()));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
-        }
-        std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
-        let mut meta = meta.clone();
-        meta.dir = name.clone();
-        let json = serde_json::to_vec_pretty(&meta).map_err(json_err(&tmp))?;
-        write_safetensors(&tmp.join(MODEL_FILE), weights, None)?;
-        write_safetensors(&tmp.join(OPTIM_FILE), optimizer, None)?;
-        write_atomic(&tmp.join(META_FILE), &json)?;
-        sync_dir(&tmp)?;
+        let written = self.write_files(&tmp, &name, meta, weights, optimizer);
+        let json = match written {
+            Ok(json) => json,
+            Err(e) => {
+                // Free the space again; a leftover would be removed by the next resume anyway.
+                let _ = std::fs::remove_dir_all(&tmp);
+                let previous = match self.latest() {
+                    Ok(m) => format!(
+                        "the previous checkpoint {} (step {}) is intact",
+                        self.path.join(&m.dir).display(),
+                        m.step
+                    ),
+                    Err(_) => "there is no previous checkpoint".into(),
+                };
+                return Err(TrainError::Checkpoint {
+                    step: meta.step,
+                    detail: format!("{e}; {previous}"),
+                });
+            }
+        };
         let dir = self.path.join(&name);
         // An existing directory of that name is unreferenced (the pointer is only ever moved
         // forward, and only to a renamed, complete directory): a leftover of a killed run.
         if dir.exists() && self.latest().map(|m| m.dir != name).unwrap_or(true) {
-            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+            remove_checkpoint_dir(&dir)?;
         }
         std::fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
         sync_dir(&self.path)?;
@@ -241,6 +329,30 @@ impl RunDir {
         sync_dir(&self.path)?;
         self.prune(meta.step)?;
         Ok(dir)
+    }
+
+    /// The files of checkpoint `name` in the temporary directory `tmp`, each synced; returns
+    /// the metadata JSON.
+    fn write_files(
+        &self,
+        tmp: &Path,
+        name: &str,
+        meta: &CheckpointMeta,
+        weights: &HostTensors,
+        optimizer: &HostTensors,
+    ) -> Result<Vec<u8>> {
+        if tmp.exists() {
+            std::fs::remove_dir_all(tmp).map_err(io_err(tmp))?;
+        }
+        std::fs::create_dir(tmp).map_err(io_err(tmp))?;
+        let mut meta = meta.clone();
+        meta.dir = name.to_string();
+        let json = serde_json::to_vec_pretty(&meta).map_err(json_err(tmp))?;
+        write_safetensors(&tmp.join(MODEL_FILE), weights, None)?;
+        write_safetensors(&tmp.join(OPTIM_FILE), optimizer, None)?;
+        write_atomic(&tmp.join(META_FILE), &json)?;
+        sync_dir(tmp)?;
+        Ok(json)
     }
 
     /// Every complete checkpoint directory, by step.
@@ -263,7 +375,7 @@ impl RunDir {
             .filter(|(s, _)| *s <= latest)
             .collect();
         for (_, path) in older.iter().rev().skip(KEEP) {
-            std::fs::remove_dir_all(path).map_err(io_err(path))?;
+            remove_checkpoint_dir(path)?;
         }
         Ok(())
     }
@@ -276,11 +388,12 @@ impl RunDir {
         for entry in std::fs::read_dir(&self.path).map_err(io_err(&self.path))? {
             let entry = entry.map_err(io_err(&self.path))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let stale = (name.starts_with(".step-") && name.contains(".tmp-"))
-                || parse_step_dir(&name).is_some_and(|s| s > step);
+            let stale = is_leftover(&name) || parse_step_dir(&name).is_some_and(|s| s > step);
             if stale {
                 let p = entry.path();
-                if p.is_dir() {
+                if p.is_dir() && !is_leftover(&name) {
+                    remove_checkpoint_dir(&p)?;
+                } else if p.is_dir() {
                     std::fs::remove_dir_all(&p).map_err(io_err(&p))?;
                 } else {
                     std::fs::remove_file(&p).map_err(io_err(&p))?;

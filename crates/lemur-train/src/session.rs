@@ -51,6 +51,9 @@ pub struct CommonArgs {
     pub backend: BackendKind,
     /// Stop after this step (with a checkpoint), as if interrupted there.
     pub stop_after: Option<u32>,
+    /// Set on an interrupt (the binary's Ctrl-C handler): training checkpoints the step in
+    /// progress and returns.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// A run ready to build its model.

@@ -2,6 +2,8 @@
 //! schedule, non-finite loss detection, validation, checkpoints, the JSONL log and progress.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -38,6 +40,9 @@ pub struct Trainer<'a, B: Backend> {
     pub stop_after: Option<u32>,
     /// Describes the latest complete checkpoint, for error messages.
     pub last_good: String,
+    /// Set by an interrupt (Ctrl-C): the step in progress is finished and checkpointed, then
+    /// training returns with [`Summary::interrupted`].
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// How a call to [`Trainer::train`] ended.
@@ -50,6 +55,8 @@ pub struct Summary {
     pub last_loss: Option<f32>,
     pub val_loss: Option<f32>,
     pub samples_per_s: f64,
+    /// Stopped by [`Trainer::stop`] before the last step, with a checkpoint at `step`.
+    pub interrupted: bool,
 }
 
 fn now_unix() -> u64 {
@@ -87,6 +94,7 @@ impl<B: Backend> Trainer<'_, B> {
             last_loss: None,
             val_loss: None,
             samples_per_s: 0.0,
+            interrupted: false,
         };
         let samples = o.samples_per_step() as f64;
 
@@ -118,13 +126,18 @@ impl<B: Backend> Trainer<'_, B> {
             interval_steps += 1;
             bar.set_position(u64::from(step));
 
+            // An interrupt is only looked at between steps, so the checkpoint it writes is of
+            // a whole step, exactly what an uninterrupted run had at that point.
+            let interrupted =
+                step < end && self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
             // The last step always checkpoints, so a finished (or stopped) run is resumable.
-            let checkpoint = step % o.checkpoint_every == 0 || step == end;
+            let checkpoint = step % o.checkpoint_every == 0 || step == end || interrupted;
             if step % o.log_every == 0 || checkpoint {
                 let loss = (interval_loss / f64::from(interval_steps)) as f32;
                 let rate = samples * f64::from(interval_steps)
                     / interval_start.elapsed().as_secs_f64().max(1e-9);
-                let val_loss = if checkpoint {
+                // No validation on an interrupt: the user is waiting for the program to end.
+                let val_loss = if checkpoint && !interrupted {
                     self.validate(objective)?
                 } else {
                     None
@@ -162,6 +175,11 @@ impl<B: Backend> Trainer<'_, B> {
                 interval_start = Instant::now();
             }
             summary.step = step;
+            if interrupted {
+                summary.interrupted = true;
+                bar.abandon();
+                return Ok(summary);
+            }
         }
         bar.finish();
         Ok(summary)

@@ -105,8 +105,21 @@ fn checkpoints_round_trip_and_rotate() {
     let (d, m) = locate(&dir.join("step-00000020")).unwrap();
     assert_eq!((d.clone(), m.step), (dir.join("step-00000020"), 20));
     assert_eq!(read_weights_at(&d).unwrap().1, weights);
-    // A second run refuses the same directory.
+    // A second process refuses the same directory while the first trains it (an OS lock:
+    // another open file description in this process conflicts just like another process)...
+    let busy = RunDir::create(&dir).unwrap_err();
+    assert!(matches!(busy, TrainError::Busy { .. }), "{busy}");
+    let text = busy.to_string();
+    let pid = format!("PID {}", std::process::id());
+    assert!(
+        text.contains(&pid) && text.contains(dir.to_str().unwrap()),
+        "{text}"
+    );
+    assert!(matches!(RunDir::open(&dir), Err(TrainError::Busy { .. })));
+    // ...and once it is done, a new run still refuses a directory that holds one.
+    drop(run);
     assert!(matches!(RunDir::create(&dir), Err(TrainError::Options(_))));
+    assert_eq!(RunDir::open(&dir).unwrap().latest().unwrap().step, 30);
 }
 
 #[test]
@@ -120,11 +133,16 @@ fn resume_discards_what_the_pointer_does_not_reference() {
     // during the writing of step 15.
     std::fs::create_dir(dir.join("step-00000010")).unwrap();
     std::fs::create_dir(dir.join(".step-00000015.tmp-9")).unwrap();
+    // And a kill while deleting an old checkpoint (renamed aside first, so no `step-N` is
+    // ever half-deleted).
+    std::fs::create_dir(dir.join(".step-00000001.del-9")).unwrap();
+    drop(run);
     std::fs::write(dir.join("log.jsonl"), "{\"step\":5,\"loss\":1.0,\"val_loss\":null,\"lr\":0.1,\"samples_per_s\":1.0,\"elapsed_s\":1.0}\n{\"step\":7,\"loss\":1.0,\"val_loss\":null,\"lr\":0.1,\"samples_per_s\":1.0,\"elapsed_s\":1.0}\n{\"st").unwrap();
     let run = RunDir::open(&dir).unwrap();
     assert_eq!(run.latest().unwrap().step, 5);
     run.prepare_resume(5).unwrap();
     assert!(!dir.join("step-00000010").exists() && !dir.join(".step-00000015.tmp-9").exists());
+    assert!(!dir.join(".step-00000001.del-9").exists());
     assert_eq!(
         run.read_log()
             .unwrap()

@@ -214,9 +214,19 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     tmp.set_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| WellError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        WellError::io(path, e)
-    })
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        use std::io::Write;
+        f.write_all(bytes)?;
+        // Synced before the rename, so that a crash never leaves the final name pointing at
+        // unwritten blocks.
+        f.sync_all()
+    });
+    // The error names the file being written, not its hidden temporary; a partial temporary
+    // (a full disk) is removed so it takes no space.
+    written
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            WellError::io(path, e)
+        })
 }
