@@ -136,6 +136,15 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
     let mut acc = Accumulator::new(em.stats.channels.len(), horizon, grid, horizon);
     let (mut enc, mut emu, mut dec) = (0.0, 0.0, 0.0);
     let mut members = 1;
+    // A bar on a terminal (indicatif draws nothing otherwise): a diffusion ensemble takes
+    // about a minute per trajectory on a CPU.
+    let bar = indicatif::ProgressBar::new(k as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} trajectories, ETA {eta}",
+        )
+        .expect("static template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(250));
     for t in &trajs {
         if t.grid != grid {
             bail!(
@@ -162,7 +171,9 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
             (scored, em.reconstruct(truth, grid)?)
         };
         acc.add(truth, &ensemble, Some(&recon), grid);
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     let m = acc.finish();
     let out = out_dir(args);
     std::fs::create_dir_all(&out).with_context(|| format!("{}", out.display()))?;
