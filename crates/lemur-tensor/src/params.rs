@@ -174,7 +174,12 @@ pub fn read_safetensors(
     })?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
-        let numel: usize = view.shape().iter().product();
+        // Checked: a shape is numbers from the file, and a wrapped product could equal the
+        // data's length.
+        let need = view
+            .shape()
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d));
         let width = match view.dtype() {
             Dtype::F32 => 4,
             Dtype::F16 | Dtype::BF16 => 2,
@@ -186,9 +191,10 @@ pub fn read_safetensors(
                 });
             }
         };
+        let need = need.and_then(|n| n.checked_mul(width));
         // Deserialisation has checked this already; a mismatch here must not silently drop
         // a tail of values.
-        if view.data().len() != numel * width {
+        if need != Some(view.data().len()) {
             return Err(Error::Param {
                 path: path.to_path_buf(),
                 key: name,
@@ -197,7 +203,7 @@ pub fn read_safetensors(
                     view.data().len(),
                     view.dtype(),
                     view.shape(),
-                    numel * width
+                    need.map_or("more than 2^64".into(), |n| n.to_string())
                 ),
             });
         }

@@ -223,10 +223,49 @@ impl Stats {
     pub fn load(root: &Path) -> Result<Stats> {
         let path = Self::path(root);
         let bytes = std::fs::read(&path).map_err(|e| WellError::io(&path, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| WellError::Json {
-            file: path,
+        Self::from_json(&bytes, &path)
+    }
+
+    /// Parses and validates the contents of a `stats.json`; `file` names it in errors.
+    pub fn from_json(bytes: &[u8], file: &Path) -> Result<Stats> {
+        let stats: Stats = serde_json::from_slice(bytes).map_err(|e| WellError::Json {
+            file: file.to_path_buf(),
             source: e,
-        })
+        })?;
+        stats.validate(file)?;
+        Ok(stats)
+    }
+
+    /// Checks what [`normalise`](Self::normalise) relies on: at least one channel, one
+    /// transform, mean and std per channel, finite means and finite positive stds (as
+    /// [`compute`](Self::compute) writes them). `file` names the source in the error.
+    pub fn validate(&self, file: &Path) -> Result<()> {
+        let nc = self.channels.len();
+        let bad = |reason: String| Err(WellError::invalid(file, "stats", reason));
+        if nc == 0 {
+            return bad("no channels".into());
+        }
+        if (self.transforms.len(), self.mean.len(), self.std.len()) != (nc, nc, nc) {
+            return bad(format!(
+                "{nc} channels but {} transforms, {} means and {} stds",
+                self.transforms.len(),
+                self.mean.len(),
+                self.std.len()
+            ));
+        }
+        if let Some(c) = (0..nc).find(|&c| !self.mean[c].is_finite()) {
+            return bad(format!(
+                "channel {:?}: mean {} is not finite",
+                self.channels[c], self.mean[c]
+            ));
+        }
+        if let Some(c) = (0..nc).find(|&c| !(self.std[c].is_finite() && self.std[c] > 0.0)) {
+            return bad(format!(
+                "channel {:?}: std {} is not a finite positive number",
+                self.channels[c], self.std[c]
+            ));
+        }
+        Ok(())
     }
 
     /// Transform and standardise a `[.., C, points]` buffer in place.

@@ -10,6 +10,86 @@ use hdf5_pure::{AttrValue, Datatype, DatatypeByteOrder, Layout};
 use crate::error::{Result, WellError};
 use crate::format::{BoundaryCondition, BoundaryType, Field, Scalar, WellMeta};
 
+/// The most bytes a stored array may decode to per byte of the file. Deflate, the filter
+/// Well files use, cannot expand past about 1032:1; a shape or chunk that would decode to more
+/// than this many times the whole file is corruption, and reading it would allocate a buffer
+/// sized by an unchecked number from the file.
+const MAX_EXPANSION: u64 = 1032;
+
+/// Checks that `elements` values of `elem_size` bytes (computed with checked arithmetic) could
+/// come from a file of `len` bytes, before anything of that size is allocated.
+fn check_decoded(
+    file: &Path,
+    path: &str,
+    what: &str,
+    elements: Option<u64>,
+    elem_size: u64,
+    len: u64,
+) -> Result<()> {
+    let bytes = elements.and_then(|n| n.checked_mul(elem_size));
+    let most = len.saturating_mul(MAX_EXPANSION);
+    match bytes {
+        Some(b) if b <= most => Ok(()),
+        _ => Err(WellError::invalid(
+            file,
+            path,
+            format!(
+                "{what} of {} bytes, more than a {len}-byte file can hold (at most {most})",
+                bytes.map_or("more than 2^64".into(), |b| b.to_string())
+            ),
+        )),
+    }
+}
+
+/// The product of `dims`, `None` past 2^64.
+fn product(dims: &[u64]) -> Option<u64> {
+    dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d))
+}
+
+/// For a chunked dataset: every chunk's stored bytes lie inside the file and its decoded
+/// size is bounded by it (hdf5-pure sizes its read and decode buffers from these numbers).
+fn check_chunks(
+    file: &Path,
+    path: &str,
+    ds: &hdf5_pure::Dataset,
+    elem: u64,
+    len: u64,
+) -> Result<()> {
+    let Some(shape) = ds
+        .chunk_shape()
+        .map_err(|e| WellError::hdf5(file, path, e))?
+    else {
+        return Ok(());
+    };
+    if shape.contains(&0) {
+        return Err(WellError::invalid(
+            file,
+            path,
+            format!("chunk shape {shape:?} has an empty axis"),
+        ));
+    }
+    check_decoded(file, path, "a chunk", product(&shape), elem, len)?;
+    // Chunks whose index cannot be enumerated (B-tree v2) are read through hdf5-pure's own
+    // checks only.
+    let Ok(chunks) = ds.chunks() else {
+        return Ok(());
+    };
+    for c in chunks {
+        match c.address.checked_add(c.storage_size) {
+            Some(end) if end <= len => {}
+            end => {
+                return Err(WellError::Truncated {
+                    file: file.to_path_buf(),
+                    path: path.to_string(),
+                    needed: end.unwrap_or(u64::MAX),
+                    len,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Where the raw bytes of a contiguous dataset come from.
 enum Backing {
     /// A second handle beside hdf5-pure's streaming reader: frames are read with one seek
@@ -189,6 +269,9 @@ impl WellFile {
                 e if not_found(&e) => WellError::missing(p, ds_path),
                 e => WellError::hdf5(p, ds_path, e),
             })?;
+            let shape = ds.shape().map_err(|e| WellError::hdf5(p, ds_path, e))?;
+            check_decoded(p, ds_path, "an array", product(&shape), 8, len)?;
+            check_chunks(p, ds_path, &ds, 8, len)?;
             let v = ds.read_f64().map_err(|e| WellError::hdf5(p, ds_path, e))?;
             if let Some(i) = v.iter().position(|x| !x.is_finite()) {
                 return Err(WellError::NonFinite {
@@ -230,12 +313,19 @@ impl WellFile {
             };
             let mask_path = format!("{gpath}/mask");
             let mask = match h5.dataset(&mask_path) {
-                Ok(ds) => ds
-                    .read_raw()
-                    .map_err(|e| WellError::hdf5(p, &mask_path, e))?
-                    .iter()
-                    .map(|&b| b != 0)
-                    .collect(),
+                Ok(ds) => {
+                    let shape = ds.shape().map_err(|e| WellError::hdf5(p, &mask_path, e))?;
+                    let size = ds
+                        .element_size()
+                        .map_err(|e| WellError::hdf5(p, &mask_path, e))?;
+                    check_decoded(p, &mask_path, "a mask", product(&shape), size, len)?;
+                    check_chunks(p, &mask_path, &ds, size, len)?;
+                    ds.read_raw()
+                        .map_err(|e| WellError::hdf5(p, &mask_path, e))?
+                        .iter()
+                        .map(|&b| b != 0)
+                        .collect()
+                }
                 Err(e) if not_found(&e) => Vec::new(),
                 Err(e) => return Err(WellError::hdf5(p, &mask_path, e)),
             };
@@ -380,7 +470,18 @@ impl WellFile {
                     Layout::Contiguous { address: None, .. } => {
                         return Err(WellError::invalid(p, &fpath, "storage never written"));
                     }
-                    _ => Storage::Rows(Mutex::new(None)),
+                    _ => {
+                        // What one read decodes: a leading-dimension row, or the whole
+                        // array when it varies neither between samples nor in time.
+                        let row = if sample_varying || time_varying {
+                            product(&found[1..])
+                        } else {
+                            product(&found)
+                        };
+                        check_decoded(p, &fpath, "a row", row, elem.size() as u64, len)?;
+                        check_chunks(p, &fpath, &ds, elem.size() as u64, len)?;
+                        Storage::Rows(Mutex::new(None))
+                    }
                 };
                 stores.push(FieldStore {
                     path: fpath,
