@@ -46,6 +46,11 @@ enum Command {
         #[command(subcommand)]
         command: cmd::bench::BenchCommand,
     },
+    /// Experiments made of the commands above (resumable: run again to continue).
+    Experiment {
+        #[command(subcommand)]
+        command: cmd::experiment::ExperimentCommand,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,15 +61,7 @@ fn main() -> std::process::ExitCode {
     };
     quiet_broken_pipe();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Generate(args) => cmd::generate::run(args),
-        Command::Data { command } => cmd::data::run(command),
-        Command::Train { command } => cmd::train::run(command),
-        Command::Encode(args) => cmd::encode::run(args),
-        Command::Rollout(args) => cmd::rollout::run(args),
-        Command::Eval(args) => cmd::evaluation::run(args),
-        Command::Bench { command } => cmd::bench::run(command),
-    };
+    let result = dispatch(cli.command);
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
@@ -76,6 +73,20 @@ fn main() -> std::process::ExitCode {
             eprintln!("{}", error_report(&e));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs one command (also the stages of `lemur experiment`, parsed from their command lines).
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Generate(args) => cmd::generate::run(args),
+        Command::Data { command } => cmd::data::run(command),
+        Command::Train { command } => cmd::train::run(command),
+        Command::Encode(args) => cmd::encode::run(args),
+        Command::Rollout(args) => cmd::rollout::run(args),
+        Command::Eval(args) => cmd::evaluation::run(args),
+        Command::Bench { command } => cmd::bench::run(command),
+        Command::Experiment { command } => cmd::experiment::run(command),
     }
 }
 

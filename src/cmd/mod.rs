@@ -7,6 +7,7 @@ pub mod common;
 pub mod data;
 pub mod encode;
 pub mod evaluation;
+pub mod experiment;
 pub mod generate;
 pub mod interrupt;
 pub mod presets;
