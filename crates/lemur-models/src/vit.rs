@@ -47,8 +47,56 @@ fn default_heads() -> usize {
 fn default_true() -> bool {
     true
 }
-fn default_patch() -> usize {
-    1
+fn default_patch() -> PatchSize {
+    PatchSize([1; 3])
+}
+
+/// The ViT's patch size over (L, H, W): one number for all three axes or a list of three, as
+/// the reference accepts (`patch_size: 2` or `patch_size: [1, 2, 2]`). It serialises as one
+/// number when the three are equal, so existing checkpoints and presets read the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PatchSize(pub [usize; 3]);
+
+impl PatchSize {
+    /// Values per token and channel: `pl * ph * pw`.
+    pub fn volume(self) -> usize {
+        self.0.iter().product()
+    }
+}
+
+impl Serialize for PatchSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let [a, b, c] = self.0;
+        if a == b && b == c {
+            s.serialize_u64(a as u64)
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PatchSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            One(usize),
+            Many(Vec<usize>),
+        }
+        match Repr::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "patch_size must be a non-negative integer or a list of three, for (L, H, W)",
+            )
+        })? {
+            Repr::One(p) => Ok(PatchSize([p; 3])),
+            Repr::Many(v) => match v[..] {
+                [a, b, c] => Ok(PatchSize([a, b, c])),
+                _ => Err(serde::de::Error::custom(format!(
+                    "patch_size {v:?} must have three entries, for (L, H, W)"
+                ))),
+            },
+        }
+    }
 }
 fn default_ffn() -> usize {
     4
@@ -84,7 +132,7 @@ pub struct VitConfig {
     #[serde(default = "default_true")]
     pub rope: bool,
     #[serde(default = "default_patch")]
-    pub patch_size: usize,
+    pub patch_size: PatchSize,
     #[serde(default)]
     pub dropout: Option<f32>,
     #[serde(default = "default_ffn")]
@@ -106,7 +154,7 @@ impl VitConfig {
         if self.channels == 0
             || self.hid_channels == 0
             || self.attention_heads == 0
-            || self.patch_size == 0
+            || self.patch_size.0.contains(&0)
         {
             return bad(
                 "channels, hid_channels, attention_heads and patch_size must be positive".into(),
@@ -186,7 +234,7 @@ pub struct Vit<B: Backend> {
     cond_channels: usize,
     hid: usize,
     heads: usize,
-    patch: usize,
+    patch: [usize; 3],
     qk_norm: bool,
     dropout: f32,
     in_proj: Linear<B>,
@@ -207,7 +255,7 @@ impl<B: Backend> Vit<B> {
         b: &mut Builder<'_, B>,
     ) -> Result<Self> {
         cfg.validate()?;
-        let (hid, p3) = (cfg.hid_channels, cfg.patch_size.pow(3));
+        let (hid, p3) = (cfg.hid_channels, cfg.patch_size.volume());
         let in_proj = Linear::new(
             &mut b.sub("in_proj"),
             p3 * (in_channels + cond_channels),
@@ -257,7 +305,7 @@ impl<B: Backend> Vit<B> {
             cond_channels,
             hid,
             heads: cfg.attention_heads,
-            patch: cfg.patch_size,
+            patch: cfg.patch_size.0,
             qk_norm: cfg.qk_norm,
             dropout: cfg.dropout.unwrap_or(0.0),
             in_proj,
@@ -281,9 +329,9 @@ impl<B: Backend> Vit<B> {
         let p = self.patch;
         let shape_ok = s.len() == 5
             && s[1] == self.in_channels
-            && s[2].is_multiple_of(p)
-            && s[3].is_multiple_of(p)
-            && s[4].is_multiple_of(p);
+            && s[2].is_multiple_of(p[0])
+            && s[3].is_multiple_of(p[1])
+            && s[4].is_multiple_of(p[2]);
         let cond_ok = match cond {
             Some(c) => {
                 self.cond_channels > 0 && c.shape() == [s[0], self.cond_channels, s[2], s[3], s[4]]
@@ -295,7 +343,7 @@ impl<B: Backend> Vit<B> {
                 model: "Vit",
                 got: s.clone(),
                 expected: format!(
-                    "(B, {}, L, H, W) with L, H, W multiples of {p}, and a condition (B, {}, L, H, W){}",
+                    "(B, {}, L, H, W) with (L, H, W) multiples of {p:?}, and a condition (B, {}, L, H, W){}",
                     self.in_channels,
                     self.cond_channels,
                     cond.map(|c| format!(" (got {:?})", c.shape()))
@@ -308,9 +356,9 @@ impl<B: Backend> Vit<B> {
             Some(c) => Tensor::concat(&[x, c], 1)?,
             None => x.clone(),
         };
-        let (b, grid) = (s[0], [s[2] / p, s[3] / p, s[4] / p]);
+        let (b, grid) = (s[0], [s[2] / p[0], s[3] / p[1], s[4] / p[2]]);
         let t = grid.iter().product::<usize>();
-        let tokens = self.in_proj.forward(&x.patchify([p, p, p])?)?;
+        let tokens = self.in_proj.forward(&x.patchify(p)?)?;
         let skip = tokens.clone();
         // Integer (l, h, w) of each token, row-major like torch.cartesian_prod.
         let mut coords = Vec::with_capacity(3 * t);
@@ -335,7 +383,7 @@ impl<B: Backend> Vit<B> {
             y = self.block(blk, &y, emb, &coords, &skip, b, t, drop)?;
         }
         let out = self.out_proj.forward(&y)?;
-        Ok(out.unpatchify(grid, self.out_channels, [p, p, p])?)
+        Ok(out.unpatchify(grid, self.out_channels, p)?)
     }
 
     fn block(
@@ -448,7 +496,7 @@ pub fn vit_param_count(
     mod_features: usize,
 ) -> usize {
     let lin = |i: usize, o: usize, bias: bool| i * o + if bias { o } else { 0 };
-    let (hid, p3) = (cfg.hid_channels, cfg.patch_size.pow(3));
+    let (hid, p3) = (cfg.hid_channels, cfg.patch_size.volume());
     let per_block = if mod_features > 0 {
         lin(mod_features, mod_features, true) + lin(mod_features, 4 * hid, true)
     } else {

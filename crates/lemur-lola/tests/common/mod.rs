@@ -1,0 +1,106 @@
+//! Shared test harness: the backends under test, the fixture runs and comparisons against the
+//! output's scale (as `lemur-models`' parity tests). Each test file uses only part of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use lemur_tensor::{Backend, GpuBackend};
+
+/// The GPU backend for tests. `LEMUR_TEST_CPU_ONLY=1` skips GPU tests explicitly; otherwise a
+/// missing adapter fails the test (install Mesa's lavapipe).
+pub fn gpu() -> Option<GpuBackend> {
+    if std::env::var("LEMUR_TEST_CPU_ONLY").is_ok_and(|v| v == "1") {
+        eprintln!("LEMUR_TEST_CPU_ONLY=1: skipping the GPU backend");
+        return None;
+    }
+    Some(GpuBackend::new_blocking().unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// `test_device!(name, body)` defines `name::cpu` and `name::gpu`, each calling `body(&backend)`.
+#[macro_export]
+macro_rules! test_device {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[test]
+            fn cpu() {
+                super::$body(&lemur_tensor::CpuBackend);
+            }
+            #[test]
+            fn gpu() {
+                if let Some(g) = $crate::common::gpu() {
+                    super::$body(&g);
+                }
+            }
+        }
+    };
+}
+
+/// The reference runs: `$LEMUR_LOLA_RUNS_DIR` when set, else the shared folder beside the
+/// workspace.
+pub fn runs_dir() -> PathBuf {
+    match std::env::var_os("LEMUR_LOLA_RUNS_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/fixtures/lola-runs"
+        )),
+    }
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("lola")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A copy of a fixture run (files only) that a test may modify.
+pub fn copy_run(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    // Fixture files are read-only; the copies must be writable.
+    for e in std::fs::read_dir(dst).unwrap() {
+        let p = e.unwrap().path();
+        let mut perm = std::fs::metadata(&p).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perm.set_readonly(false);
+        std::fs::set_permissions(&p, perm).unwrap();
+    }
+}
+
+/// The largest absolute value (the output's scale).
+pub fn scale(x: &[f32]) -> f32 {
+    x.iter().fold(f32::MIN_POSITIVE, |m, v| m.max(v.abs()))
+}
+
+/// Asserts `max |got - want| <= tol * max |want|` and returns that relative error.
+#[track_caller]
+pub fn assert_rel(what: &str, got: &[f32], want: &[f32], tol: f32) -> f32 {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let d = got.iter().zip(want).fold(0.0f32, |m, (g, w)| {
+        if g.is_finite() != w.is_finite() {
+            f32::NAN
+        } else {
+            m.max((g - w).abs())
+        }
+    });
+    let rel = d / scale(want);
+    assert!(
+        rel <= tol,
+        "{what}: max |diff| {d:e} = {rel:e} x scale {:e} > {tol:e}",
+        scale(want)
+    );
+    rel
+}
+
+pub fn host<B: Backend>(t: &lemur_tensor::Tensor<B>) -> Vec<f32> {
+    t.to_vec().expect("readback")
+}
