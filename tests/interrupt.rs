@@ -386,7 +386,8 @@ fn sigkill_at_20_random_moments_then_resume_is_bit_identical() {
 #[test]
 fn ctrl_c_in_train_saves_a_checkpoint_and_resumes_exactly() {
     let dir = scratch("sigint");
-    let run = dir.join("run");
+    // A space in the path: the printed command quotes it.
+    let run = dir.join("my run");
     let child = command(&strs(&new_run(&run)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -420,7 +421,7 @@ fn ctrl_c_in_train_saves_a_checkpoint_and_resumes_exactly() {
     );
     assert!(
         stderr.contains(&format!(
-            "resume with: lemur train autoencoder --resume {}",
+            "resume with: lemur train autoencoder --resume '{}'\n",
             s(&run)
         )),
         "{stderr}"

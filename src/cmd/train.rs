@@ -165,6 +165,16 @@ impl TrainArgs {
     }
 }
 
+/// `word` as one shell word, so that the printed resume command can be pasted as it is.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 /// Prints the summary; an interrupted run ends as an [`Interrupted`] error that says where
 /// its checkpoint is and how to resume it (`main` exits with 130).
 ///
@@ -186,7 +196,7 @@ fn report(kind: &str, args: &TrainArgs, s: &Summary) -> Result<()> {
             "interrupted: saved a checkpoint at step {} in {}\nresume with: lemur train {kind} --resume {}",
             s.step,
             run.join(format!("step-{:08}", s.step)).display(),
-            run.display()
+            shell_word(&run.display().to_string())
         ))
         .into());
     }
