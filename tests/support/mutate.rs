@@ -442,6 +442,12 @@ pub fn campaign(format: &'static str, seeds: &[u64], mut check: impl FnMut(u64) 
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
+        // Mutated strings can be long; the start of the message says enough.
+        let msg: String = if msg.chars().count() > 300 {
+            msg.chars().take(300).chain("...".chars()).collect()
+        } else {
+            msg
+        };
         LAST_PANIC.with(|p| p.set(Some(format!("{msg}{at}"))));
     }));
     let start = Instant::now();
@@ -469,10 +475,41 @@ pub fn campaign(format: &'static str, seeds: &[u64], mut check: impl FnMut(u64) 
     report
 }
 
-/// A scratch directory under the target directory, emptied.
-pub fn scratch(tmp: &str, name: &str) -> std::path::PathBuf {
-    let dir = std::path::Path::new(tmp).join("lemur-mutate").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch directory");
-    dir
+/// A scratch directory for one campaign, removed when dropped: in `/dev/shm` where there is
+/// one (each case writes a file, and a RAM disk makes that 30 times faster than a disk), else
+/// under `tmp` (the target directory's).
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    pub fn new(tmp: &str, name: &str) -> Self {
+        let shm = std::path::Path::new("/dev/shm");
+        let base = if shm.is_dir() && tempfile_ok(shm) {
+            shm.to_path_buf()
+        } else {
+            std::path::PathBuf::from(tmp)
+        };
+        let dir = base
+            .join(format!("lemur-mutate-{}", std::process::id()))
+            .join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        Scratch(dir)
+    }
+}
+
+fn tempfile_ok(dir: &std::path::Path) -> bool {
+    let probe = dir.join(format!("lemur-mutate-probe-{}", std::process::id()));
+    let ok = std::fs::write(&probe, b"x").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        // The per-process parent, once its last campaign is done.
+        if let Some(parent) = self.0.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
 }

@@ -34,6 +34,13 @@ use crate::nn::{Builder, Conv2d};
 /// The model name in error messages.
 const MODEL: &str = "Dcae";
 
+/// Bounds of [`DcaeConfig::validate`]: far above any real model, low enough that no size
+/// computed from a configuration overflows.
+pub const MAX_CHANNELS: usize = 1 << 16;
+pub const MAX_STAGES: usize = 16;
+pub const MAX_BLOCKS: usize = 1024;
+pub const MAX_FACTOR: usize = 64;
+
 /// The reference's `LayerNorm` default, written into every `norm.eps` buffer.
 pub const NORM_EPS: f32 = 1e-5;
 
@@ -132,10 +139,6 @@ fn three() -> usize {
     3
 }
 
-fn conv_params(cin: usize, cout: usize, k: usize) -> usize {
-    cin * cout * k * k + cout
-}
-
 impl DcaeConfig {
     /// Parses a JSON configuration and validates it.
     pub fn from_json(s: &str) -> Result<Self> {
@@ -212,6 +215,31 @@ impl DcaeConfig {
         if self.patch_size == 0 {
             return err("patch_size must be at least 1".into());
         }
+        // Bounds far above any real model, so that no size computed from a configuration
+        // (which may come from a corrupt file) can overflow: each channel count below 2^16,
+        // stages, blocks, factors and patches small, and the parameter count checked.
+        if let Some(c) = [self.pix_channels, self.lat_channels]
+            .iter()
+            .chain(&self.hid_channels)
+            .find(|&&c| c > MAX_CHANNELS)
+        {
+            return err(format!("{c} channels (at most {MAX_CHANNELS})"));
+        }
+        if self.stages() > MAX_STAGES {
+            return err(format!("{} stages (at most {MAX_STAGES})", self.stages()));
+        }
+        if let Some(nb) = self.hid_blocks.iter().find(|&&nb| nb > MAX_BLOCKS) {
+            return err(format!("{nb} blocks in a stage (at most {MAX_BLOCKS})"));
+        }
+        if self.ffn_factor > MAX_FACTOR || self.patch_size > MAX_FACTOR {
+            return err(format!(
+                "ffn_factor = {} and patch_size = {} must be at most {MAX_FACTOR}",
+                self.ffn_factor, self.patch_size
+            ));
+        }
+        if self.checked_param_count().is_none() {
+            return err("the parameter count overflows".into());
+        }
         Ok(())
     }
 
@@ -244,26 +272,47 @@ impl DcaeConfig {
     /// plus `2 · Σ_i hid_blocks[i] · (conv(hid[i], f·hid[i]) + conv(f·hid[i], hid[i]))` for the
     /// blocks of both (f = `ffn_factor`).
     pub fn param_count(&self) -> usize {
-        let (k, h, p2) = (
-            self.kernel_size,
-            &self.hid_channels,
-            self.patch_size * self.patch_size,
-        );
+        self.checked_param_count().unwrap_or(usize::MAX)
+    }
+
+    /// [`param_count`](Self::param_count), `None` where it overflows.
+    pub fn checked_param_count(&self) -> Option<usize> {
+        let k = self.kernel_size;
+        let h = &self.hid_channels;
+        let p2 = self.patch_size.checked_mul(self.patch_size)?;
         let n = h.len();
+        if n == 0 {
+            return None;
+        }
         let f = self.ffn_factor;
-        let blocks: usize = h
-            .iter()
-            .zip(&self.hid_blocks)
-            .map(|(&c, &nb)| nb * (conv_params(c, f * c, k) + conv_params(f * c, c, k)))
-            .sum();
-        let resample: usize = (1..n)
-            .map(|i| conv_params(4 * h[i - 1], h[i], k) + conv_params(h[i], 4 * h[i - 1], k))
-            .sum();
-        let ends = conv_params(p2 * self.pix_channels, h[0], k)
-            + conv_params(h[n - 1], self.lat_channels, k)
-            + conv_params(self.lat_channels, h[n - 1], k)
-            + conv_params(h[0], p2 * self.pix_channels, k);
-        2 * blocks + resample + ends
+        let conv = |cin: usize, cout: usize| -> Option<usize> {
+            cin.checked_mul(cout)?
+                .checked_mul(k.checked_mul(k)?)?
+                .checked_add(cout)
+        };
+        fn sum(xs: impl Iterator<Item = Option<usize>>) -> Option<usize> {
+            xs.fold(Some(0usize), |a, x| a?.checked_add(x?))
+        }
+        let blocks = sum(h.iter().zip(&self.hid_blocks).map(|(&c, &nb)| {
+            let fc = f.checked_mul(c)?;
+            nb.checked_mul(conv(c, fc)?.checked_add(conv(fc, c)?)?)
+        }))?;
+        let resample = sum((1..n).map(|i| {
+            let c4 = h[i - 1].checked_mul(4)?;
+            conv(c4, h[i])?.checked_add(conv(h[i], c4)?)
+        }))?;
+        let pix = p2.checked_mul(self.pix_channels)?;
+        let ends = sum([
+            conv(pix, h[0]),
+            conv(h[n - 1], self.lat_channels),
+            conv(self.lat_channels, h[n - 1]),
+            conv(h[0], pix),
+        ]
+        .into_iter())?;
+        blocks
+            .checked_mul(2)?
+            .checked_add(resample)?
+            .checked_add(ends)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use lemur_tensor::{Backend, ParamStore, Tensor, rng};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Creates parameters under a dotted prefix (`encoder.descent.0.0` ...). Initial values come
 /// from the counter-based stream of `seed` mixed with the parameter's full name, so a model's
@@ -13,6 +13,8 @@ pub struct Builder<'a, B: Backend> {
     store: &'a mut ParamStore<B>,
     prefix: String,
     seed: u64,
+    /// The most scalars the store may hold (see [`Builder::with_limit`]).
+    limit: Option<usize>,
 }
 
 fn name_hash(name: &str) -> u64 {
@@ -29,6 +31,42 @@ impl<'a, B: Backend> Builder<'a, B> {
             store,
             prefix: String::new(),
             seed,
+            limit: None,
+        }
+    }
+
+    /// A builder that refuses, before allocating, any parameter that would take the store
+    /// past `max_params` scalars. Models built from a configuration read from a file use it
+    /// with the number of values the weights file holds: a corrupt configuration with huge
+    /// sizes is then an error instead of an allocation sized by an unchecked number.
+    pub fn with_limit(
+        backend: &B,
+        store: &'a mut ParamStore<B>,
+        seed: u64,
+        max_params: usize,
+    ) -> Self {
+        Self {
+            limit: Some(max_params),
+            ..Self::new(backend, store, seed)
+        }
+    }
+
+    /// The number of values of a parameter of `shape`, checked against overflow and the
+    /// limit.
+    fn numel(&self, name: &str, shape: &[usize]) -> Result<usize> {
+        let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        let total = n.and_then(|n| n.checked_add(self.store.count()));
+        match (n, total, self.limit) {
+            (Some(n), Some(t), Some(limit)) if t <= limit => Ok(n),
+            (Some(n), Some(_), None) => Ok(n),
+            (n, _, limit) => Err(Error::Config(format!(
+                "parameter `{}` of shape {shape:?} ({} values) takes the model past {}",
+                self.full_name(name),
+                n.map_or("more than 2^64".into(), |n| n.to_string()),
+                limit.map_or("2^64 values".into(), |l| format!(
+                    "the {l} values its weights hold"
+                ))
+            ))),
         }
     }
 
@@ -44,6 +82,7 @@ impl<'a, B: Backend> Builder<'a, B> {
             store: self.store,
             prefix,
             seed: self.seed,
+            limit: self.limit,
         }
     }
 
@@ -62,6 +101,7 @@ impl<'a, B: Backend> Builder<'a, B> {
 
     /// A parameter with the given values.
     pub fn tensor(&mut self, name: &str, data: &[f32], shape: &[usize]) -> Result<Tensor<B>> {
+        self.numel(name, shape)?;
         let full = self.full_name(name);
         Ok(self.store.add(&self.backend, &full, data, shape)?)
     }
@@ -70,7 +110,7 @@ impl<'a, B: Backend> Builder<'a, B> {
     /// bound = 1/sqrt(fan_in) for weights and biases.
     pub fn uniform(&mut self, name: &str, shape: &[usize], bound: f32) -> Result<Tensor<B>> {
         let s = self.stream(name);
-        let n: usize = shape.iter().product();
+        let n = self.numel(name, shape)?;
         let data: Vec<f32> = (0..n as u64)
             .map(|i| (2.0 * rng::uniform(s, i) - 1.0) * bound)
             .collect();
@@ -80,13 +120,13 @@ impl<'a, B: Backend> Builder<'a, B> {
     /// N(0, std^2).
     pub fn normal(&mut self, name: &str, shape: &[usize], std: f32) -> Result<Tensor<B>> {
         let s = self.stream(name);
-        let n: usize = shape.iter().product();
+        let n = self.numel(name, shape)?;
         let data: Vec<f32> = (0..n as u64).map(|i| rng::normal(s, i) * std).collect();
         self.tensor(name, &data, shape)
     }
 
     pub fn zeros(&mut self, name: &str, shape: &[usize]) -> Result<Tensor<B>> {
-        let n: usize = shape.iter().product();
+        let n = self.numel(name, shape)?;
         self.tensor(name, &vec![0.0; n], shape)
     }
 }

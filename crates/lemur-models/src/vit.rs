@@ -176,6 +176,31 @@ impl VitConfig {
         {
             return bad(format!("dropout {p} must be in [0, 1)"));
         }
+        // Bounds far above any real model, so that no size computed from a configuration
+        // (which may come from a corrupt file) can overflow (see the DCAE's).
+        use crate::dcae::{MAX_BLOCKS, MAX_CHANNELS, MAX_FACTOR};
+        for (name, v) in [
+            ("channels", self.channels),
+            ("hid_channels", self.hid_channels),
+            ("emb_features", self.emb_features),
+            ("label_features", self.label_features),
+        ] {
+            if v > MAX_CHANNELS {
+                return bad(format!("{name} {v} (at most {MAX_CHANNELS})"));
+            }
+        }
+        if self.hid_blocks > MAX_BLOCKS {
+            return bad(format!(
+                "hid_blocks {} (at most {MAX_BLOCKS})",
+                self.hid_blocks
+            ));
+        }
+        if self.ffn_factor > MAX_FACTOR || self.patch_size.0.iter().any(|&p| p > MAX_FACTOR) {
+            return bad(format!(
+                "ffn_factor {} and patch_size {:?} must be at most {MAX_FACTOR}",
+                self.ffn_factor, self.patch_size.0
+            ));
+        }
         Ok(())
     }
 }

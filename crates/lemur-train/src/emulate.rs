@@ -58,14 +58,50 @@ pub struct Emulation<B: Backend> {
     _params: (ParamStore<B>, ParamStore<B>),
 }
 
-fn load_into<B: Backend>(params: &ParamStore<B>, dir: &Path) -> Result<()> {
-    let (path, weights) = read_weights_at(dir)?;
-    params
-        .load_host(&weights, &path)
-        .map_err(|e| TrainError::Mismatch {
-            path: path.clone(),
-            detail: e.to_string(),
+/// A checkpoint's weights, read before its model is built: the number of values they hold
+/// bounds what the checkpoint's `model_config` may allocate (see [`Builder::with_limit`]), so
+/// a corrupt configuration with huge sizes is an error naming the files, not an allocation.
+struct Weights {
+    path: PathBuf,
+    tensors: crate::run::HostTensors,
+    values: usize,
+}
+
+impl Weights {
+    fn read(dir: &Path) -> Result<Self> {
+        let (path, tensors) = read_weights_at(dir)?;
+        let values = tensors.values().map(|(_, v)| v.len()).sum();
+        Ok(Self {
+            path,
+            tensors,
+            values,
         })
+    }
+
+    /// Builds a model with `build` within the weights' size, then loads them into it.
+    fn build<B: Backend, M>(
+        &self,
+        backend: &B,
+        params: &mut ParamStore<B>,
+        build: impl FnOnce(&mut Builder<'_, B>) -> lemur_models::Result<M>,
+    ) -> Result<M> {
+        let model =
+            build(&mut Builder::with_limit(backend, params, 0, self.values)).map_err(|e| {
+                TrainError::Mismatch {
+                    path: self.path.clone(),
+                    detail: format!(
+                        "the checkpoint's model_config does not fit these weights: {e}"
+                    ),
+                }
+            })?;
+        params
+            .load_host(&self.tensors, &self.path)
+            .map_err(|e| TrainError::Mismatch {
+                path: self.path.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(model)
+    }
 }
 
 /// The autoencoder checkpoint a latent cache was encoded with: the exact step when the run
@@ -195,7 +231,13 @@ impl<B: Backend> Emulation<B> {
                     .get("autoencoder_step")
                     .and_then(|v| v.as_u64())
                     .map(|s| s as u32);
-                let (ae_dir, ae_meta) = autoencoder_checkpoint(&ae_path, step)?;
+                // An autoencoder that cannot be opened is named with the checkpoint that
+                // records it (a moved or corrupt record, not a bad argument).
+                let (ae_dir, ae_meta) =
+                    autoencoder_checkpoint(&ae_path, step).map_err(|e| TrainError::Mismatch {
+                        path: dir.join(crate::run::META_FILE),
+                        detail: format!("its autoencoder {}: {e}", ae_path.display()),
+                    })?;
                 let physical: DataProvenance = extra
                     .get("physical_data")
                     .cloned()
@@ -220,23 +262,33 @@ impl<B: Backend> Emulation<B> {
             });
         }
         let mut ae_params = ParamStore::new();
-        let autoencoder = Dcae::new(
-            &parse_config(&ae_meta.model_config)?,
-            &mut Builder::new(&backend, &mut ae_params, 0),
-        )?;
-        load_into(&ae_params, &ae_dir)?;
+        // A configuration error names the checkpoint that holds the configuration.
+        let config_err = |dir: &Path| {
+            let path = dir.join(crate::run::META_FILE);
+            move |e: TrainError| TrainError::Mismatch {
+                path,
+                detail: format!("model_config: {e}"),
+            }
+        };
+        let ae_cfg = parse_config(&ae_meta.model_config).map_err(config_err(&ae_dir))?;
+        let autoencoder =
+            Weights::read(&ae_dir)?.build(&backend, &mut ae_params, |b| Dcae::new(&ae_cfg, b))?;
         let mut params = ParamStore::new();
         let (predictor, label_features) = match meta.kind {
             ModelKind::Autoencoder => (Predictor::Reconstruction, 0),
             kind => {
-                let cfg = crate::models::parse(kind, &meta.model_config)?;
-                let mut b = Builder::new(&backend, &mut params, 0);
+                let cfg =
+                    crate::models::parse(kind, &meta.model_config).map_err(config_err(&dir))?;
+                let weights = Weights::read(&dir)?;
                 let p = if kind == ModelKind::Diffusion {
-                    Predictor::Diffusion(Denoiser::new(&cfg, &mut b)?)
+                    Predictor::Diffusion(
+                        weights.build(&backend, &mut params, |b| Denoiser::new(&cfg, b))?,
+                    )
                 } else {
-                    Predictor::Surrogate(Surrogate::new(&cfg, &mut b)?)
+                    Predictor::Surrogate(
+                        weights.build(&backend, &mut params, |b| Surrogate::new(&cfg, b))?,
+                    )
                 };
-                load_into(&params, &dir)?;
                 (p, cfg.label_features)
             }
         };

@@ -210,8 +210,39 @@ pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
             detail: format!("format {:?}, expected {FORMAT:?}", meta.format),
         });
     }
+    // The rest is what readers use without looking: `dir` is joined to the run's path (one
+    // plain name, never `..` or an absolute path), the statistics normalise every frame, and
+    // the window sizes tensors.
+    let bad = |detail: String| TrainError::Mismatch {
+        path: path.into(),
+        detail,
+    };
+    let mut parts = Path::new(&meta.dir).components();
+    if !matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) {
+        return Err(bad(format!(
+            "dir {:?} is not a checkpoint directory name",
+            meta.dir
+        )));
+    }
+    meta.stats.validate(path)?;
+    meta.options
+        .validate()
+        .map_err(|e| bad(format!("options: {e}")))?;
+    if meta.options.window > MAX_WINDOW {
+        return Err(bad(format!(
+            "options: window {} (at most {MAX_WINDOW} frames)",
+            meta.options.window
+        )));
+    }
     Ok(meta)
 }
+
+/// The longest training window a checkpoint may record, far above any real one (the paper's is
+/// 5 latent frames): a rollout allocates a window of this many frames.
+pub const MAX_WINDOW: usize = 1024;
 
 impl RunDir {
     /// A new run at `path` (created if needed), locked. A directory that already holds a run

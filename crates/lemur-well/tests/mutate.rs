@@ -205,7 +205,8 @@ fn well_hdf5_mutations_never_panic_or_overallocate() {
     for (i, b) in bases.iter().enumerate() {
         exercise(&WellFile::from_bytes(format!("base{i}.hdf5"), b.clone()).unwrap());
     }
-    let dir = mutate::scratch(env!("CARGO_TARGET_TMPDIR"), "well");
+    let scratch = mutate::Scratch::new(env!("CARGO_TARGET_TMPDIR"), "well");
+    let dir = &scratch.0;
     let report = campaign("well-hdf5", &seeds(10_000), |seed| {
         let mut rng = Rng::new(seed);
         let base = rng.pick(&bases);
@@ -255,7 +256,8 @@ fn stats() -> Stats {
 
 #[test]
 fn stats_json_mutations_never_panic_or_overallocate() {
-    let dir = mutate::scratch(env!("CARGO_TARGET_TMPDIR"), "stats");
+    let scratch = mutate::Scratch::new(env!("CARGO_TARGET_TMPDIR"), "stats");
+    let dir = &scratch.0;
     let good = stats();
     good.save(&dir).unwrap();
     assert_eq!(Stats::load(&dir).unwrap(), good);
