@@ -780,3 +780,78 @@ fn full_disk_during_generate_leaves_no_dataset() {
     assert_eq!(listing(&old), before);
     assert_no_staging(&old);
 }
+
+#[test]
+fn ctrl_c_in_emulator_training_saves_a_checkpoint_too() {
+    let dir = scratch("sigint-diffusion");
+    let latents = dir.join("latents");
+    ok(&[
+        "encode",
+        "--autoencoder",
+        s(&reference().run),
+        "--data",
+        s(&dataset()),
+        "--out",
+        s(&latents),
+        "--backend",
+        "cpu",
+    ]);
+    let run = dir.join("run");
+    let config = preset("denoiser-tiny");
+    let child = command(&[
+        "train",
+        "diffusion",
+        "--latents",
+        s(&latents),
+        "--config",
+        s(&config),
+        "--out",
+        s(&run),
+        "--window",
+        "3",
+        "--stride",
+        "2",
+        "--batch",
+        "2",
+        "--steps",
+        "100000",
+        "--checkpoint-every",
+        "1",
+        "--val-batches",
+        "0",
+        "--backend",
+        "cpu",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_for("the first checkpoint", || pointer_step(&run).is_some());
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let step = pointer_step(&run).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "lemur: interrupted: saved a checkpoint at step {step} in {}\nresume with: lemur train diffusion --resume {}\n",
+            s(&run.join(format!("step-{step:08}"))),
+            s(&run)
+        )),
+        "{stderr}"
+    );
+    assert_checkpoints_load(&run);
+    // The stored options carry on (here until 2 more steps).
+    let more = (step + 2).to_string();
+    ok(&[
+        "train",
+        "diffusion",
+        "--resume",
+        s(&run),
+        "--steps",
+        &more,
+        "--backend",
+        "cpu",
+    ]);
+    assert_eq!(pointer_step(&run), Some(step + 2));
+}
