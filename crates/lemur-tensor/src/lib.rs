@@ -10,6 +10,7 @@ pub mod optim;
 pub mod params;
 pub mod rng;
 mod select;
+pub mod soap;
 mod tensor;
 #[doc(hidden)]
 pub mod testing;
@@ -18,7 +19,8 @@ pub use backend::Backend;
 pub use cpu::CpuBackend;
 pub use error::{Error, Result};
 pub use gpu::GpuBackend;
-pub use optim::{AdamW, AdamWConfig, CosineSchedule};
+pub use optim::{AdamW, AdamWConfig, CosineSchedule, Optimizer};
 pub use params::ParamStore;
 pub use select::{AnyBackend, BackendKind};
+pub use soap::{Soap, SoapConfig};
 pub use tensor::{Tensor, grad_enabled, no_grad};

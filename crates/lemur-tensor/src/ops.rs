@@ -579,7 +579,7 @@ impl<B: Backend> Tensor<B> {
     // ---- linear algebra ------------------------------------------------------------------
 
     /// `op(a) @ op(b)` over matching batch dims (or a rank-2 operand shared by the batch).
-    fn mm(a: &Self, b: &Self, ta: bool, tb: bool, bias: Option<&Self>) -> Result<Self> {
+    pub(crate) fn mm(a: &Self, b: &Self, ta: bool, tb: bool, bias: Option<&Self>) -> Result<Self> {
         let err = || {
             shape_err(
                 "matmul",

@@ -1,5 +1,5 @@
 //! AdamW over a `ParamStore`, with global grad-norm clipping and a cosine learning-rate
-//! schedule with linear warmup.
+//! schedule with linear warmup; [`Optimizer`] chooses between it and SOAP (`crate::soap`).
 
 use std::collections::HashMap;
 
@@ -180,5 +180,63 @@ impl<B: Backend> AdamW<B> {
         }
         self.step = step;
         Ok(())
+    }
+}
+
+/// The optimizer of a training run, AdamW or SOAP, behind one surface.
+#[derive(Debug)]
+pub enum Optimizer<B: Backend> {
+    AdamW(AdamW<B>),
+    Soap(crate::soap::Soap<B>),
+}
+
+impl<B: Backend> Optimizer<B> {
+    /// Updates completed (the schedule's step).
+    pub fn steps(&self) -> u32 {
+        match self {
+            Optimizer::AdamW(o) => o.step,
+            Optimizer::Soap(o) => o.step,
+        }
+    }
+
+    /// Applies one update to every parameter with a gradient, then clears the gradients.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn step(&mut self, params: &ParamStore<B>) -> Result<()> {
+        match self {
+            Optimizer::AdamW(o) => o.step(params),
+            Optimizer::Soap(o) => o.step(params),
+        }
+    }
+
+    /// The state as host tensors named `<param>.<suffix>` (for checkpoints).
+    pub async fn state_to_host(
+        &self,
+        params: &ParamStore<B>,
+    ) -> Result<std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+        match self {
+            Optimizer::AdamW(o) => o.state_to_host(params).await,
+            Optimizer::Soap(o) => o.state_to_host(params).await,
+        }
+    }
+
+    /// Restores state saved by `state_to_host`; `step` is the schedule's step.
+    pub fn load_state(
+        &mut self,
+        params: &ParamStore<B>,
+        host: &std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+        step: u32,
+    ) -> Result<()> {
+        match self {
+            Optimizer::AdamW(o) => o.load_state(params, host, step),
+            Optimizer::Soap(o) => o.load_state(params, host, step),
+        }
+    }
+
+    /// The suffixes after `<param>.` that this optimizer's state keys may have.
+    pub fn state_suffixes(&self) -> &'static [&'static str] {
+        match self {
+            Optimizer::AdamW(_) => &["exp_avg", "exp_avg_sq"],
+            Optimizer::Soap(_) => &crate::soap::STATE_SUFFIXES,
+        }
     }
 }
