@@ -36,6 +36,11 @@ enum Command {
     },
     /// Encode a dataset with a trained autoencoder into a latent cache.
     Encode(cmd::encode::EncodeArgs),
+    /// Import a run trained elsewhere (the reference PyTorch implementation) as a lemur run.
+    Import {
+        #[command(subcommand)]
+        command: cmd::import::ImportCommand,
+    },
     /// Emulate a trajectory with a trained run: prediction, PNG frames and GIFs, timings.
     Rollout(cmd::rollout::RolloutArgs),
     /// Evaluate a run (diffusion, surrogate or autoencoder) on a dataset split: metrics per
@@ -83,6 +88,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Data { command } => cmd::data::run(command),
         Command::Train { command } => cmd::train::run(command),
         Command::Encode(args) => cmd::encode::run(args),
+        Command::Import { command } => cmd::import::run(command),
         Command::Rollout(args) => cmd::rollout::run(args),
         Command::Eval(args) => cmd::evaluation::run(args),
         Command::Bench { command } => cmd::bench::run(command),

@@ -9,6 +9,7 @@ pub mod encode;
 pub mod evaluation;
 pub mod experiment;
 pub mod generate;
+pub mod import;
 pub mod interrupt;
 pub mod presets;
 pub mod pretrained;

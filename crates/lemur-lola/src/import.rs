@@ -217,7 +217,8 @@ fn autoencoders_in(dir: &Path) -> Vec<(PathBuf, Option<PathBuf>)> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir() && is_lemur_run(p))
         .filter_map(|p| {
-            let meta = RunDir::open(&p).ok()?.latest().ok()?;
+            // Read-only: opening a RunDir would take the run's training lock.
+            let (_, meta) = run::locate(&p).ok()?;
             (meta.kind == ModelKind::Autoencoder).then(|| {
                 let from = meta
                     .extra

@@ -229,8 +229,11 @@ fn train_on<B: Backend>(backend: B, args: &AutoencoderArgs, start: Start) -> Res
     }
     let [_, _, h, w] = train.window_shape();
     check_fit(&root, &stats, [h, w], &cfg)?;
+    // An imported run's grid is the reference's data, recorded, not trained on by lemur:
+    // fine-tuning may use any grid the model takes.
     if let Some(meta) = &start.resumed
-        && (meta.data.channels != stats.channels || meta.data.grid != [h, w])
+        && (meta.data.channels != stats.channels
+            || (meta.data.grid != [h, w] && !session::imported(meta)))
     {
         return Err(TrainError::Data {
             path: root.clone(),

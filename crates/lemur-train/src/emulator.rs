@@ -211,8 +211,11 @@ fn train_on<B: Backend>(
         });
     }
     let channels: Vec<String> = (0..c).map(|i| format!("latent.{i}")).collect();
+    // An imported run's grid is the reference's data, recorded, not trained on by lemur:
+    // fine-tuning may use any grid the model takes.
     if let Some(meta) = &start.resumed
-        && (meta.data.channels != channels || meta.data.grid != [h, w])
+        && (meta.data.channels != channels
+            || (meta.data.grid != [h, w] && !session::imported(meta)))
     {
         return Err(TrainError::Data {
             path: root.clone(),

@@ -202,7 +202,13 @@ pub fn start(
                     cfg
                 }
             };
-            let options = TrainOptions::resume(&meta.options, &args.overrides)?;
+            let options = if imported(&meta) && meta.step == 0 {
+                // No step has been taken under the stored options (the reference's settings,
+                // as defaults), so any of them may change, as for a new run.
+                TrainOptions::new_run(meta.options.clone(), &args.overrides)?
+            } else {
+                TrainOptions::resume(&meta.options, &args.overrides)?
+            };
             if meta.step >= options.steps {
                 return Err(TrainError::Options(format!(
                     "the run already completed {} of {} steps; pass a larger --steps to continue it",
@@ -241,6 +247,13 @@ pub fn start(
     }
 }
 
+/// A run imported from the reference implementation (`lemur import lola`) and not trained by
+/// lemur since: its weights come without optimizer moments, and its data was described by the
+/// reference's configuration (grid included) rather than read by lemur.
+pub fn imported(meta: &CheckpointMeta) -> bool {
+    meta.extra.get("imported").is_some()
+}
+
 /// After the model is built: an optimizer, with the checkpoint's weights and moments loaded
 /// when resuming.
 pub fn restore<B: Backend>(start: &Start, params: &ParamStore<B>) -> Result<AdamW<B>> {
@@ -258,6 +271,13 @@ pub fn restore<B: Backend>(start: &Start, params: &ParamStore<B>) -> Result<Adam
                 path: start.run.checkpoint_path(meta).join(crate::run::OPTIM_FILE),
                 detail: "optimizer moments name parameters the model does not have".into(),
             });
+        }
+        if moments.is_empty() && imported(meta) {
+            eprintln!(
+                "lemur: {} was imported from the reference implementation, which saves weights \
+                 only: AdamW starts from fresh moments",
+                start.run.path.display()
+            );
         }
         optimizer.load_state(params, &moments, meta.step)?;
     }
