@@ -34,7 +34,7 @@ pub const STATE_FILES: [&str; 2] = ["state.pth", "state_best.pth"];
 /// Largest pickle accepted (a state dict's pickle is a few bytes per tensor).
 const MAX_PICKLE: u64 = 256 << 20;
 /// Largest tensor accepted, in elements (the f32 copy must fit in memory).
-const MAX_NUMEL: usize = 1 << 32;
+const MAX_NUMEL: usize = 1 << 34;
 /// Deepest container nesting accepted (a state dict needs 4).
 const MAX_DEPTH: usize = 64;
 /// Container elements the machine may copy in total (memoised containers are copied when
@@ -987,6 +987,14 @@ fn gather(t: &TensorRef, data: &[u8], dtype: Dtype) -> std::result::Result<Vec<f
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .filter(|&n| n <= MAX_NUMEL)
         .ok_or_else(|| format!("size {:?} is too large", t.size))?;
+    // A state dict's tensors never overlap themselves; a view with more elements than its
+    // storage (stride 0) would let a small archive ask for any amount of memory.
+    if numel > t.storage.numel {
+        return Err(format!(
+            "size {:?} with stride {:?} has {numel} elements, more than its storage's {}",
+            t.size, t.stride, t.storage.numel
+        ));
+    }
     if numel > 0 {
         // The last element read: offset + sum (size_i - 1) * stride_i.
         let last = t

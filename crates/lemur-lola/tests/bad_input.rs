@@ -134,6 +134,17 @@ fn tensors_that_overrun_their_storage_are_refused_naming_the_tensor() {
     let bad = replace_once(&pickle, b"QK\x00K0K\x08\x86", b"QM\x00\x10K0K\x08\x86");
     let e = err_of(&rezip(&with_pickle(&entries, bad)));
     assert!(e.contains("`backbone.in_proj.weight`"), "{e}");
+    // A stride-0 view asking for far more elements than the storage holds.
+    let bad = replace_once(
+        &pickle,
+        b"K\x00K0K\x08\x86q\tK\x08K\x01\x86",
+        b"K\x00J\x00\x00\x01\x00J\x00\x00\x01\x00\x86q\tK\x00K\x00\x86",
+    );
+    let e = err_of(&rezip(&with_pickle(&entries, bad)));
+    assert!(
+        e.contains("`backbone.in_proj.weight`") && e.contains("more than its storage's 384"),
+        "{e}"
+    );
     // A storage entry shorter than its element count.
     let mut short = entries.clone();
     for (n, d) in &mut short {
