@@ -585,10 +585,20 @@ fn ctrl_c_in_generate_leaves_no_dataset() {
             assert_eq!(std::fs::read(out.join("stats.json")).unwrap(), stats);
         }
     }
+    // A staging directory of a killed generate (its PID gone) is removed by the next one;
+    // one of a live process (PID 1) is not touched.
+    let (dead, live) = (dir.join(".old.tmp-999999999"), dir.join(".old.tmp-1"));
+    for d in [&dead, &live] {
+        std::fs::create_dir_all(d.join("data/train")).unwrap();
+        std::fs::write(d.join("data/train/x.hdf5"), b"partial").unwrap();
+    }
     // Uninterrupted, --overwrite replaces it (a new seed: other trajectories, other stats).
     tiny(&old, &["--overwrite", "--seed", "9"]);
     assert_ne!(std::fs::read(old.join("stats.json")).unwrap(), stats);
     assert_eq!(listing(&old).len(), before.len());
+    assert!(!dead.exists(), "{} was left", dead.display());
+    assert!(live.join("data/train/x.hdf5").is_file());
+    std::fs::remove_dir_all(&live).unwrap();
     assert_no_staging(&old);
 }
 

@@ -194,6 +194,36 @@ fn staging_dir(out: &Path) -> anyhow::Result<PathBuf> {
     )))
 }
 
+/// Removes the staging directories of the same `--out` left by `generate`s that were killed
+/// (SIGKILL, a power cut): those whose process no longer exists. Linux only (`/proc`);
+/// elsewhere they stay, hidden, for the user to delete.
+fn remove_dead_staging(staging: &Path) {
+    let (Some(parent), Some(name)) = (staging.parent(), staging.file_name()) else {
+        return;
+    };
+    let name = name.to_string_lossy();
+    let Some((prefix, _)) = name.rsplit_once('-') else {
+        return;
+    };
+    if !cfg!(target_os = "linux") || !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let other = entry.file_name().to_string_lossy().into_owned();
+        let dead = other
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        if dead {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Moves the complete dataset from `staging` to `out`. A new `out` is one rename; into an
 /// existing (empty, or `--overwrite`) one, `stats.json` goes first and comes back last, so
 /// that at no moment does `out` hold `stats.json` beside a partial `data/`.
@@ -226,6 +256,7 @@ pub fn generate(args: &GenerateArgs, progress: bool) -> anyhow::Result<Report> {
     let out = &args.out;
     check_out(out, args.overwrite)?;
     let staging = staging_dir(out)?;
+    remove_dead_staging(&staging);
     if staging.exists() {
         std::fs::remove_dir_all(&staging)
             .with_context(|| format!("removing {}", staging.display()))?;
