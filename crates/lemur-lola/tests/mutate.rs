@@ -3,17 +3,22 @@
 //! the pickle machine and the tensor checks are reached) bit flips, truncations, deleted and
 //! repeated ranges of the pickle, integer operands replaced by other or huge values (sizes,
 //! strides, offsets, element counts), storages cut or lengthened, entries dropped. Every
-//! outcome must be a value or an error naming the file; a panic fails the test.
-//!
-//! `LEMUR_MUTATIONS` sets the count (default 10000), `LEMUR_MUTATION_SEED` the seed.
+//! outcome must be a value or an error naming the file; a panic fails the test, and so does
+//! any single allocation above the shared harness's cap (`tests/support/mutate.rs`: one seed
+//! per case, `LEMUR_MUTATIONS` for the count, 10,000 by default, `LEMUR_MUTATION_SEED` to
+//! rerun one case).
 
 mod common;
+#[path = "../../../tests/support/mutate.rs"]
+mod support;
 
 use std::path::Path;
-use std::time::Instant;
 
 use common::{pickle_of, rezip, runs_dir, unzip, with_pickle};
 use lemur_lola::pth::read_state_bytes;
+
+#[global_allocator]
+static ALLOC: support::Capped = support::Capped;
 
 struct Rng(u64);
 
@@ -57,15 +62,17 @@ fn interesting(rng: &mut Rng) -> Vec<u8> {
     }
 }
 
-enum Outcome {
-    Read,
-    Refused,
-}
-
 fn mutate(base: &[u8], entries: &[(String, Vec<u8>)], rng: &mut Rng) -> (Vec<u8>, &'static str) {
     let pickle = pickle_of(entries);
-    match rng.below(10) {
+    match rng.below(11) {
         0 => (base[..rng.below(base.len())].to_vec(), "archive truncated"),
+        10 => {
+            let mut r = support::Rng::new(rng.next());
+            (
+                support::mutate_bytes(&mut r, base),
+                "archive mutated (shared harness)",
+            )
+        }
         1 => {
             let mut b = base.to_vec();
             for _ in 0..1 + rng.below(4) {
@@ -150,53 +157,38 @@ fn mutate(base: &[u8], entries: &[(String, Vec<u8>)], rng: &mut Rng) -> (Vec<u8>
 
 #[test]
 fn mutated_archives_never_panic() {
-    let count: usize = std::env::var("LEMUR_MUTATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let seed: u64 = std::env::var("LEMUR_MUTATION_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(12);
     // The surrogate's archive is the smallest fixture (35 tensors, 330 kB).
     let base = std::fs::read(runs_dir().join("surrogate/state.pth")).unwrap();
     let entries = unzip(&base);
     let path = Path::new("mutant/state.pth");
     let clean = read_state_bytes(&base, path).unwrap();
     assert_eq!(clean.tensors.len(), 35);
-    let mut rng = Rng(seed);
-    let start = Instant::now();
-    let (mut read, mut refused) = (0usize, 0usize);
-    let mut panics = Vec::new();
-    let quiet = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    for n in 0..count {
+    let report = support::campaign("torch.save state dict", &support::seeds(10_000), |seed| {
+        let mut rng = Rng(seed ^ 0x6c6f_6c61);
         let (bytes, kind) = mutate(&base, &entries, &mut rng);
-        let outcome = std::panic::catch_unwind(|| match read_state_bytes(&bytes, path) {
-            Ok(_) => Outcome::Read,
+        match read_state_bytes(&bytes, path) {
+            Ok(state) => {
+                // Whatever was read is whole: every tensor's values fill its shape.
+                for (name, (shape, values)) in &state.tensors {
+                    assert_eq!(
+                        shape.iter().product::<usize>(),
+                        values.len(),
+                        "{kind}: tensor {name}"
+                    );
+                }
+                true
+            }
             Err(e) => {
                 let msg = e.to_string();
-                assert!(msg.starts_with("mutant/state.pth"), "{msg}");
-                Outcome::Refused
+                assert!(msg.starts_with("mutant/state.pth"), "{kind}: {msg}");
+                false
             }
-        });
-        match outcome {
-            Ok(Outcome::Read) => read += 1,
-            Ok(Outcome::Refused) => refused += 1,
-            Err(_) => panics.push(format!("mutation {n} ({kind})")),
         }
-    }
-    std::panic::set_hook(quiet);
-    let secs = start.elapsed().as_secs_f64();
-    eprintln!(
-        "{count} mutations (seed {seed}) in {secs:.2} s: {read} read, {refused} refused, {} panics",
-        panics.len()
-    );
-    assert!(panics.is_empty(), "panics: {panics:?}");
-    assert_eq!(read + refused, count);
+    });
+    report.assert_clean();
     // Most mutations must be caught; some (a flipped bit in a float) legitimately read.
     assert!(
-        refused > count / 2 && read > 0,
-        "{read} read, {refused} refused"
+        report.rejected > report.cases / 2 && report.accepted > 0,
+        "{report:?}"
     );
 }
