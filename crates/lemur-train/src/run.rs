@@ -211,8 +211,9 @@ pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
         });
     }
     // The rest is what readers use without looking: `dir` is joined to the run's path (one
-    // plain name, never `..` or an absolute path), the statistics normalise every frame, and
-    // the window sizes tensors.
+    // plain name, or `.` for a checkpoint that is its own directory as in the embedded
+    // pretrained runs; never `..` or an absolute path), the statistics normalise every
+    // frame, and the window sizes tensors.
     let bad = |detail: String| TrainError::Mismatch {
         path: path.into(),
         detail,
@@ -220,7 +221,10 @@ pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
     let mut parts = Path::new(&meta.dir).components();
     if !matches!(
         (parts.next(), parts.next()),
-        (Some(std::path::Component::Normal(_)), None)
+        (
+            Some(std::path::Component::Normal(_) | std::path::Component::CurDir),
+            None
+        )
     ) {
         return Err(bad(format!(
             "dir {:?} is not a checkpoint directory name",
