@@ -206,7 +206,20 @@ fn autoencoder_trains_and_encodes_on_each_backend() {
         );
         assert_eq!(manifest["autoencoder"]["step"], 40);
         for split in ["train", "valid", "test"] {
-            assert!(latents.join(format!("{split}.safetensors")).is_file());
+            // Values, not just the files: finite, in the few units the softclipped latents
+            // span, and not constant. Fails on a NaN from the encoder on this backend or an
+            // encoding that lost the input (all zeros).
+            let t = tensors(&latents.join(format!("{split}.safetensors")));
+            for (name, (shape, v)) in t.iter().filter(|(k, _)| k.starts_with("traj.")) {
+                assert_eq!(shape[1..], [4, 8, 8], "{split} {name}");
+                let n = v.len() as f64;
+                let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+                let sd = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+                assert!(
+                    v.iter().all(|x| x.is_finite() && x.abs() < 10.0) && sd > 1e-2,
+                    "{backend}: {split} {name}: latents out of range or constant (sd {sd})"
+                );
+            }
         }
         let again = fails(&[
             "encode",
