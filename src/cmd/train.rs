@@ -84,7 +84,7 @@ pub struct TrainArgs {
     /// Global gradient-norm clipping (0: off) [default: 1].
     #[arg(long)]
     pub clip: Option<f32>,
-    /// AdamW decoupled weight decay [default: 0].
+    /// Decoupled weight decay [default: 0].
     #[arg(long)]
     pub weight_decay: Option<f32>,
     /// Overrides the configuration's dropout.
@@ -96,6 +96,10 @@ pub struct TrainArgs {
     /// Training loss (autoencoder: vrmse, mse or mae) [default: vrmse].
     #[arg(long)]
     pub loss: Option<String>,
+    /// Optimizer: adamw, or soap (Adam in the eigenbasis of Shampoo's preconditioner; betas
+    /// (0.95, 0.95)). Kept by --resume [default: adamw].
+    #[arg(long)]
+    pub optimizer: Option<String>,
     /// Backend: gpu, cpu or auto [default: $LEMUR_BACKEND, else auto].
     #[arg(long)]
     pub backend: Option<String>,
@@ -143,6 +147,7 @@ impl TrainArgs {
                 dropout: self.dropout,
                 seed: self.seed,
                 loss: self.loss.clone(),
+                optimizer: self.optimizer.clone(),
                 checkpoint_every: self.checkpoint_every,
                 val_batches: self.val_batches,
                 log_every: self.log_every,

@@ -160,7 +160,8 @@ impl<B: Backend> AdamW<B> {
         Ok(out)
     }
 
-    /// Restores moments saved by `state_to_host`.
+    /// Restores moments saved by `state_to_host`. A parameter has both moments or neither;
+    /// one alone is an error naming the missing tensor.
     pub fn load_state(
         &mut self,
         params: &ParamStore<B>,
@@ -169,13 +170,20 @@ impl<B: Backend> AdamW<B> {
     ) -> Result<()> {
         self.state.clear();
         for (name, p) in params.iter() {
-            if let (Some((_, m)), Some((_, v))) = (
-                host.get(&format!("{name}.exp_avg")),
-                host.get(&format!("{name}.exp_avg_sq")),
-            ) {
-                let b = p.backend();
-                self.state
-                    .insert(name.to_string(), (b.upload(m)?, b.upload(v)?));
+            let (mk, vk) = (format!("{name}.exp_avg"), format!("{name}.exp_avg_sq"));
+            match (host.get(&mk), host.get(&vk)) {
+                (Some((_, m)), Some((_, v))) => {
+                    let b = p.backend();
+                    self.state
+                        .insert(name.to_string(), (b.upload(m)?, b.upload(v)?));
+                }
+                (None, None) => {}
+                (m, _) => {
+                    return Err(crate::error::Error::Invalid {
+                        op: "AdamW::load_state",
+                        detail: format!("`{}` is missing", if m.is_none() { mk } else { vk }),
+                    });
+                }
             }
         }
         self.step = step;

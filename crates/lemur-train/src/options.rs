@@ -26,6 +26,10 @@ pub struct TrainOptions {
     pub weight_decay: f32,
     pub betas: (f32, f32),
     pub eps: f32,
+    /// `adamw` or `soap` (SOAP: Adam in the eigenbasis of Shampoo's preconditioner, with its
+    /// own betas (0.95, 0.95)). Checkpoints written before the choice existed are AdamW's.
+    #[serde(default = "adamw")]
+    pub optimizer: String,
     /// Seed of the initialisation, the batches and every random draw of the models.
     pub seed: u64,
     /// Window length in frames (emulators) and the stride between its frames.
@@ -44,6 +48,13 @@ pub struct TrainOptions {
     pub log_every: u32,
 }
 
+fn adamw() -> String {
+    "adamw".into()
+}
+
+/// SOAP's betas (soap.py's defaults), used by `--optimizer soap` in place of AdamW's.
+pub const SOAP_BETAS: (f32, f32) = (0.95, 0.95);
+
 /// The options as given on the command line: `None` where not given.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Overrides {
@@ -57,6 +68,7 @@ pub struct Overrides {
     pub dropout: Option<f32>,
     pub seed: Option<u64>,
     pub loss: Option<String>,
+    pub optimizer: Option<String>,
     pub checkpoint_every: Option<u32>,
     pub val_batches: Option<usize>,
     pub log_every: Option<u32>,
@@ -79,6 +91,7 @@ impl TrainOptions {
             weight_decay: 0.0,
             betas: (0.9, 0.99),
             eps: 1e-8,
+            optimizer: adamw(),
             seed: 0,
             window: 5,
             stride: 4,
@@ -110,6 +123,14 @@ impl TrainOptions {
         );
         if let Some(l) = &o.loss {
             t.loss = l.clone();
+        }
+        if let Some(opt) = &o.optimizer
+            && *opt != t.optimizer
+        {
+            t.optimizer = opt.clone();
+            if opt == "soap" {
+                t.betas = SOAP_BETAS;
+            }
         }
         t.validate()?;
         Ok(t)
@@ -143,6 +164,14 @@ impl TrainOptions {
             && *l != stored.loss
         {
             diffs.push(format!("--loss {l} (the run has {})", stored.loss));
+        }
+        if let Some(opt) = &o.optimizer
+            && *opt != stored.optimizer
+        {
+            diffs.push(format!(
+                "--optimizer {opt} (the run has {})",
+                stored.optimizer
+            ));
         }
         if !diffs.is_empty() {
             return Err(TrainError::Options(format!(
@@ -189,6 +218,12 @@ impl TrainOptions {
         if self.checkpoint_every == 0 || self.log_every == 0 {
             return bad("--checkpoint-every and --log-every must be positive".into());
         }
+        if !["adamw", "soap"].contains(&self.optimizer.as_str()) {
+            return bad(format!(
+                "--optimizer {}: expected adamw or soap",
+                self.optimizer
+            ));
+        }
         if self.window == 0 || self.stride == 0 {
             return bad("the window length and stride must be positive".into());
         }
@@ -200,7 +235,26 @@ impl TrainOptions {
         self.batch * self.accum
     }
 
-    /// The optimizer configuration these options describe.
+    /// The optimizer these options describe, with no state yet.
+    pub fn optimizer<B: lemur_tensor::Backend>(&self) -> lemur_tensor::Optimizer<B> {
+        let adamw = self.adamw();
+        match self.optimizer.as_str() {
+            "soap" => {
+                lemur_tensor::Optimizer::Soap(lemur_tensor::Soap::new(lemur_tensor::SoapConfig {
+                    betas: adamw.betas,
+                    eps: adamw.eps,
+                    weight_decay: adamw.weight_decay,
+                    max_norm: adamw.max_norm,
+                    schedule: adamw.schedule,
+                    ..lemur_tensor::SoapConfig::default()
+                }))
+            }
+            _ => lemur_tensor::Optimizer::AdamW(lemur_tensor::AdamW::new(adamw)),
+        }
+    }
+
+    /// The AdamW configuration these options describe (its schedule, betas, eps, weight decay
+    /// and clipping are SOAP's too).
     pub fn adamw(&self) -> lemur_tensor::AdamWConfig {
         lemur_tensor::AdamWConfig {
             betas: self.betas,

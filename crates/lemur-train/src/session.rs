@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lemur_tensor::{AdamW, Backend, BackendKind, ParamStore};
+use lemur_tensor::{Backend, BackendKind, Optimizer, ParamStore};
 use serde_json::Value;
 
 use crate::error::{Result, TrainError, io_err, json_err};
@@ -143,7 +143,8 @@ pub fn start(
                 article(kind),
                 preset_prefix(kind)
             )),
-            _ => e,
+            // Name the file: the error alone says what is wrong, not where.
+            _ => TrainError::Options(format!("--config {source}: {e}")),
         })
     };
     match (&args.resume, &args.out) {
@@ -256,17 +257,22 @@ pub fn imported(meta: &CheckpointMeta) -> bool {
 
 /// After the model is built: an optimizer, with the checkpoint's weights and moments loaded
 /// when resuming.
-pub fn restore<B: Backend>(start: &Start, params: &ParamStore<B>) -> Result<AdamW<B>> {
-    let mut optimizer = AdamW::new(start.options.adamw());
+pub fn restore<B: Backend>(start: &Start, params: &ParamStore<B>) -> Result<Optimizer<B>> {
+    let mut optimizer = start.options.optimizer();
     if let Some(meta) = &start.resumed {
         let (path, weights) = start.run.read_weights(meta)?;
         params.load_host(&weights, &path)?;
         let (_, moments) = start.run.read_optimizer(meta)?;
-        let expected: usize = params
-            .iter()
-            .filter(|(n, _)| moments.contains_key(&format!("{n}.exp_avg")))
-            .count();
-        if expected * 2 != moments.len() {
+        // Every key is `<parameter>.<one of this optimizer's state tensors>`.
+        let suffixes = optimizer.state_suffixes();
+        let known = |key: &String| {
+            params.iter().any(|(n, _)| {
+                key.strip_prefix(n)
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .is_some_and(|s| suffixes.contains(&s))
+            })
+        };
+        if !moments.keys().all(known) {
             return Err(TrainError::Mismatch {
                 path: start.run.checkpoint_path(meta).join(crate::run::OPTIM_FILE),
                 detail: "optimizer moments name parameters the model does not have".into(),

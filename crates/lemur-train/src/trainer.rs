@@ -1,5 +1,6 @@
-//! The training loop shared by every model: gradient accumulation, AdamW with the cosine
-//! schedule, non-finite loss detection, validation, checkpoints, the JSONL log and progress.
+//! The training loop shared by every model: gradient accumulation, AdamW or SOAP with the
+//! cosine schedule, non-finite loss detection, validation, checkpoints, the JSONL log and
+//! progress.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use lemur_tensor::{AdamW, Backend, ParamStore, Tensor, no_grad};
+use lemur_tensor::{Backend, Optimizer, ParamStore, Tensor, no_grad};
 
 use crate::error::{Result, TrainError};
 use crate::options::TrainOptions;
@@ -29,7 +30,7 @@ pub trait Objective<B: Backend> {
 pub struct Trainer<'a, B: Backend> {
     pub run: RunDir,
     pub params: &'a ParamStore<B>,
-    pub optimizer: AdamW<B>,
+    pub optimizer: Optimizer<B>,
     pub options: TrainOptions,
     /// Metadata of the checkpoints to write (step, losses and timing are filled in).
     pub template: CheckpointMeta,
@@ -69,7 +70,7 @@ impl<B: Backend> Trainer<'_, B> {
     /// Runs from the optimizer's current step to the end (or `stop_after`).
     pub fn train(&mut self, objective: &mut dyn Objective<B>) -> Result<Summary> {
         let o = self.options.clone();
-        let start = self.optimizer.step;
+        let start = self.optimizer.steps();
         let end = self.stop_after.map_or(o.steps, |s| s.min(o.steps));
         let terminal = std::io::stderr().is_terminal();
         let bar = if terminal {
