@@ -235,6 +235,12 @@ fn config_source(kind: ModelKind, value: &str) -> Result<ConfigSource> {
                 super::presets::names(prefix)
             );
         }
+        if value.contains(std::path::MAIN_SEPARATOR) || value.ends_with(".json") {
+            bail!(
+                "--config {value}: the file does not exist (the built-in {prefix} presets are {})",
+                super::presets::names(prefix)
+            );
+        }
         bail!(
             "--config {value}: neither a built-in {prefix} preset nor a file; the presets are {}",
             super::presets::names(prefix)
