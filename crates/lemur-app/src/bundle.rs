@@ -277,22 +277,50 @@ impl Bundle {
         [run!("autoencoder"), run!("diffusion"), run!("surrogate")]
     }
 
-    /// Reads the runs from a directory holding `autoencoder/`, `diffusion/` and `surrogate/`
-    /// (e.g. `web/pretrained/euler64`, the browser's f16 copies).
+    /// Reads the runs from a directory holding `autoencoder/`, `diffusion/` and `surrogate/`:
+    /// packed runs (the two files side by side, e.g. `web/pretrained/euler64`, the browser's
+    /// f16 copies) or run directories as `lemur train` and `lemur import` write them (the
+    /// pointer `checkpoint.json` naming the checkpoint directory that holds the weights).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn read_dir(dir: &Path) -> Result<[RunFiles; 3]> {
-        let read = |run: &str, name: &str| {
-            let p = dir.join(run).join(name);
-            std::fs::read(&p).map_err(|e| AppError::Weights {
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| AppError::Weights {
                 file: p.display().to_string(),
                 detail: e.to_string(),
             })
         };
         let one = |run: &str| -> Result<RunFiles> {
+            let root = dir.join(run);
+            let checkpoint = read(&root.join("checkpoint.json"))?;
+            let packed = root.join("model.safetensors");
+            let source = if packed.is_file() {
+                root
+            } else {
+                let file = root.join("checkpoint.json");
+                let v: Value =
+                    serde_json::from_slice(&checkpoint).map_err(|e| AppError::Weights {
+                        file: file.display().to_string(),
+                        detail: format!("not a JSON checkpoint: {e}"),
+                    })?;
+                // The checkpoint directory is one plain name inside the run.
+                let sub = v
+                    .get("dir")
+                    .and_then(Value::as_str)
+                    .filter(|d| {
+                        !d.is_empty() && Path::new(d).file_name() == Some(std::ffi::OsStr::new(d))
+                    })
+                    .ok_or_else(|| AppError::Checkpoint {
+                        file: file.display().to_string(),
+                        field: "dir",
+                        detail: "no model.safetensors beside it and no checkpoint directory named"
+                            .into(),
+                    })?;
+                root.join(sub)
+            };
             Ok(RunFiles {
-                source: dir.join(run).display().to_string(),
-                checkpoint: read(run, "checkpoint.json")?,
-                weights: read(run, "model.safetensors")?,
+                weights: read(&source.join("model.safetensors"))?,
+                source: source.display().to_string(),
+                checkpoint,
             })
         };
         Ok([one(RUNS[0])?, one(RUNS[1])?, one(RUNS[2])?])

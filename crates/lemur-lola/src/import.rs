@@ -248,6 +248,13 @@ fn resolve_autoencoder(
         }
         if is_reference_run(p) {
             let dest = parent.join(AUTOENCODER_DIR);
+            // Imported from this very run before (an earlier emulator of the same autoencoder).
+            if autoencoders_in(&parent)
+                .iter()
+                .any(|(run, from)| *run == dest && from.as_deref() == Some(&*canonical(p)))
+            {
+                return Ok((dest, format!("{how}, imported before"), None));
+            }
             if dest.exists() {
                 return Err(LolaError::Usage(format!(
                     "{how} is the reference autoencoder run {}, to be imported to {}, which \
@@ -303,11 +310,15 @@ fn resolve_autoencoder(
     .map(|p| canonical(&p))
     .collect();
     let near = autoencoders_in(&parent);
+    // The reference names runs uniquely (`{runid}_{dataset}_{ae name}`), so a run imported on
+    // this machine from a copy of the autoencoder `ae_run` names matches by its last component.
+    let same_run =
+        |f: &Path, r: &Path| canonical(f) == *r || f == r || f.file_name() == r.file_name();
     let matching: Vec<_> = near
         .iter()
         .filter(|(_, from)| {
             from.as_ref()
-                .is_some_and(|f| reference_ae.iter().any(|r| canonical(f) == *r || f == r))
+                .is_some_and(|f| reference_ae.iter().any(|r| same_run(f, r)))
         })
         .collect();
     let pick = match (&matching[..], &near[..]) {
@@ -316,11 +327,18 @@ fn resolve_autoencoder(
         _ => None,
     };
     if let Some(p) = pick {
-        return Ok((
-            p.clone(),
-            format!("the autoencoder run next to --out, {}", p.display()),
-            None,
-        ));
+        let mut how = format!("the autoencoder run next to --out, {}", p.display());
+        if matching.is_empty()
+            && let (Some((_, Some(from))), Some(r)) = (near.first(), reference_ae.first())
+        {
+            // The only candidate, but imported from another run than the one recorded: say so.
+            how.push_str(&format!(
+                "; note: it was imported from {}, and this run was trained on {}",
+                from.display(),
+                r.display()
+            ));
+        }
+        return Ok((p.clone(), how, None));
     }
     if near.len() > 1 {
         return Err(LolaError::Usage(format!(
