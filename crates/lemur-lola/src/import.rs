@@ -497,10 +497,11 @@ pub fn import(args: &ImportArgs) -> Result<Imported> {
                 });
             }
             if ae_meta.stats.mean != cfg.stats.mean || ae_meta.stats.std != cfg.stats.std {
-                notes.push(format!(
+                notes.push(
                     "dataset.stats differ from the autoencoder's; the autoencoder's normalisation \
                      is used (it defines the latents), as in the reference"
-                ));
+                        .into(),
+                );
             }
             let physical = ae_meta.data.clone();
             let [h, w] = physical.grid;
