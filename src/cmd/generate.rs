@@ -126,6 +126,67 @@ fn simulate(
     })
 }
 
+/// Limits of what `generate` takes, far above the paper's datasets (and the solvers' own
+/// defaults), so that a typo is refused at once instead of simulating for hours or
+/// allocating without bound: each trajectory is held in memory while it is simulated.
+const MAX_GRID: usize = 4096;
+const MAX_FRAMES: usize = 100_000;
+const MAX_TRAJECTORIES: usize = 1_000_000;
+const MAX_TRAJECTORY_BYTES: u64 = 4 << 30;
+const MAX_DATASET_BYTES: u64 = 1 << 40;
+
+/// Checks every size before any work, with checked arithmetic, naming the flag.
+fn check_sizes(args: &GenerateArgs) -> anyhow::Result<()> {
+    let (w, h) = args.size.unwrap_or(match args.system {
+        System::Euler => {
+            let c = lemur_solvers::euler::EulerConfig::default();
+            (c.nx, c.ny)
+        }
+        System::RayleighBenard => {
+            let c = lemur_solvers::rayleigh_benard::RbConfig::default();
+            (c.nx, c.nz)
+        }
+    });
+    anyhow::ensure!(
+        w <= MAX_GRID && h <= MAX_GRID,
+        "--size {w}x{h}: at most {MAX_GRID} cells along each axis"
+    );
+    let frames = frames_of(args);
+    anyhow::ensure!(frames >= 1, "--frames must be at least 1");
+    anyhow::ensure!(
+        frames <= MAX_FRAMES,
+        "--frames {frames}: at most {MAX_FRAMES} frames per trajectory"
+    );
+    anyhow::ensure!(
+        args.trajectories <= MAX_TRAJECTORIES,
+        "--trajectories {}: at most {MAX_TRAJECTORIES}",
+        args.trajectories
+    );
+    // Five f32 channels at most (Euler's), with checked products.
+    let per_trajectory = [w, h, frames, 5, 4]
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+        .unwrap_or(u64::MAX);
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    anyhow::ensure!(
+        per_trajectory <= MAX_TRAJECTORY_BYTES,
+        "--frames {frames} at --size {w}x{h}: one trajectory takes {:.1} GiB in memory while it \
+         is simulated (at most {:.0} GiB)",
+        gib(per_trajectory),
+        gib(MAX_TRAJECTORY_BYTES)
+    );
+    let total = per_trajectory.saturating_mul(args.trajectories as u64);
+    anyhow::ensure!(
+        total <= MAX_DATASET_BYTES,
+        "--trajectories {} of {:.1} GiB each: {:.0} GiB in all (at most {:.0} GiB)",
+        args.trajectories,
+        gib(per_trajectory),
+        gib(total),
+        gib(MAX_DATASET_BYTES)
+    );
+    Ok(())
+}
+
 fn frames_of(args: &GenerateArgs) -> usize {
     args.frames.unwrap_or(match args.system {
         System::Euler => lemur_solvers::euler::EulerConfig::default().frames,
@@ -253,6 +314,7 @@ fn move_into_place(staging: &Path, out: &Path) -> anyhow::Result<()> {
 /// (indicatif draws nothing otherwise).
 pub fn generate(args: &GenerateArgs, progress: bool) -> anyhow::Result<Report> {
     anyhow::ensure!(args.trajectories > 0, "--trajectories must be positive");
+    check_sizes(args)?;
     let out = &args.out;
     check_out(out, args.overwrite)?;
     let staging = staging_dir(out)?;

@@ -90,6 +90,17 @@ fn check_sizes(args: &RolloutArgs) -> Result<()> {
     if args.horizon == Some(0) {
         bail!("--horizon must be at least 1");
     }
+    // The sampler and window options, parsed before any work (a truth is simulated and
+    // written before the model runs).
+    args.sampling.options(1, args.ensemble)?;
+    // Each image is the grid times this on each side: 64 draws a 64x64 grid at 4096 pixels.
+    const MAX_PIXEL_SCALE: usize = 64;
+    if !(1..=MAX_PIXEL_SCALE).contains(&args.pixel_scale) {
+        bail!(
+            "--pixel-scale {}: between 1 and {MAX_PIXEL_SCALE}",
+            args.pixel_scale
+        );
+    }
     if args.init.is_some()
         && let Some(h) = args.horizon
     {

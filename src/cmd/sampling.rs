@@ -44,19 +44,32 @@ impl SamplerArgs {
         if ensemble == 0 {
             anyhow::bail!("--ensemble must be at least 1");
         }
+        // Zero known frames leaves nothing to encode or condition on (and used to surface as
+        // "0 values are not whole frames").
+        if self.context == 0 {
+            anyhow::bail!("--context must be at least 1");
+        }
+        if self.overlap == 0 {
+            anyhow::bail!("--overlap must be at least 1");
+        }
+        // The model layer's errors say what is wrong; name the flag too.
         let method = Method::parse(
             &self.sampler,
             self.order,
             self.eta,
             self.corrections,
             self.delta,
-        )?;
+        )
+        .map_err(|e| anyhow::anyhow!("--sampler {}: {e}", self.sampler))?;
+        let sampler = Sampler::new(method, self.steps, self.seed).map_err(|e| {
+            anyhow::anyhow!("--sampler {} --steps {}: {e}", self.sampler, self.steps)
+        })?;
         Ok(RolloutOptions {
             context: self.context,
             overlap: self.overlap,
             horizon,
             ensemble,
-            sampler: Sampler::new(method, self.steps, self.seed)?,
+            sampler,
         })
     }
 }

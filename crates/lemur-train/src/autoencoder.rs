@@ -41,6 +41,29 @@ pub fn parse_loss(name: &str) -> Result<Loss> {
     }
 }
 
+/// The most memory one batch of frames may take (the model's activations take several times
+/// more): a typo in `--batch` is refused before any work instead of allocating without bound.
+pub const MAX_BATCH_BYTES: u64 = 4 << 30;
+
+/// Checks `--batch` against [`MAX_BATCH_BYTES`] for frames of `[C, H, W]` f32 values.
+pub fn check_batch(batch: usize, frame: [usize; 3]) -> Result<()> {
+    let bytes = frame
+        .iter()
+        .chain(&[batch, 4])
+        .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+        .unwrap_or(u64::MAX);
+    if bytes > MAX_BATCH_BYTES {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        return Err(TrainError::Options(format!(
+            "--batch {batch}: {batch} frames of {frame:?} take {:.1} GiB before the model's \
+             activations (at most {:.0} GiB)",
+            gib(bytes),
+            gib(MAX_BATCH_BYTES)
+        )));
+    }
+    Ok(())
+}
+
 /// Checks that `root` is a dataset directory with statistics and returns them.
 pub fn open_stats(root: &Path) -> Result<Stats> {
     if !root.is_dir() {
@@ -229,6 +252,7 @@ fn train_on<B: Backend>(backend: B, args: &AutoencoderArgs, start: Start) -> Res
     }
     let [_, _, h, w] = train.window_shape();
     check_fit(&root, &stats, [h, w], &cfg)?;
+    check_batch(start.options.batch, [stats.channels.len(), h, w])?;
     // An imported run's grid is the reference's data, recorded, not trained on by lemur:
     // fine-tuning may use any grid the model takes.
     if let Some(meta) = &start.resumed
