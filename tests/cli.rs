@@ -1674,37 +1674,43 @@ fn outputs_are_checked_before_any_work() {
     ok(&["data", "info", s(&set)]);
 }
 
-/// `--init` with a file of zero frames and `--context 0` used to divide by zero (a panic);
-/// it is an error naming the file and the frames it needs.
+/// `--init` with a file of zero frames and `--context 0` used to divide by zero (a panic).
+/// `--context 0` is now refused before anything is read; a file of zero frames is an error
+/// naming the file and the frames it needs. Neither panics nor writes an output.
 #[test]
 fn rollout_init_without_frames_is_an_error() {
     let dir = scratch("rollout-init-empty");
     let init = dir.join("empty.safetensors");
     write_init(&init, 0, 5);
-    let out = lemur(&[
-        "rollout",
-        "--init",
-        s(&init),
-        "--context",
-        "0",
-        "--horizon",
-        "2",
-        "--out",
-        s(&dir.join("out")),
-        "--backend",
-        "cpu",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "{}: `frames` has shape [0, 5, 16, 16]; expected [K >= 1, 5, H, W]",
-            init.display()
-        )),
-        "{stderr}"
-    );
-    assert!(!dir.join("out").exists());
+    for (context, want) in [
+        (
+            "1",
+            format!(
+                "{}: `frames` has shape [0, 5, 16, 16]; expected [K >= 1, 5, H, W]",
+                init.display()
+            ),
+        ),
+        ("0", "--context must be at least 1".to_string()),
+    ] {
+        let out = lemur(&[
+            "rollout",
+            "--init",
+            s(&init),
+            "--context",
+            context,
+            "--horizon",
+            "2",
+            "--out",
+            s(&dir.join("out")),
+            "--backend",
+            "cpu",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(stderr.contains(&want), "--context {context}: {stderr}");
+        assert!(!dir.join("out").exists());
+    }
 }
 
 /// An installed `lemur` needs no source tree: a copy of the binary, run from a directory
