@@ -333,6 +333,26 @@ impl<'a> Machine<'a> {
         }
     }
 
+    /// Values about to go into an existing container: each at most `MAX_DEPTH - 1` deep, so the
+    /// container stays within `MAX_DEPTH`. (A container is only modified while nothing else
+    /// holds it, copy-on-write, so no container it is nested in grows deeper.)
+    fn check_items(&mut self, items: &[Rc<Value>]) -> Result<()> {
+        for v in items {
+            let mut budget = MAX_COPIES.saturating_sub(self.copies);
+            let before = budget;
+            let d = v.depth(&mut budget);
+            self.copies += before - budget;
+            match d {
+                None => return Err(self.err("too much work (a pathological pickle)")),
+                Some(d) if d >= MAX_DEPTH => {
+                    return Err(self.err(format!("containers nested deeper than {MAX_DEPTH}")));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     fn push_container(&mut self, v: Value) -> Result<()> {
         self.check_depth(&v)?;
         self.push(Rc::new(v))
@@ -400,6 +420,7 @@ impl<'a> Machine<'a> {
         if !items.len().is_multiple_of(2) {
             return Err(self.err("SETITEMS with an odd number of values"));
         }
+        self.check_items(&items)?;
         let at = self.at;
         let dict = self.top_mut()?;
         let Value::Dict(d) = dict else {
@@ -411,15 +432,13 @@ impl<'a> Machine<'a> {
                 detail: format!("SETITEM(S) on {kind}, not a dict"),
             });
         };
+        // Pairs in order; a repeated key (which torch never writes) is refused when the state
+        // dict is read, so nothing here searches the dict (no quadratic work).
         let mut it = items.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            match d.iter_mut().find(|(key, _)| *key == k) {
-                Some(slot) => slot.1 = v,
-                None => d.push((k, v)),
-            }
+            d.push((k, v));
         }
-        let top = self.top()?.clone();
-        self.check_depth(&top)
+        Ok(())
     }
 
     fn memo_get(&self, key: u32) -> Result<Rc<Value>> {
@@ -656,6 +675,7 @@ impl<'a> Machine<'a> {
                     } else {
                         self.pop_mark()?
                     };
+                    self.check_items(&items)?;
                     let at = self.at;
                     let list = self.top_mut()?;
                     match list {
@@ -670,8 +690,6 @@ impl<'a> Machine<'a> {
                             });
                         }
                     }
-                    let top = self.top()?.clone();
-                    self.check_depth(&top)?;
                 }
                 b's' => {
                     let v = self.pop()?;
@@ -939,6 +957,9 @@ pub fn read_state_bytes(bytes: &[u8], path: &Path) -> Result<StateDict> {
         let Value::Tensor(t) = &**v else {
             return Err(tensor_err(format!("holds {}, not a tensor", v.kind())));
         };
+        if tensors.contains_key(name) {
+            return Err(tensor_err("appears twice in the state dict".into()));
+        }
         let s = &t.storage;
         let entry = format!("{prefix}data/{}", s.key);
         if !storages.contains_key(&s.key) {

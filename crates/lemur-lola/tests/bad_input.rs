@@ -374,3 +374,25 @@ fn import_err_keep(src: &Path, out: &Path) -> String {
     .map(|_| "unexpectedly imported".to_string())
     .unwrap_err_or_msg()
 }
+
+#[test]
+fn repeated_keys_and_deep_nesting_are_refused() {
+    let entries = unzip(&fixture_state("surrogate"));
+    let pickle = pickle_of(&entries);
+    let dup = replace_once(
+        &pickle,
+        b"backbone.blocks.1.theta",
+        b"backbone.blocks.0.theta",
+    );
+    let e = err_of(&rezip(&with_pickle(&entries, dup)));
+    assert!(
+        e.contains("`backbone.blocks.0.theta`") && e.contains("appears twice"),
+        "{e}"
+    );
+    // A tuple nested 100 deep (dropping such a value recurses that deep).
+    let mut deep = b"\x80\x02)".to_vec();
+    deep.extend(std::iter::repeat_n(0x85u8, 100));
+    deep.push(b'.');
+    let e = err_of(&rezip(&with_pickle(&entries, deep)));
+    assert!(e.contains("nested deeper than 64"), "{e}");
+}
