@@ -505,6 +505,14 @@ pub fn import(args: &ImportArgs) -> Result<Imported> {
             }
             let physical = ae_meta.data.clone();
             let [h, w] = physical.grid;
+            if let Some(g) = args.grid
+                && g != [h, w]
+            {
+                notes.push(format!(
+                    "--grid {}x{} is not used: an emulator works on its autoencoder's grid, {h}x{w}",
+                    g[0], g[1]
+                ));
+            }
             let latent = dcae
                 .latent_shape(h, w)
                 .map_err(|e| LolaError::Usage(format!("{}: {e}", ae_dir.display())))?;
