@@ -141,6 +141,7 @@ fn compression_experiment_rejects_what_it_cannot_run() {
         (&["--size", "20"][..], "--size 20"),
         (&["--preset", "paper"][..], "--preset paper"),
         (&["--ae-steps", "0"][..], "--ae-steps"),
+        (&["--optimizer", "sgd"][..], "--optimizer sgd"),
     ] {
         let o = Command::new(LEMUR)
             .args(["experiment", "compression", "--out"])

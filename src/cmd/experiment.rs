@@ -65,6 +65,9 @@ pub struct CompressionArgs {
     /// Peak learning rate of every training run.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    /// Optimizer of every training run: adamw or soap.
+    #[arg(long, default_value = "adamw")]
+    pub optimizer: String,
     /// Compression rates to run (of 80, 320, 1280).
     #[arg(long, value_delimiter = ',', default_value = "80,320,1280")]
     pub rates: Vec<u32>,
@@ -265,6 +268,8 @@ impl Experiment<'_> {
             (steps / 10).max(1).to_string(),
             "--log-every".into(),
             (steps / 20).max(1).to_string(),
+            "--optimizer".into(),
+            self.args.optimizer.clone(),
         ];
         let fresh: Vec<String> = ["train", kind, source.0, &Self::s(source.1)]
             .iter()
@@ -417,6 +422,9 @@ fn compression(args: &CompressionArgs) -> Result<()> {
             args.size
         );
     }
+    if !["adamw", "soap"].contains(&args.optimizer.as_str()) {
+        bail!("--optimizer {}: expected adamw or soap", args.optimizer);
+    }
     if args.ensemble == 0 || args.eval_trajectories == 0 {
         bail!("--ensemble and --eval-trajectories must be positive");
     }
@@ -473,6 +481,11 @@ fn compression(args: &CompressionArgs) -> Result<()> {
         }
     };
 
+    // Runs of another optimizer are other runs: they never resume or stand in for these.
+    let tag = match args.optimizer.as_str() {
+        "adamw" => String::new(),
+        o => format!("-{o}"),
+    };
     let mut rows = Vec::new();
     for &(rate, c) in &channels {
         let configs: Vec<(String, Value)> = vec![
@@ -495,10 +508,10 @@ fn compression(args: &CompressionArgs) -> Result<()> {
         let cfg = |name: &str| ex.path(&format!("configs/{name}-{rate}x.json"));
         let (ae_cfg, den_cfg, sur_cfg) = (cfg("ae"), cfg("denoiser"), cfg("surrogate"));
 
-        let ae = ex.path(&format!("runs/ae-{rate}x"));
+        let ae = ex.path(&format!("runs/ae-{rate}x{tag}"));
         let ae_step = ex.train("autoencoder", &ae, &ae_cfg, ("--data", &data), ae_steps)?;
 
-        let latents = ex.path(&format!("latents/{rate}x-ae{ae_step}"));
+        let latents = ex.path(&format!("latents/{rate}x{tag}-ae{ae_step}"));
         let done = latents.join("latents.json").is_file();
         let enc = [
             "encode",
@@ -523,8 +536,8 @@ fn compression(args: &CompressionArgs) -> Result<()> {
             done,
         )?;
 
-        let dif = ex.path(&format!("runs/diffusion-{rate}x-ae{ae_step}"));
-        let sur = ex.path(&format!("runs/surrogate-{rate}x-ae{ae_step}"));
+        let dif = ex.path(&format!("runs/diffusion-{rate}x{tag}-ae{ae_step}"));
+        let sur = ex.path(&format!("runs/surrogate-{rate}x{tag}-ae{ae_step}"));
         ex.train(
             "diffusion",
             &dif,
@@ -541,7 +554,7 @@ fn compression(args: &CompressionArgs) -> Result<()> {
         )?;
 
         let stride = ["--stride".to_string(), STRIDE.to_string()];
-        let ae_eval = ex.eval(&ae, &format!("ae-{rate}x"), &data, &stride)?;
+        let ae_eval = ex.eval(&ae, &format!("ae-{rate}x{tag}"), &data, &stride)?;
         let diffusion = [
             "--ensemble".to_string(),
             args.ensemble.to_string(),
@@ -552,11 +565,16 @@ fn compression(args: &CompressionArgs) -> Result<()> {
         ];
         let dif_eval = ex.eval(
             &dif,
-            &format!("diffusion-{rate}x-ae{ae_step}"),
+            &format!("diffusion-{rate}x{tag}-ae{ae_step}"),
             &data,
             &diffusion,
         )?;
-        let sur_eval = ex.eval(&sur, &format!("surrogate-{rate}x-ae{ae_step}"), &data, &[])?;
+        let sur_eval = ex.eval(
+            &sur,
+            &format!("surrogate-{rate}x{tag}-ae{ae_step}"),
+            &data,
+            &[],
+        )?;
         rows.push((
             rate,
             c,
@@ -576,8 +594,8 @@ fn compression(args: &CompressionArgs) -> Result<()> {
     let range_mean = |v: &[f64], (a, b): (usize, usize)| mean(&v[a - 1..b.min(v.len())]);
     let mut md = String::new();
     md.push_str(&format!(
-        "# Compression experiment (`lemur experiment compression --preset {}`)\n\n",
-        args.preset
+        "# Compression experiment (`lemur experiment compression --preset {} --optimizer {}`)\n\n",
+        args.preset, args.optimizer
     ));
     md.push_str(&format!(
         "VRMSE on the test split ({} trajectories, physical units, mean over fields), by latent \
