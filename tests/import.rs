@@ -213,7 +213,7 @@ fn imported_runs_roll_out_evaluate_encode_and_fine_tune() {
     ]);
     assert!(out.to_lowercase().contains("vrmse"), "{out}");
 
-    // Fine-tuning: the reference saved no optimizer state, so AdamW starts fresh (said so),
+    // Fine-tuning: the reference saved no optimizer state, so the optimizer starts fresh (said so),
     // and an imported run takes any training options for its first session.
     for (kind, run, data_flag, data_dir) in [
         ("diffusion", &dif, "--latents", &latents),
@@ -236,7 +236,7 @@ fn imported_runs_roll_out_evaluate_encode_and_fine_tune() {
             "cpu",
         ]);
         assert!(
-            out.contains("AdamW starts from fresh moments"),
+            out.contains("the optimizer (adamw) starts from fresh moments"),
             "{kind}: {out}"
         );
         let meta = json(&run.join("checkpoint.json"));

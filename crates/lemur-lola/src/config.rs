@@ -802,9 +802,11 @@ fn read_optim(
         if let Some(v) = o.get("optimizer") {
             let name = doc.str(v, "optim.optimizer")?;
             record["optimizer"] = json!(name);
-            if name != "adamw" {
+            if matches!(name, "adamw" | "soap") {
+                options.optimizer = name.into();
+            } else {
                 notes.push(format!(
-                    "optim.optimizer is {name}; fine-tuning in lemur uses AdamW"
+                    "optim.optimizer is {name}; fine-tuning in lemur uses AdamW (or --optimizer soap)"
                 ));
             }
         }

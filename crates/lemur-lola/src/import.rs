@@ -547,8 +547,8 @@ pub fn import(args: &ImportArgs) -> Result<Imported> {
     // A fresh schedule for fine-tuning: lemur's default length, changed with --steps.
     options.steps = lemur_train::TrainOptions::defaults().steps;
     notes.push(
-        "the reference saves weights only: fine-tuning (train --resume) starts AdamW from fresh \
-         moments"
+        "the reference saves weights only: fine-tuning (train --resume) starts the optimizer \
+         from fresh moments"
             .into(),
     );
     let created = std::time::SystemTime::now()

@@ -281,8 +281,9 @@ pub fn restore<B: Backend>(start: &Start, params: &ParamStore<B>) -> Result<Opti
         if moments.is_empty() && imported(meta) {
             eprintln!(
                 "lemur: {} was imported from the reference implementation, which saves weights \
-                 only: AdamW starts from fresh moments",
-                start.run.path.display()
+                 only: the optimizer ({}) starts from fresh moments",
+                start.run.path.display(),
+                start.options.optimizer
             );
         }
         optimizer.load_state(params, &moments, meta.step)?;
