@@ -100,3 +100,47 @@ fn the_reference_link_leads_to_the_autoencoder() {
         "{e}"
     );
 }
+
+#[test]
+fn ae_run_is_followed_when_it_exists_here() {
+    let dir = scratch("resolve_ae_run");
+    let src = dir.join("src");
+    copy_run(&runs_dir().join("diffusion"), &src);
+    let cfg = src.join("config.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let ae = runs_dir().join("ae");
+    let text = text.replace(
+        "ae_run: /tmp/lola-public/ae",
+        &format!("ae_run: {}", ae.display()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let done =
+        import(&args(src, dir.join("runs/diffusion"), None)).unwrap_or_else(|e| panic!("{e}"));
+    let (path, how) = done.autoencoder.unwrap();
+    assert!(
+        how.starts_with("ae_run") && how.ends_with("(imported)"),
+        "{how}"
+    );
+    assert_eq!(
+        path,
+        std::path::absolute(dir.join("runs/autoencoder")).unwrap()
+    );
+    // `ae_run: null` is a pixel-space emulator, which lemur does not have.
+    let src = dir.join("pixel");
+    copy_run(&runs_dir().join("surrogate"), &src);
+    let cfg = src.join("config.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("ae_run: /tmp/lola-public/ae", "ae_run: null"),
+    )
+    .unwrap();
+    let e = import(&args(src, dir.join("pixel-out"), None))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`ae_run`") && e.contains("physical fields"),
+        "{e}"
+    );
+}
