@@ -173,6 +173,19 @@ fn bad_inputs_fail_fast_and_clearly() {
         String::from_utf8_lossy(&st.stderr)
     );
 
+    let latents = home.join("latents");
+    let st = Command::new(LEMUR)
+        .args(["encode", "--autoencoder", &s(&ae), "--data", &s(&data)])
+        .args(["--out", &s(&latents), "--backend", "cpu"])
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+
     // Broken copies of the fixtures.
     let corrupt_weights = home.join("corrupt-weights");
     copy_dir(&ae, &corrupt_weights);
@@ -411,6 +424,22 @@ fn bad_inputs_fail_fast_and_clearly() {
                 "autoencoder",
                 "--data",
                 &d,
+                "--config",
+                "tiny",
+                "--batch",
+                "1000000000",
+                "--out",
+                &out,
+            ],
+            &["--batch"],
+        ),
+        case(
+            "train surrogate --batch huge",
+            &[
+                "train",
+                "surrogate",
+                "--latents",
+                &s(&latents),
                 "--config",
                 "tiny",
                 "--batch",

@@ -45,9 +45,10 @@ pub fn parse_loss(name: &str) -> Result<Loss> {
 /// more): a typo in `--batch` is refused before any work instead of allocating without bound.
 pub const MAX_BATCH_BYTES: u64 = 4 << 30;
 
-/// Checks `--batch` against [`MAX_BATCH_BYTES`] for frames of `[C, H, W]` f32 values.
-pub fn check_batch(batch: usize, frame: [usize; 3]) -> Result<()> {
-    let bytes = frame
+/// Checks `--batch` against [`MAX_BATCH_BYTES`] for samples of `sample` f32 values (a frame
+/// `[C, H, W]`, or an emulator's window `[C, L, H, W]`), with checked arithmetic.
+pub fn check_batch(batch: usize, sample: &[usize]) -> Result<()> {
+    let bytes = sample
         .iter()
         .chain(&[batch, 4])
         .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
@@ -55,8 +56,8 @@ pub fn check_batch(batch: usize, frame: [usize; 3]) -> Result<()> {
     if bytes > MAX_BATCH_BYTES {
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         return Err(TrainError::Options(format!(
-            "--batch {batch}: {batch} frames of {frame:?} take {:.1} GiB before the model's \
-             activations (at most {:.0} GiB)",
+            "--batch {batch}: {batch} samples of {sample:?} values take {:.1} GiB before the \
+             model's activations (at most {:.0} GiB)",
             gib(bytes),
             gib(MAX_BATCH_BYTES)
         )));
@@ -252,7 +253,7 @@ fn train_on<B: Backend>(backend: B, args: &AutoencoderArgs, start: Start) -> Res
     }
     let [_, _, h, w] = train.window_shape();
     check_fit(&root, &stats, [h, w], &cfg)?;
-    check_batch(start.options.batch, [stats.channels.len(), h, w])?;
+    check_batch(start.options.batch, &[stats.channels.len(), h, w])?;
     // An imported run's grid is the reference's data, recorded, not trained on by lemur:
     // fine-tuning may use any grid the model takes.
     if let Some(meta) = &start.resumed

@@ -192,6 +192,7 @@ fn train_on<B: Backend>(
     let m = &cache.manifest;
     let input = crate::models::input(kind, &start.model_config)?;
     let [c, h, w] = m.latent_shape;
+    crate::autoencoder::check_batch(start.options.batch, &[c, start.options.window, h, w])?;
     if input.channels != c {
         return Err(TrainError::Data {
             path: root.clone(),
