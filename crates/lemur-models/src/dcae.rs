@@ -290,8 +290,8 @@ impl DcaeConfig {
                 .checked_mul(k.checked_mul(k)?)?
                 .checked_add(cout)
         };
-        fn sum(xs: impl Iterator<Item = Option<usize>>) -> Option<usize> {
-            xs.fold(Some(0usize), |a, x| a?.checked_add(x?))
+        fn sum(mut xs: impl Iterator<Item = Option<usize>>) -> Option<usize> {
+            xs.try_fold(0usize, |a, x| a.checked_add(x?))
         }
         let blocks = sum(h.iter().zip(&self.hid_blocks).map(|(&c, &nb)| {
             let fc = f.checked_mul(c)?;

@@ -162,7 +162,7 @@ fn open_and_use(run: &Path) -> bool {
 fn run_mutations_never_panic_or_overallocate() {
     let scratch = mutate::Scratch::new(env!("CARGO_TARGET_TMPDIR"), "runs");
     let root = &scratch.0;
-    let Runs { ae, sur } = runs(&root);
+    let Runs { ae, sur } = runs(root);
     assert!(open_and_use(&ae));
     assert!(open_and_use(&sur));
     // (file, run to open) pairs; the surrogate reads the autoencoder's own checkpoint file

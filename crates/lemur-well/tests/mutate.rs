@@ -259,8 +259,8 @@ fn stats_json_mutations_never_panic_or_overallocate() {
     let scratch = mutate::Scratch::new(env!("CARGO_TARGET_TMPDIR"), "stats");
     let dir = &scratch.0;
     let good = stats();
-    good.save(&dir).unwrap();
-    assert_eq!(Stats::load(&dir).unwrap(), good);
+    good.save(dir).unwrap();
+    assert_eq!(Stats::load(dir).unwrap(), good);
     let base: serde_json::Value = serde_json::to_value(&good).unwrap();
     let report = campaign("stats-json", &seeds(10_000), |seed| {
         let mut rng = Rng::new(seed);
@@ -268,10 +268,10 @@ fn stats_json_mutations_never_panic_or_overallocate() {
         // One in sixteen through the file (the loader's path); the rest parse the bytes
         // directly, which is the same code without the disk's latency.
         let loaded = if seed % 16 == 0 {
-            std::fs::write(Stats::path(&dir), &bytes).unwrap();
-            Stats::load(&dir)
+            std::fs::write(Stats::path(dir), &bytes).unwrap();
+            Stats::load(dir)
         } else {
-            Stats::from_json(&bytes, &Stats::path(&dir))
+            Stats::from_json(&bytes, &Stats::path(dir))
         };
         match loaded {
             Ok(s) => {
