@@ -847,9 +847,8 @@ fn bad_inputs_fail_fast_and_clearly() {
                 stderr.trim().replace('\n', "\n          ")
             ));
         }
-        // A refused command leaves no output that looks like a result. (`train` creates and
-        // locks its run directory before it opens the data, so an empty run directory may be
-        // left: that is noted, not failed.)
+        // A refused command leaves no output at all: `train` removes the run directory it
+        // created when it fails before its first checkpoint.
         let out_dir = home.join("out");
         if out_dir.exists() {
             let listing: Vec<String> = std::fs::read_dir(&out_dir)
@@ -859,18 +858,11 @@ fn bad_inputs_fail_fast_and_clearly() {
                         .collect()
                 })
                 .unwrap_or_default();
-            if listing
-                .iter()
-                .any(|n| n != "train.lock" && !n.starts_with('.'))
-            {
-                wrong_after(
-                    &mut failures,
-                    c.name,
-                    &format!("left --out behind with {listing:?}"),
-                );
-            } else {
-                eprintln!("note: {}: left an empty --out ({listing:?})", c.name);
-            }
+            wrong_after(
+                &mut failures,
+                c.name,
+                &format!("left --out behind with {listing:?}"),
+            );
             let _ = std::fs::remove_dir_all(&out_dir);
         }
     }

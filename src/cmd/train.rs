@@ -250,6 +250,30 @@ fn config_source(kind: ModelKind, value: &str) -> Result<ConfigSource> {
 }
 
 pub fn run(command: TrainCommand) -> Result<()> {
+    let fresh_out = match &command {
+        TrainCommand::Autoencoder { common, .. }
+        | TrainCommand::Diffusion { common, .. }
+        | TrainCommand::Surrogate { common, .. } => common.out.clone().filter(|o| !o.exists()),
+        TrainCommand::Bench(_) => None,
+    };
+    let result = run_command(command);
+    // A new run refused before its first checkpoint (bad data, a batch too large for memory)
+    // leaves nothing that looks like a run: the directory it created goes.
+    if result.is_err()
+        && let Some(out) = fresh_out
+        && out.is_dir()
+        && !out.join(lemur_train::run::META_FILE).exists()
+        && let Err(e) = std::fs::remove_dir_all(&out)
+    {
+        eprintln!(
+            "lemur: could not remove the unstarted run {}: {e}",
+            out.display()
+        );
+    }
+    result
+}
+
+fn run_command(command: TrainCommand) -> Result<()> {
     match command {
         TrainCommand::Autoencoder { data, common } => {
             let args = lemur_train::autoencoder::AutoencoderArgs {
