@@ -311,6 +311,23 @@ pub fn parse_config(text: &str, path: &Path) -> Result<LolaConfig> {
                 .collect()
         })
         .unwrap_or_default();
+    // Emulators are conditioned on labels. lemur's Rayleigh-Benard labels are the natural logs
+    // of the Rayleigh and Prandtl numbers, as the reference's `log_scalars` augmentation makes
+    // them; a run trained without it saw the raw numbers and would be conditioned wrongly.
+    let log_scalars = dataset
+        .get("augment")
+        .and_then(|a| a.as_sequence())
+        .is_some_and(|s| s.iter().any(|x| x.as_str() == Some("log_scalars")));
+    if kind != ModelKind::Autoencoder
+        && physics.iter().any(|p| p.starts_with("rayleigh_benard"))
+        && !log_scalars
+    {
+        return Err(doc.unsupported(
+            "dataset.augment",
+            "no log_scalars: the run was conditioned on the raw Rayleigh and Prandtl numbers, \
+             and lemur's labels are their logs (the reference's log_scalars)",
+        ));
+    }
     let mut record = record;
     record["physics"] = json!(physics);
     record["reference_path"] = json!(top.get("path").and_then(|p| p.as_str()));

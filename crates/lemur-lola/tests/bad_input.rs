@@ -289,6 +289,12 @@ fn configurations_lemur_cannot_honour_name_the_option() {
             "`ae.loss.losses`",
         ),
         ("ae", "    - 0.51", "    - -0.51", "`dataset.stats.std[0]`"),
+        (
+            "surrogate",
+            "  - euler_multi_quadrants_openBC\n",
+            "  - rayleigh_benard\n",
+            "`dataset.augment`",
+        ),
     ] {
         copy_run(&runs_dir().join(run), &src);
         edit_config(&src, from, to);
