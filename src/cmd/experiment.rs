@@ -416,7 +416,7 @@ fn compression(args: &CompressionArgs) -> Result<()> {
         .iter()
         .map(|&r| latent_channels(r).map(|c| (r, c)))
         .collect::<Result<_>>()?;
-    if args.data.is_none() && (args.size == 0 || args.size % 16 != 0) {
+    if args.data.is_none() && (args.size == 0 || !args.size.is_multiple_of(16)) {
         bail!(
             "--size {}: the autoencoders downsample by 16, so the grid must be a positive multiple of 16",
             args.size

@@ -111,7 +111,7 @@ fn per_axis_patch_is_space_to_depth<B: Backend>(b: &B) {
         .load_host(&weights, std::path::Path::new("patched ViT"))
         .unwrap();
     let x: Vec<f32> = (0..shape.iter().product::<usize>())
-        .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0))
+        .map(|i| (i * 7919 % 1000) as f32 / 500.0 - 1.0)
         .collect();
     let ya = no_grad(|| {
         a.forward(

@@ -269,6 +269,25 @@ pub(crate) async fn open(
     Ok((device, queue, adapter.get_info()))
 }
 
+/// Mesa's device-select Vulkan layer looks for a Wayland compositor on every Vulkan instance
+/// and, without a login session (`XDG_RUNTIME_DIR` unset, as under ssh, cron, containers or
+/// CI), prints "error: XDG_RUNTIME_DIR is invalid or not set" each time. With no session there
+/// is no compositor GPU to prefer, so this switches the layer off (`NODEVICE_SELECT=1`) and
+/// wgpu picks the adapter itself. A user's own `NODEVICE_SELECT` stands.
+///
+/// # Safety
+/// It sets an environment variable: call it before any other thread exists (first in `main`).
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(unsafe_code)]
+pub unsafe fn quiet_mesa_without_session() {
+    let session =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
+    if !session && std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: the caller guarantees no other thread reads the environment concurrently.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,24 +313,5 @@ mod tests {
             assert!(e.contains(&format!("LEMUR_GPU_BACKEND={bad}")), "{e}");
             assert!(e.contains("vulkan, metal, dx12"), "{e}");
         }
-    }
-}
-
-/// Mesa's device-select Vulkan layer looks for a Wayland compositor on every Vulkan instance
-/// and, without a login session (`XDG_RUNTIME_DIR` unset, as under ssh, cron, containers or
-/// CI), prints "error: XDG_RUNTIME_DIR is invalid or not set" each time. With no session there
-/// is no compositor GPU to prefer, so this switches the layer off (`NODEVICE_SELECT=1`) and
-/// wgpu picks the adapter itself. A user's own `NODEVICE_SELECT` stands.
-///
-/// # Safety
-/// It sets an environment variable: call it before any other thread exists (first in `main`).
-#[cfg(not(target_arch = "wasm32"))]
-#[allow(unsafe_code)]
-pub unsafe fn quiet_mesa_without_session() {
-    let session =
-        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
-    if !session && std::env::var_os("NODEVICE_SELECT").is_none() {
-        // SAFETY: the caller guarantees no other thread reads the environment concurrently.
-        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
     }
 }
