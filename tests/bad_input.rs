@@ -247,6 +247,11 @@ fn bad_inputs_fail_fast_and_clearly() {
         serde_json::from_str(include_str!("../assets/presets/autoencoder-tiny.json")).unwrap();
     cfg["hid_channels"] = serde_json::json!([1u64 << 40, 16]);
     std::fs::write(&huge_config, cfg.to_string()).unwrap();
+    // Valid sizes (under the configuration's bounds), but 3.2e10 parameters: more than any
+    // machine's memory trains, refused before anything is allocated for it.
+    let large_config = home.join("large.json");
+    cfg["hid_channels"] = serde_json::json!([60000, 60000]);
+    std::fs::write(&large_config, cfg.to_string()).unwrap();
 
     let (d, r, out) = (s(&data), s(&ae), s(&home.join("out")));
     let mut cases = vec![
@@ -687,6 +692,20 @@ fn bad_inputs_fail_fast_and_clearly() {
                 &out,
             ],
             &["huge.json", "channels"],
+        ),
+        case(
+            "train --config a model larger than memory",
+            &[
+                "train",
+                "autoencoder",
+                "--data",
+                &d,
+                "--config",
+                &s(&large_config),
+                "--out",
+                &out,
+            ],
+            &["large.json", "free memory can train"],
         ),
         case(
             "train --resume of a directory that is not a run",

@@ -13,8 +13,8 @@ pub struct Builder<'a, B: Backend> {
     store: &'a mut ParamStore<B>,
     prefix: String,
     seed: u64,
-    /// The most scalars the store may hold (see [`Builder::with_limit`]).
-    limit: Option<usize>,
+    /// The most scalars the store may hold, and why (see [`Builder::with_limit`]).
+    limit: Option<(usize, &'static str)>,
 }
 
 fn name_hash(name: &str) -> u64 {
@@ -46,7 +46,25 @@ impl<'a, B: Backend> Builder<'a, B> {
         max_params: usize,
     ) -> Self {
         Self {
-            limit: Some(max_params),
+            limit: Some((max_params, "the values its weights hold")),
+            ..Self::new(backend, store, seed)
+        }
+    }
+
+    /// A builder for a model about to be trained: it refuses, before allocating, a model
+    /// larger than `max_params` scalars, the most that the machine's memory can train (the
+    /// caller counts the weights, their gradients and the optimizer's moments).
+    pub fn with_memory_limit(
+        backend: &B,
+        store: &'a mut ParamStore<B>,
+        seed: u64,
+        max_params: usize,
+    ) -> Self {
+        Self {
+            limit: Some((
+                max_params,
+                "the values this machine's free memory can train",
+            )),
             ..Self::new(backend, store, seed)
         }
     }
@@ -57,15 +75,13 @@ impl<'a, B: Backend> Builder<'a, B> {
         let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         let total = n.and_then(|n| n.checked_add(self.store.count()));
         match (n, total, self.limit) {
-            (Some(n), Some(t), Some(limit)) if t <= limit => Ok(n),
+            (Some(n), Some(t), Some((limit, _))) if t <= limit => Ok(n),
             (Some(n), Some(_), None) => Ok(n),
             (n, _, limit) => Err(Error::Config(format!(
                 "parameter `{}` of shape {shape:?} ({} values) takes the model past {}",
                 self.full_name(name),
                 n.map_or("more than 2^64".into(), |n| n.to_string()),
-                limit.map_or("2^64 values".into(), |l| format!(
-                    "the {l} values its weights hold"
-                ))
+                limit.map_or("2^64 values".into(), |(l, why)| format!("{l}, {why}"))
             ))),
         }
     }

@@ -274,8 +274,14 @@ fn train_on<B: Backend>(backend: B, args: &AutoencoderArgs, start: Start) -> Res
     let mut params = ParamStore::new();
     let model = Dcae::new(
         &cfg,
-        &mut Builder::new(&backend, &mut params, start.options.seed),
-    )?;
+        &mut Builder::with_memory_limit(
+            &backend,
+            &mut params,
+            start.options.seed,
+            session::trainable_params(),
+        ),
+    )
+    .map_err(|e| session::model_error(&args.common, e))?;
     let optimizer = session::restore(&start, &params)?;
     let template = CheckpointMeta {
         format: FORMAT.into(),

@@ -249,7 +249,8 @@ fn train_on<B: Backend>(
         &backend,
         &mut params,
         start.options.seed,
-    )?;
+    )
+    .map_err(|e| session::model_error(&args.common, e))?;
     let optimizer = session::restore(&start, &params)?;
     let template = CheckpointMeta {
         format: FORMAT.into(),

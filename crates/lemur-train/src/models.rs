@@ -103,7 +103,8 @@ pub fn build<B: Backend>(
     seed: u64,
 ) -> Result<Box<dyn EmulatorModel<B>>> {
     let cfg = parse(kind, v)?;
-    let mut b = Builder::new(backend, params, seed);
+    let mut b =
+        Builder::with_memory_limit(backend, params, seed, crate::session::trainable_params());
     Ok(match kind {
         ModelKind::Surrogate => Box::new(Model::Surrogate(
             Surrogate::new(&cfg, &mut b)?,

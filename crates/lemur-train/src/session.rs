@@ -67,6 +67,35 @@ pub struct Start {
     pub resumed: Option<CheckpointMeta>,
 }
 
+/// The most parameters this machine can train: its available memory (Linux's
+/// `MemAvailable`) over 16 bytes a parameter (f32 weights, gradients and two optimizer moments).
+/// Activations come on top, so this refuses only what cannot fit at all, before allocating;
+/// without `/proc/meminfo` there is no limit.
+pub fn trainable_params() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                l.strip_prefix("MemAvailable:")?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+            })
+        })
+        .map_or(usize::MAX, |kb| kb.saturating_mul(1024) / 16)
+}
+
+/// Names the model configuration in an error from building the model (a model too large to
+/// train, a size the model refuses).
+pub fn model_error(args: &CommonArgs, e: impl std::fmt::Display) -> TrainError {
+    match &args.config {
+        Some(source) => TrainError::Options(format!("--config {source}: {e}")),
+        None => TrainError::Options(format!("the run's model configuration: {e}")),
+    }
+}
+
 /// Reads a JSON file.
 pub fn read_json(path: &Path) -> Result<Value> {
     let bytes = std::fs::read(path).map_err(io_err(path))?;
