@@ -421,7 +421,7 @@ fn ctrl_c_in_train_saves_a_checkpoint_and_resumes_exactly() {
     );
     assert!(
         stderr.contains(&format!(
-            "resume with: lemur train autoencoder --resume '{}'\n",
+            "resume with: lemur train autoencoder --resume '{}' --backend cpu\n",
             s(&run)
         )),
         "{stderr}"
@@ -844,7 +844,7 @@ fn ctrl_c_in_emulator_training_saves_a_checkpoint_too() {
     let step = pointer_step(&run).unwrap();
     assert!(
         stderr.contains(&format!(
-            "lemur: interrupted: saved a checkpoint at step {step} in {}\nresume with: lemur train diffusion --resume {}\n",
+            "lemur: interrupted: saved a checkpoint at step {step} in {}\nresume with: lemur train diffusion --resume {} --backend cpu\n",
             s(&run.join(format!("step-{step:08}"))),
             s(&run)
         )),

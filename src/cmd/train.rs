@@ -197,8 +197,13 @@ fn report(kind: &str, args: &TrainArgs, s: &Summary) -> Result<()> {
     );
     if s.interrupted {
         let run = args.run_dir();
+        // The backend is not stored in the run: repeat the one asked for.
+        let backend = args
+            .backend
+            .as_deref()
+            .map_or(String::new(), |b| format!(" --backend {}", shell_word(b)));
         return Err(super::interrupt::Interrupted(format!(
-            "interrupted: saved a checkpoint at step {} in {}\nresume with: lemur train {kind} --resume {}",
+            "interrupted: saved a checkpoint at step {} in {}\nresume with: lemur train {kind} --resume {}{backend}",
             s.step,
             run.join(format!("step-{:08}", s.step)).display(),
             shell_word(&run.display().to_string())
