@@ -4,83 +4,19 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
-const LEMUR: &str = env!("CARGO_BIN_EXE_lemur");
+#[path = "support/cli.rs"]
+mod support;
 
-fn preset(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/presets")
-        .join(format!("{name}.json"))
-}
+use support::{LEMUR, fails, lemur, ok, preset, s};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("cli")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn lemur(args: &[&str]) -> Output {
-    Command::new(LEMUR)
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run lemur")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = lemur(args);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "lemur {args:?} failed:\n{stdout}\n{stderr}"
-    );
-    format!("{stdout}{stderr}")
-}
-
-/// The error output of a command that must fail.
-fn fails(args: &[&str]) -> String {
-    let out = lemur(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "lemur {args:?} should have failed:\n{stderr}"
-    );
-    stderr
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    support::scratch_in("cli", name)
 }
 
 /// One tiny dataset shared by every test (3 trajectories, 9 frames, 16x16).
 fn dataset() -> PathBuf {
-    static DATA: OnceLock<PathBuf> = OnceLock::new();
-    DATA.get_or_init(|| {
-        let dir = scratch("dataset").join("euler");
-        ok(&[
-            "generate",
-            "euler",
-            "--trajectories",
-            "3",
-            "--frames",
-            "9",
-            "--size",
-            "16x16",
-            "--seed",
-            "1",
-            "--out",
-            s(&dir),
-        ]);
-        dir
-    })
-    .clone()
+    support::tiny_dataset("cli")
 }
 
 fn gpu_too() -> Vec<&'static str> {

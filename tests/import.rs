@@ -5,57 +5,21 @@
 //! `crates/lemur-lola/tests/parity.rs`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-const LEMUR: &str = env!("CARGO_BIN_EXE_lemur");
+#[path = "support/cli.rs"]
+mod support;
+
+use support::{fails, ok, s};
+
+fn scratch(name: &str) -> PathBuf {
+    support::scratch_in("import", name)
+}
 
 fn runs_dir() -> PathBuf {
     match std::env::var_os("LEMUR_LOLA_RUNS_DIR") {
         Some(d) => PathBuf::from(d),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/lola-runs"),
     }
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("import")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn lemur(args: &[&str]) -> Output {
-    Command::new(LEMUR)
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run lemur")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = lemur(args);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "lemur {args:?} failed:\n{text}");
-    text
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = lemur(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "lemur {args:?} should have failed:\n{stderr}"
-    );
-    stderr
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn json(path: &Path) -> serde_json::Value {

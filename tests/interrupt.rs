@@ -15,50 +15,21 @@ use std::time::{Duration, Instant};
 use lemur_tensor::params::read_safetensors;
 use lemur_train::run::read_meta;
 
-const LEMUR: &str = env!("CARGO_BIN_EXE_lemur");
+#[path = "support/cli.rs"]
+mod support;
+
+use support::{LEMUR, command, ok, preset, s, text};
+
 /// The optimizer steps of every run compared with the reference.
 const STEPS: u32 = 40;
 
-fn preset(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/presets")
-        .join(format!("{name}.json"))
-}
-
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("interrupt")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    support::scratch_in("interrupt", name)
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn command(args: &[&str]) -> Command {
-    let mut c = Command::new(LEMUR);
-    c.args(args).env("XDG_RUNTIME_DIR", std::env::temp_dir());
-    c
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = command(args).output().expect("run lemur");
-    let (stdout, stderr) = text(&out);
-    assert!(
-        out.status.success(),
-        "lemur {args:?} failed:\n{stdout}\n{stderr}"
-    );
-    format!("{stdout}{stderr}")
+/// One tiny dataset shared by every test (3 trajectories, 9 frames, 16x16).
+fn dataset() -> PathBuf {
+    support::tiny_dataset("interrupt")
 }
 
 /// Runs `lemur args` with files limited to `kib` KiB (`RLIMIT_FSIZE`) and SIGXFSZ ignored, so
@@ -96,30 +67,6 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// One tiny dataset shared by every test (3 trajectories, 9 frames, 16x16).
-fn dataset() -> PathBuf {
-    static DATA: OnceLock<PathBuf> = OnceLock::new();
-    DATA.get_or_init(|| {
-        let dir = scratch("dataset").join("euler");
-        ok(&[
-            "generate",
-            "euler",
-            "--trajectories",
-            "3",
-            "--frames",
-            "9",
-            "--size",
-            "16x16",
-            "--seed",
-            "1",
-            "--out",
-            s(&dir),
-        ]);
-        dir
-    })
-    .clone()
 }
 
 /// Settings of every compared run: dropout on, so the model's randomness must resume exactly
