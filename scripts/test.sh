@@ -57,8 +57,14 @@ cargo fetch
 trunk build --release --offline
 # The desktop build's first emulated frame from the same seed and the browser's (f16) weights,
 # on the CPU backend: every browser run must reproduce it.
-# (The test profile, so that the binary `cargo test` just built is reused.)
-cargo run --profile test -p lemur-app -- --first-frame --ensemble 2 --steps 4 --horizon 4 --seed 0 \
+# The binary `cargo test --workspace` just built, run as it is: `cargo run -p lemur-app` would
+# unify features for that one package and build a second copy of every dependency.
+app="${CARGO_TARGET_DIR:-target}/debug/lemur-app"
+if [ ! -x "$app" ]; then
+    echo "error: $app is missing: cargo test --workspace should have built it" >&2
+    exit 1
+fi
+"$app" --first-frame --ensemble 2 --steps 4 --horizon 4 --seed 0 \
     --weights web/pretrained/euler64 > target/native-first-frame.json
 xvfb-run -a -s "-screen 0 1280x1024x24" python3 scripts/browser-app-test.py dist \
     --native-first-frame target/native-first-frame.json --screenshot target/app-browser.png
