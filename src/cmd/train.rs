@@ -100,6 +100,14 @@ pub struct TrainArgs {
     /// (0.95, 0.95)). Kept by --resume [default: adamw].
     #[arg(long)]
     pub optimizer: Option<String>,
+    /// SOAP: refresh the eigenbases of each parameter's preconditioner every N of its steps;
+    /// fewer refreshes cost less time and track the curvature less closely [default: 10].
+    #[arg(long)]
+    pub precondition_frequency: Option<u32>,
+    /// SOAP: axes longer than this are not rotated (plain Adam along them); bounds each
+    /// eigendecomposition's cost [default: 512].
+    #[arg(long)]
+    pub max_precond_dim: Option<usize>,
     /// Backend: gpu, cpu or auto [default: $LEMUR_BACKEND, else auto].
     #[arg(long)]
     pub backend: Option<String>,
@@ -148,6 +156,8 @@ impl TrainArgs {
                 seed: self.seed,
                 loss: self.loss.clone(),
                 optimizer: self.optimizer.clone(),
+                precondition_frequency: self.precondition_frequency,
+                max_precond_dim: self.max_precond_dim,
                 checkpoint_every: self.checkpoint_every,
                 val_batches: self.val_batches,
                 log_every: self.log_every,

@@ -30,6 +30,13 @@ pub struct TrainOptions {
     /// own betas (0.95, 0.95)). Checkpoints written before the choice existed are AdamW's.
     #[serde(default = "adamw")]
     pub optimizer: String,
+    /// SOAP: refresh each parameter's eigenbases every this many of its steps.
+    #[serde(default = "precondition_frequency")]
+    pub precondition_frequency: u32,
+    /// SOAP: sides longer than this are not rotated (Adam along that axis), which bounds the
+    /// eigendecompositions at `max_precond_dim`^3 work and `max_precond_dim`^2 memory each.
+    #[serde(default = "max_precond_dim")]
+    pub max_precond_dim: usize,
     /// Seed of the initialisation, the batches and every random draw of the models.
     pub seed: u64,
     /// Window length in frames (emulators) and the stride between its frames.
@@ -52,6 +59,14 @@ fn adamw() -> String {
     "adamw".into()
 }
 
+fn precondition_frequency() -> u32 {
+    lemur_tensor::SoapConfig::default().precondition_frequency
+}
+
+fn max_precond_dim() -> usize {
+    lemur_tensor::SoapConfig::default().max_precond_dim
+}
+
 /// SOAP's betas (soap.py's defaults), used by `--optimizer soap` in place of AdamW's.
 pub const SOAP_BETAS: (f32, f32) = (0.95, 0.95);
 
@@ -69,6 +84,8 @@ pub struct Overrides {
     pub seed: Option<u64>,
     pub loss: Option<String>,
     pub optimizer: Option<String>,
+    pub precondition_frequency: Option<u32>,
+    pub max_precond_dim: Option<usize>,
     pub checkpoint_every: Option<u32>,
     pub val_batches: Option<usize>,
     pub log_every: Option<u32>,
@@ -92,6 +109,8 @@ impl TrainOptions {
             betas: (0.9, 0.99),
             eps: 1e-8,
             optimizer: adamw(),
+            precondition_frequency: precondition_frequency(),
+            max_precond_dim: max_precond_dim(),
             seed: 0,
             window: 5,
             stride: 4,
@@ -117,6 +136,8 @@ impl TrainOptions {
             warmup,
             clip,
             weight_decay,
+            precondition_frequency,
+            max_precond_dim,
             seed,
             window,
             stride
@@ -130,6 +151,23 @@ impl TrainOptions {
             t.optimizer = opt.clone();
             if opt == "soap" {
                 t.betas = SOAP_BETAS;
+            }
+        }
+        if t.optimizer != "soap" {
+            let given: Vec<&str> = [
+                o.precondition_frequency.map(|_| "--precondition-frequency"),
+                o.max_precond_dim.map(|_| "--max-precond-dim"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !given.is_empty() {
+                let verb = if given.len() == 1 { "applies" } else { "apply" };
+                return Err(TrainError::Options(format!(
+                    "{} {verb} only to --optimizer soap (this run uses {})",
+                    given.join(" and "),
+                    t.optimizer
+                )));
             }
         }
         t.validate()?;
@@ -156,6 +194,8 @@ impl TrainOptions {
             warmup,
             clip,
             weight_decay,
+            precondition_frequency,
+            max_precond_dim,
             seed,
             window,
             stride
@@ -224,6 +264,12 @@ impl TrainOptions {
                 self.optimizer
             ));
         }
+        if self.precondition_frequency == 0 || self.max_precond_dim == 0 {
+            return bad(format!(
+                "--precondition-frequency {} and --max-precond-dim {} must be positive",
+                self.precondition_frequency, self.max_precond_dim
+            ));
+        }
         if self.window == 0 || self.stride == 0 {
             return bad("the window length and stride must be positive".into());
         }
@@ -246,6 +292,8 @@ impl TrainOptions {
                     weight_decay: adamw.weight_decay,
                     max_norm: adamw.max_norm,
                     schedule: adamw.schedule,
+                    precondition_frequency: self.precondition_frequency,
+                    max_precond_dim: self.max_precond_dim,
                     ..lemur_tensor::SoapConfig::default()
                 }))
             }

@@ -229,3 +229,60 @@ fn batches_are_pure_functions_of_their_counters() {
     assert_ne!(draw(3, 17, 1), draw(4, 17, 1));
     assert!(draw(3, 17, 1).iter().all(|&i| i < 1000));
 }
+
+#[test]
+fn soap_settings_reach_the_optimizer_and_are_kept_by_resume() {
+    let soap = |pf: Option<u32>, dim: Option<usize>| Overrides {
+        optimizer: Some("soap".into()),
+        precondition_frequency: pf,
+        max_precond_dim: dim,
+        ..Default::default()
+    };
+    let stored = TrainOptions::new_run(TrainOptions::defaults(), &soap(Some(3), Some(64))).unwrap();
+    match stored.optimizer::<CpuBackend>() {
+        lemur_tensor::Optimizer::Soap(s) => {
+            assert_eq!(
+                (s.config.precondition_frequency, s.config.max_precond_dim),
+                (3, 64)
+            );
+            assert_eq!(s.config.betas, lemur_train::options::SOAP_BETAS);
+        }
+        other => panic!("expected SOAP, got {other:?}"),
+    }
+    // Checkpoints written before the settings existed have SOAP's defaults.
+    let mut json = serde_json::to_value(&stored).unwrap();
+    let map = json.as_object_mut().unwrap();
+    map.remove("precondition_frequency");
+    map.remove("max_precond_dim");
+    let old: TrainOptions = serde_json::from_value(json).unwrap();
+    assert_eq!((old.precondition_frequency, old.max_precond_dim), (10, 512));
+
+    assert!(TrainOptions::resume(&stored, &soap(Some(3), None)).is_ok());
+    let e = TrainOptions::resume(&stored, &soap(Some(5), Some(32)))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--precondition-frequency 5 (the run has 3)")
+            && e.contains("--max-precond-dim 32 (the run has 64)"),
+        "{e}"
+    );
+    let e = TrainOptions::new_run(
+        TrainOptions::defaults(),
+        &Overrides {
+            precondition_frequency: Some(3),
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(
+            "--precondition-frequency applies only to --optimizer soap (this run uses adamw)"
+        ),
+        "{e}"
+    );
+    let e = TrainOptions::new_run(TrainOptions::defaults(), &soap(Some(0), None))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--precondition-frequency 0"), "{e}");
+}
