@@ -214,6 +214,47 @@ pub struct SamplerUpdate {
     pub offset: u64,
 }
 
+/// Cumulative counts of the work a backend has been asked to do, for measuring per-step
+/// overheads anywhere (on lavapipe as well as a discrete GPU): take
+/// [`Backend::counters`] before and after, and [`since`](Self::since) gives the difference.
+///
+/// On the GPU backend: `dispatches` are compute dispatches recorded, `submissions` queue
+/// submissions, `syncs` host-device synchronisations (every wait for the GPU: each read, `sync`
+/// and `work_done`), `uploads` host-to-device writes of data (tensor uploads, colour tables;
+/// the uniform arena written once per submission is not counted) and `bind_groups` bind
+/// groups created. On the CPU backend (counted per thread, on the thread that calls the
+/// backend): `dispatches` are kernel calls (every op but `upload` and `read`), `syncs` the
+/// reads and syncs (the points where a GPU would be waited for; on the CPU they return at
+/// once), `uploads` the uploads; `submissions` and `bind_groups` stay 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpCounters {
+    pub dispatches: u64,
+    pub submissions: u64,
+    pub syncs: u64,
+    pub uploads: u64,
+    pub bind_groups: u64,
+}
+
+impl OpCounters {
+    /// The counts since `earlier` (a snapshot of the same counters taken before).
+    pub fn since(&self, earlier: &OpCounters) -> OpCounters {
+        OpCounters {
+            dispatches: self.dispatches.saturating_sub(earlier.dispatches),
+            submissions: self.submissions.saturating_sub(earlier.submissions),
+            syncs: self.syncs.saturating_sub(earlier.syncs),
+            uploads: self.uploads.saturating_sub(earlier.uploads),
+            bind_groups: self.bind_groups.saturating_sub(earlier.bind_groups),
+        }
+    }
+}
+
+impl std::ops::Sub for OpCounters {
+    type Output = OpCounters;
+    fn sub(self, earlier: OpCounters) -> OpCounters {
+        self.since(&earlier)
+    }
+}
+
 /// A compute backend: storage plus the primitive kernels. Every op returns a new contiguous
 /// storage; sizes are validated by the `Tensor` layer above before they reach a backend.
 pub trait Backend: Clone + Debug + 'static {
@@ -228,6 +269,8 @@ pub trait Backend: Clone + Debug + 'static {
     fn read(&self, s: &Self::Storage) -> impl Future<Output = Result<Vec<f32>>>;
     /// Submits recorded work and surfaces asynchronous errors (GPU validation, OOM, loss).
     fn sync(&self) -> impl Future<Output = Result<()>>;
+    /// The work counted so far (see [`OpCounters`] for what each backend counts).
+    fn counters(&self) -> OpCounters;
 
     fn unary(&self, op: Unary, x: &Self::Storage) -> Result<Self::Storage>;
     /// `dx = dy * f'(x)`.

@@ -15,7 +15,7 @@ mod tensor;
 #[doc(hidden)]
 pub mod testing;
 
-pub use backend::Backend;
+pub use backend::{Backend, OpCounters};
 pub use cpu::CpuBackend;
 pub use error::{Error, Result};
 pub use gpu::GpuBackend;

@@ -80,4 +80,13 @@ impl AnyBackend {
             Self::Gpu(g) => g.name(),
         }
     }
+
+    /// The opened backend's [`OpCounters`](crate::OpCounters).
+    pub fn counters(&self) -> crate::OpCounters {
+        use crate::Backend;
+        match self {
+            Self::Cpu(c) => c.counters(),
+            Self::Gpu(g) => g.counters(),
+        }
+    }
 }

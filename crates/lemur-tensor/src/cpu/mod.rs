@@ -16,6 +16,28 @@ use std::sync::Arc;
 use crate::backend::*;
 use crate::error::Result;
 
+thread_local! {
+    /// The CPU backend's [`OpCounters`], per thread: the backend is a unit struct shared by
+    /// everything, and ops run (and are counted) on the calling thread.
+    static COUNTERS: std::cell::Cell<OpCounters> = const {
+        std::cell::Cell::new(OpCounters {
+            dispatches: 0,
+            submissions: 0,
+            syncs: 0,
+            uploads: 0,
+            bind_groups: 0,
+        })
+    };
+}
+
+fn count(f: impl FnOnce(&mut OpCounters)) {
+    COUNTERS.with(|c| {
+        let mut v = c.get();
+        f(&mut v);
+        c.set(v);
+    });
+}
+
 /// Host memory, shared between tensors that view it (reshape) without copying.
 pub type CpuStorage = Arc<Vec<f32>>;
 
@@ -60,31 +82,42 @@ impl Backend for CpuBackend {
         format!("cpu ({threads} threads)")
     }
 
+    /// Counted on the calling thread: kernel calls as dispatches, reads and syncs as syncs.
+    fn counters(&self) -> OpCounters {
+        COUNTERS.with(std::cell::Cell::get)
+    }
+
     fn len(&self, s: &CpuStorage) -> usize {
         s.len()
     }
 
     fn upload(&self, data: &[f32]) -> Result<CpuStorage> {
+        count(|c| c.uploads += 1);
         Ok(Arc::new(data.to_vec()))
     }
 
     fn fill(&self, len: usize, value: f32) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         Ok(Arc::new(vec![value; len]))
     }
 
     async fn read(&self, s: &CpuStorage) -> Result<Vec<f32>> {
+        count(|c| c.syncs += 1);
         Ok(s.as_ref().clone())
     }
 
     async fn sync(&self) -> Result<()> {
+        count(|c| c.syncs += 1);
         Ok(())
     }
 
     fn unary(&self, op: Unary, x: &CpuStorage) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         Ok(Arc::new(elementwise::unary(op, x)))
     }
 
     fn unary_backward(&self, op: Unary, x: &CpuStorage, dy: &CpuStorage) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         Ok(Arc::new(elementwise::unary_backward(op, x, dy)))
     }
 
@@ -95,6 +128,7 @@ impl Backend for CpuBackend {
         b: &CpuStorage,
         layout: &Broadcast,
     ) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         Ok(Arc::new(elementwise::binary(op, a, b, layout)))
     }
 
@@ -105,10 +139,12 @@ impl Backend for CpuBackend {
         b: &CpuStorage,
         layout: &Broadcast,
     ) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         Ok(Arc::new(elementwise::select(mask, a, b, layout)))
     }
 
     fn copy_strided(&self, x: &CpuStorage, desc: &Strided) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         Ok(Arc::new(layout::copy_strided(x, desc)))
     }
 
@@ -118,11 +154,13 @@ impl Backend for CpuBackend {
         outer: usize,
         inner: usize,
     ) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         let parts: Vec<(&[f32], usize)> = parts.iter().map(|(s, n)| (s.as_slice(), *n)).collect();
         Ok(Arc::new(layout::concat(&parts, outer, inner)))
     }
 
     fn sum_axis(&self, x: &CpuStorage, outer: usize, r: usize, inner: usize) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         Ok(Arc::new(layout::sum_axis(x, outer, r, inner)))
     }
 
@@ -133,6 +171,7 @@ impl Backend for CpuBackend {
         bias: Option<&CpuStorage>,
         d: &MatmulDesc,
     ) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         matmul::check_matmul(a.len(), b.len(), bias.map(|b| b.len()), d)?;
         Ok(Arc::new(matmul::matmul(
             a,
@@ -149,6 +188,7 @@ impl Backend for CpuBackend {
         bias: Option<&CpuStorage>,
         d: &ConvDesc,
     ) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         matmul::check_conv(
             "conv2d",
             x.len(),
@@ -171,11 +211,13 @@ impl Backend for CpuBackend {
         dy: &CpuStorage,
         d: &ConvDesc,
     ) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         matmul::check_conv("conv2d_weight_grad", x.len(), None, Some(dy.len()), None, d)?;
         Ok(Arc::new(matmul::conv2d_weight_grad(x, dy, d)))
     }
 
     fn norm(&self, x: &CpuStorage, d: &NormDesc) -> Result<(CpuStorage, CpuStorage)> {
+        count(|c| c.dispatches += 1);
         let (y, rstd) = norm::norm(x, d);
         Ok((Arc::new(y), Arc::new(rstd)))
     }
@@ -187,10 +229,12 @@ impl Backend for CpuBackend {
         dy: &CpuStorage,
         d: &NormDesc,
     ) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         Ok(Arc::new(norm::norm_backward(y, rstd, dy, d)))
     }
 
     fn softmax(&self, x: &CpuStorage, rows: usize, n: usize) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         Ok(Arc::new(norm::softmax(x, rows, n)))
     }
 
@@ -201,6 +245,7 @@ impl Backend for CpuBackend {
         rows: usize,
         n: usize,
     ) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         Ok(Arc::new(norm::softmax_backward(y, dy, rows, n)))
     }
 
@@ -211,10 +256,12 @@ impl Backend for CpuBackend {
         d: &RopeDesc,
         inverse: bool,
     ) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         Ok(Arc::new(attention::rope(x, angles, d, inverse)))
     }
 
     fn rope_angle_grad(&self, y: &CpuStorage, dy: &CpuStorage, d: &RopeDesc) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         Ok(Arc::new(attention::rope_angle_grad(y, dy, d)))
     }
 
@@ -225,10 +272,12 @@ impl Backend for CpuBackend {
         v: &CpuStorage,
         d: &AttentionDesc,
     ) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         Ok(Arc::new(attention::attention(q, k, v, d)))
     }
 
     fn random(&self, dist: Dist, seed: u64, offset: u64, len: usize) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         Ok(Arc::new(random::random(dist, seed, offset, len)))
     }
 
@@ -241,6 +290,7 @@ impl Backend for CpuBackend {
         d: &AdamWDesc,
         gnorm_sq: Option<&CpuStorage>,
     ) -> Result<(CpuStorage, CpuStorage, CpuStorage)> {
+        count(|c| c.dispatches += 1);
         let (mut p, mut m, mut v) = (p, m, v);
         optim::adamw(
             Arc::make_mut(&mut p).as_mut_slice(),
@@ -254,6 +304,7 @@ impl Backend for CpuBackend {
     }
 
     fn sampler_observe(&self, x: &CpuStorage, obs: &CpuStorage, k: f32) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
         Ok(Arc::new(sampler::observe(x, obs, k)))
     }
 
@@ -266,6 +317,7 @@ impl Backend for CpuBackend {
         obs: Option<&CpuStorage>,
         d: &SamplerUpdate,
     ) -> Result<(CpuStorage, CpuStorage)> {
+        count(|c| c.dispatches += 1);
         let mut ring = ring;
         let x_s = sampler::update(
             Arc::make_mut(&mut ring).as_mut_slice(),

@@ -209,6 +209,7 @@ impl GpuBackend {
                 contents: bytemuck::cast_slice(lut),
                 usage: wgpu::BufferUsages::STORAGE,
             });
+        self.count(|c| c.uploads += 1);
         if luts.len() >= LUT_CACHE {
             luts.remove(0);
         }

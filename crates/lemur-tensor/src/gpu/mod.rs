@@ -20,7 +20,7 @@ mod norm;
 mod ops;
 mod pool;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
@@ -34,6 +34,7 @@ pub use kernels::{SHADERS, shader_source};
 pub use matmul::GemmKernel;
 pub use pool::MemoryStats;
 
+use crate::backend::OpCounters;
 use crate::error::{Error, Result};
 use pool::{GpuBuffer, Pool};
 
@@ -89,6 +90,8 @@ pub(crate) struct Inner {
     /// Errors that escaped every error scope (reported at the next sync instead of panicking).
     uncaptured: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
+    /// What [`GpuBackend::counters`] reports.
+    counters: Cell<OpCounters>,
 }
 
 #[derive(Default)]
@@ -181,6 +184,7 @@ impl GpuBackend {
                 uniforms,
                 uncaptured,
                 lost,
+                counters: Cell::new(OpCounters::default()),
             }),
         })
     }
@@ -210,6 +214,18 @@ impl GpuBackend {
     /// Live (held by tensors), pooled (free for reuse) and peak live bytes.
     pub fn memory(&self) -> MemoryStats {
         self.inner.pool.borrow().stats()
+    }
+
+    /// Dispatches, submissions, synchronisations, uploads and bind groups so far (see
+    /// [`OpCounters`]); shared by every clone of this backend.
+    pub fn counters(&self) -> OpCounters {
+        self.inner.counters.get()
+    }
+
+    pub(crate) fn count(&self, f: impl FnOnce(&mut OpCounters)) {
+        let mut c = self.inner.counters.get();
+        f(&mut c);
+        self.inner.counters.set(c);
     }
 
     /// Frees every pooled buffer not held by a tensor.
@@ -324,6 +340,10 @@ impl GpuBackend {
         rec.uniform_bytes.resize(offset, 0);
         rec.uniform_bytes.extend_from_slice(bytes);
         rec.dispatches += 1;
+        self.count(|c| {
+            c.dispatches += 1;
+            c.bind_groups += 1;
+        });
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -389,6 +409,7 @@ impl GpuBackend {
                 .write_buffer(&self.inner.uniforms, 0, &rec.uniform_bytes);
         }
         self.inner.queue.submit([encoder.finish()]);
+        self.count(|c| c.submissions += 1);
         rec.uniform_bytes.clear();
         rec.dispatches = 0;
         // Pop in reverse push order; the futures resolve once the errors are known.
@@ -465,6 +486,7 @@ impl GpuBackend {
         context: &'static str,
     ) -> impl std::future::Future<Output = Result<()>> + 'static {
         self.flush();
+        self.count(|c| c.syncs += 1);
         let (tx, rx) = futures_channel::oneshot::channel();
         self.inner.queue.on_submitted_work_done(move || {
             let _ = tx.send(());
@@ -497,6 +519,7 @@ impl GpuBackend {
                 usage: wgpu::BufferUsages::COPY_SRC,
             });
         self.record_copy(&staging, 0, &out.buffer, 0, (data.len() * 4) as u64);
+        self.count(|c| c.uploads += 1);
         out
     }
 
@@ -513,6 +536,7 @@ impl GpuBackend {
         });
         self.record_copy(&s.buffer, 0, &staging, 0, bytes);
         self.flush();
+        self.count(|c| c.syncs += 1);
         let (tx, rx) = futures_channel::oneshot::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);

@@ -179,6 +179,10 @@ impl Backend for GpuBackend {
         self.sync_impl().await
     }
 
+    fn counters(&self) -> crate::backend::OpCounters {
+        GpuBackend::counters(self)
+    }
+
     fn unary(&self, op: Unary, x: &GpuStorage) -> Result<GpuStorage> {
         let n = x.len;
         let (code, p, q) = op.code();
