@@ -1189,7 +1189,7 @@ fn evals(dir: &Path, ae: &Path) {
         let mut lines = csv.lines();
         let header: Vec<&str> = lines.next().unwrap().split(',').collect();
         assert_eq!(header[..3], ["field", "lead", "vrmse"]);
-        assert_eq!(*header.last().unwrap(), "ae_vrmse");
+        assert_eq!(header[header.len() - 2..], ["truth_std", "ae_vrmse"]);
         let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
         assert_eq!(rows.len(), 5 * leads, "{csv}");
         for r in &rows {
@@ -1222,6 +1222,17 @@ fn evals(dir: &Path, ae: &Path) {
                 "{}: {} lead {lead}: floor {floor}, the reconstruction's VRMSE is {want}",
                 run.display(),
                 r[0]
+            );
+            // VRMSE's denominator, which collapses where an open domain empties.
+            let u = &truth[at..at + plane];
+            let mean = u.iter().map(|&v| v as f64).sum::<f64>() / plane as f64;
+            let want_std = (u.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()
+                / (plane - 1) as f64)
+                .sqrt();
+            let std: f64 = r[r.len() - 2].parse().unwrap();
+            assert!(
+                (std - want_std).abs() <= 1e-5 * want_std,
+                "{r:?}: {want_std}"
             );
             if run == ae {
                 let v: f64 = r[2].parse().unwrap();

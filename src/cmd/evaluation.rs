@@ -10,7 +10,9 @@ use lemur_plot::{LinePlot, Series, palette, write_png};
 use lemur_tensor::{AnyBackend, Backend};
 use lemur_train::ModelKind;
 use lemur_train::emulate::{Emulation, read_trajectory};
-use lemur_train::evaluation::{Accumulator, CSV_HEADER, LeadMetrics, csv_row, lead_ranges};
+use lemur_train::evaluation::{
+    Accumulator, CSV_HEADER, LeadMetrics, collapsed_variance, csv_row, lead_ranges,
+};
 
 use super::sampling::SamplerArgs;
 
@@ -249,6 +251,16 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         line.push_str(&format!(" {v:>12.4}"));
     }
     println!("{line}");
+    for (c, name) in channels.iter().enumerate() {
+        if let Some((lead, r)) = collapsed_variance(&m, c, 0.1) {
+            println!(
+                "note: the truth's spatial std of {name} falls to {:.1}% of lead 1's by lead {lead}: \
+                 VRMSE divides by it, so it grows there even at a constant error (see the rmse \
+                 and truth_std columns of metrics.csv)",
+                100.0 * r
+            );
+        }
+    }
     println!(
         "timings over {k} trajectories: encode {enc:.3} s, emulate {emu:.3} s, decode {dec:.3} s"
     );

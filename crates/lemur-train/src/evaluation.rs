@@ -21,6 +21,9 @@ pub struct LeadMetrics {
     pub cross_rel_error: [f64; 4],
     /// The autoencoder's reconstruction VRMSE of the same truth frames.
     pub ae_vrmse: f64,
+    /// The truth's spatial standard deviation (VRMSE's denominator, unbiased as there).
+    /// Where it collapses (flow leaving an open domain) VRMSE grows at a constant RMSE.
+    pub truth_std: f64,
 }
 
 /// Running sums over trajectories: `[lead][channel]`, plus spectra per channel.
@@ -41,7 +44,7 @@ pub struct Accumulator {
 #[derive(Clone, Debug, Default)]
 struct FieldSums {
     n: f64,
-    m: [f64; 7],
+    m: [f64; 8],
     power: [(f64, f64); 4],
     cross: [(f64, f64); 4],
 }
@@ -79,7 +82,9 @@ impl Accumulator {
             for (ch, f) in row.iter().enumerate() {
                 let s = &mut self.sums[lead][ch];
                 let ae = floor.as_ref().map_or(0.0, |fl| fl[lead][ch].vrmse);
-                add_field(s, f, ae);
+                let plane = grid[0] * grid[1];
+                let off = (lead * c + ch) * plane;
+                add_field(s, f, ae, spatial_std(&truth[off..off + plane]));
             }
         }
         let plane = grid[0] * grid[1];
@@ -137,6 +142,7 @@ impl Accumulator {
                             spread_skill: s.m[4] / n,
                             total_rel_error: s.m[5] / n,
                             ae_vrmse: s.m[6] / n,
+                            truth_std: s.m[7] / n,
                             power_rel_error: band(&s.power),
                             cross_rel_error: band(&s.cross),
                         }
@@ -156,7 +162,35 @@ impl Accumulator {
     }
 }
 
-fn add_field(s: &mut FieldSums, f: &FieldMetrics, ae: f64) {
+/// The unbiased standard deviation of one field's values, in f64.
+fn spatial_std(u: &[f32]) -> f64 {
+    let n = u.len() as f64;
+    let mean = u.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let ss = u
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>();
+    (ss / (n - 1.0).max(1.0)).sqrt()
+}
+
+/// Where a field's truth varies far less than at lead 1: the lead (1-based) at which its
+/// spatial standard deviation is smallest, and that std over lead 1's, when below `ratio`.
+/// VRMSE divides by this variance, so beyond such a lead it measures the collapse (an open
+/// domain emptying) as much as the error.
+pub fn collapsed_variance(m: &[Vec<LeadMetrics>], ch: usize, ratio: f64) -> Option<(usize, f64)> {
+    let first = m.first()?.get(ch)?.truth_std;
+    if first <= 0.0 {
+        return None;
+    }
+    let (lead, low) = m
+        .iter()
+        .enumerate()
+        .map(|(l, row)| (l + 1, row[ch].truth_std / first))
+        .min_by(|a, b| a.1.total_cmp(&b.1))?;
+    (low < ratio).then_some((lead, low))
+}
+
+fn add_field(s: &mut FieldSums, f: &FieldMetrics, ae: f64, truth_std: f64) {
     s.n += 1.0;
     for (acc, v) in s.m.iter_mut().zip([
         f.rmse,
@@ -166,6 +200,7 @@ fn add_field(s: &mut FieldSums, f: &FieldMetrics, ae: f64) {
         f.spread_skill,
         f.total_rel_error,
         ae,
+        truth_std,
     ]) {
         *acc += v;
     }
@@ -198,7 +233,7 @@ pub fn lead_ranges(leads: usize) -> Vec<(usize, usize)> {
 /// The CSV header of [`csv_row`].
 pub const CSV_HEADER: &str = "field,lead,vrmse,nrmse,rmse,spread,spread_skill,total_rel_error,\
 power_err_low,power_err_mid,power_err_high,power_err_highest,\
-cross_err_low,cross_err_mid,cross_err_high,cross_err_highest,ae_vrmse";
+cross_err_low,cross_err_mid,cross_err_high,cross_err_highest,truth_std,ae_vrmse";
 
 /// One CSV line (NaN bands are left empty).
 pub fn csv_row(field: &str, lead: usize, m: &LeadMetrics) -> String {
@@ -211,7 +246,7 @@ pub fn csv_row(field: &str, lead: usize, m: &LeadMetrics) -> String {
     };
     let bands = |b: &[f64; 4]| b.iter().map(|&v| f(v)).collect::<Vec<_>>().join(",");
     format!(
-        "{field},{lead},{},{},{},{},{},{},{},{},{}",
+        "{field},{lead},{},{},{},{},{},{},{},{},{},{}",
         f(m.vrmse),
         f(m.nrmse),
         f(m.rmse),
@@ -220,6 +255,7 @@ pub fn csv_row(field: &str, lead: usize, m: &LeadMetrics) -> String {
         f(m.total_rel_error),
         bands(&m.power_rel_error),
         bands(&m.cross_rel_error),
+        f(m.truth_std),
         f(m.ae_vrmse)
     )
 }
@@ -297,6 +333,29 @@ mod tests {
                 assert_eq!(m.spread, 0.0);
             }
         }
+    }
+
+    #[test]
+    fn a_collapsing_truth_is_reported_with_its_lead() {
+        // Lead 2 of channel 1 scaled about its mean by 0.05: its std is 5% of lead 1's.
+        let mut u = truth();
+        let plane = 64;
+        let off = 3 * plane; // (lead index 1) * 2 channels + channel 1
+        let mean = u[off..off + plane].iter().sum::<f32>() / plane as f32;
+        let before = spatial_std(&u[off..off + plane]);
+        for v in &mut u[off..off + plane] {
+            *v = mean + 0.05 * (*v - mean);
+        }
+        let mut acc = Accumulator::new(2, 3, [8, 8], 1);
+        acc.add(&u, &u, None, [8, 8]);
+        let m = acc.finish();
+        let want = spatial_std(&u[plane..2 * plane]);
+        assert!((m[0][1].truth_std - want).abs() < 1e-12);
+        assert!((m[1][1].truth_std - 0.05 * before).abs() < 1e-6 * before);
+        let (lead, r) = collapsed_variance(&m, 1, 0.1).expect("channel 1 collapses");
+        assert_eq!(lead, 2);
+        assert!((r - 0.05 * before / want).abs() < 1e-6, "{r}");
+        assert_eq!(collapsed_variance(&m, 0, 0.1), None);
     }
 
     #[test]
