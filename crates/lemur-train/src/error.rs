@@ -29,11 +29,17 @@ pub enum TrainError {
     /// The data does not fit the model configuration (fields, channels, grid).
     #[error("{path}: the data does not fit the model: {detail}")]
     Data { path: PathBuf, detail: String },
-    /// A NaN or infinite loss: training stops without writing a checkpoint.
-    #[error("non-finite loss ({loss}) at step {step}; the last good checkpoint is {last_good}")]
+    /// A NaN or infinite loss: training stops without logging or checkpointing the interval.
+    /// Losses are read back once per log interval: `step` is the first non-finite step of the
+    /// steps `read` (first, last) read together.
+    #[error(
+        "non-finite loss ({loss}) at step {step}{}; the last good checkpoint is {last_good}",
+        read_range(*read)
+    )]
     NonFinite {
         step: u64,
         loss: f32,
+        read: (u64, u64),
         last_good: String,
     },
     /// Another process holds the run's lock.
@@ -45,6 +51,14 @@ pub enum TrainError {
     Checkpoint { step: u32, detail: String },
     #[error("invalid option: {0}")]
     Options(String),
+}
+
+fn read_range((first, last): (u64, u64)) -> String {
+    if first == last {
+        String::new()
+    } else {
+        format!(" (found when the losses of steps {first}-{last} were read back together)")
+    }
 }
 
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;

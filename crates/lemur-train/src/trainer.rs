@@ -1,6 +1,13 @@
 //! The training loop shared by every model: gradient accumulation, AdamW or SOAP with the
 //! cosine schedule, non-finite loss detection, validation, checkpoints, the JSONL log and
 //! progress.
+//!
+//! Nothing is read back inside a step: each micro-batch's loss stays on the device (detached
+//! from the graph, in [`PendingLosses`]) and the losses since the last read are read together,
+//! in one host synchronisation, at each log line (every `--log-every` steps, at checkpoints, at
+//! the last step and on an interrupt). That read is where a NaN or infinite loss is found; the
+//! run then stops with the first non-finite step before anything of the interval is logged or
+//! checkpointed.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -60,6 +67,66 @@ pub struct Summary {
     pub interrupted: bool,
 }
 
+/// Losses not yet read back: one `[1]` tensor per micro-batch, in order, on the device.
+struct PendingLosses<B: Backend> {
+    /// Earlier losses of the interval, joined `CHUNK` at a time so that a long interval holds a
+    /// few buffers rather than one per micro-batch.
+    chunks: Vec<Tensor<B>>,
+    parts: Vec<Tensor<B>>,
+    /// The first step of the interval (the next one after the last read).
+    first_step: u32,
+    steps: u32,
+}
+
+/// Micro-batch losses per chunk of [`PendingLosses`].
+const CHUNK: usize = 64;
+
+impl<B: Backend> PendingLosses<B> {
+    fn new(first_step: u32) -> Self {
+        Self {
+            chunks: Vec::new(),
+            parts: Vec::new(),
+            first_step,
+            steps: 0,
+        }
+    }
+
+    /// Keeps a micro-batch's loss (its value only: no graph).
+    fn push(&mut self, loss: &Tensor<B>) -> Result<()> {
+        let value = no_grad(|| loss.detach().reshape(&[1]))?;
+        self.parts.push(value);
+        if self.parts.len() >= CHUNK {
+            let chunk = Self::join(&self.parts)?;
+            self.chunks.push(chunk);
+            self.parts.clear();
+        }
+        Ok(())
+    }
+
+    fn join(parts: &[Tensor<B>]) -> Result<Tensor<B>> {
+        if parts.len() == 1 {
+            return Ok(parts[0].clone());
+        }
+        let refs: Vec<&Tensor<B>> = parts.iter().collect();
+        Ok(no_grad(|| Tensor::concat(&refs, 0))?)
+    }
+
+    /// Reads every pending loss in one transfer (one host synchronisation) and starts the next
+    /// interval after `last_step`.
+    fn read(&mut self, last_step: u32) -> Result<Vec<f32>> {
+        let mut all = std::mem::take(&mut self.chunks);
+        if !self.parts.is_empty() {
+            all.push(Self::join(&self.parts)?);
+            self.parts.clear();
+        }
+        *self = Self::new(last_step + 1);
+        if all.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(Self::join(&all)?.to_vec()?)
+    }
+}
+
 fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -88,7 +155,7 @@ impl<B: Backend> Trainer<'_, B> {
         };
         let session_start = Instant::now();
         let mut interval_start = Instant::now();
-        let (mut interval_loss, mut interval_steps) = (0.0f64, 0u32);
+        let mut pending = PendingLosses::new(start + 1);
         let mut summary = Summary {
             step: start,
             first_loss: None,
@@ -100,31 +167,13 @@ impl<B: Backend> Trainer<'_, B> {
         let samples = o.samples_per_step() as f64;
 
         for step in start + 1..=end {
-            let mut step_loss = 0.0f64;
-            for micro in 0..o.accum {
-                let loss = objective.train_loss(step, micro)?;
-                let scaled = if o.accum > 1 {
-                    loss.scale(1.0 / o.accum as f32)?
-                } else {
-                    loss.clone()
-                };
-                scaled.backward()?;
-                let value = loss.item()?;
-                if !value.is_finite() {
-                    self.params.zero_grad();
-                    bar.abandon();
-                    return Err(TrainError::NonFinite {
-                        step: u64::from(step),
-                        loss: value,
-                        last_good: self.last_good.clone(),
-                    });
-                }
-                step_loss += f64::from(value);
-            }
             let lr = o.adamw().schedule.lr(step);
-            self.optimizer.step(self.params)?;
-            interval_loss += step_loss / o.accum as f64;
-            interval_steps += 1;
+            if let Err(e) = self.step(objective, step, &mut pending) {
+                // A non-finite loss earlier in the interval may be what made the step fail
+                // (an optimizer or a model refusing NaNs): it is the error to report.
+                bar.abandon();
+                return Err(self.non_finite_first(&mut pending, step, e));
+            }
             bar.set_position(u64::from(step));
 
             // An interrupt is only looked at between steps, so the checkpoint it writes is of
@@ -134,7 +183,24 @@ impl<B: Backend> Trainer<'_, B> {
             // The last step always checkpoints, so a finished (or stopped) run is resumable.
             let checkpoint = step % o.checkpoint_every == 0 || step == end || interrupted;
             if step % o.log_every == 0 || checkpoint {
-                let loss = (interval_loss / f64::from(interval_steps)) as f32;
+                // The one host synchronisation of the interval: it waits for every step since
+                // the last read, so the rate below counts their device time too.
+                let interval_steps = pending.steps;
+                let first_step = pending.first_step;
+                let values = match pending.read(step) {
+                    Ok(values) => values,
+                    Err(e) => {
+                        bar.abandon();
+                        return Err(e);
+                    }
+                };
+                let loss = match self.interval_loss(&values, first_step, step) {
+                    Ok(loss) => loss,
+                    Err(e) => {
+                        bar.abandon();
+                        return Err(e);
+                    }
+                };
                 let rate = samples * f64::from(interval_steps)
                     / interval_start.elapsed().as_secs_f64().max(1e-9);
                 // No validation on an interrupt: the user is waiting for the program to end.
@@ -171,8 +237,6 @@ impl<B: Backend> Trainer<'_, B> {
                 if checkpoint {
                     self.checkpoint(step, Some(loss), val_loss, elapsed)?;
                 }
-                interval_loss = 0.0;
-                interval_steps = 0;
                 interval_start = Instant::now();
             }
             summary.step = step;
@@ -186,18 +250,88 @@ impl<B: Backend> Trainer<'_, B> {
         Ok(summary)
     }
 
+    /// One optimizer step: the micro-batches' forward and backward passes and the update, with
+    /// their losses left on the device in `pending`.
+    fn step(
+        &mut self,
+        objective: &mut dyn Objective<B>,
+        step: u32,
+        pending: &mut PendingLosses<B>,
+    ) -> Result<()> {
+        let accum = self.options.accum;
+        for micro in 0..accum {
+            let loss = objective.train_loss(step, micro)?;
+            let scaled = if accum > 1 {
+                loss.scale(1.0 / accum as f32)?
+            } else {
+                loss.clone()
+            };
+            scaled.backward()?;
+            pending.push(&loss)?;
+        }
+        pending.steps += 1;
+        self.optimizer.step(self.params)?;
+        Ok(())
+    }
+
+    /// The mean training loss of steps `first_step..=last_step` from their micro-batch losses
+    /// (summed in the order the per-step reads of earlier versions did, so the figures are the
+    /// same to the bit), or the error naming the first non-finite one.
+    fn interval_loss(&self, values: &[f32], first_step: u32, last_step: u32) -> Result<f32> {
+        let accum = self.options.accum;
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            self.params.zero_grad();
+            return Err(TrainError::NonFinite {
+                step: u64::from(first_step) + (i / accum) as u64,
+                loss: values[i],
+                read: (u64::from(first_step), u64::from(last_step)),
+                last_good: self.last_good.clone(),
+            });
+        }
+        let mut interval_loss = 0.0f64;
+        for step_values in values.chunks(accum) {
+            let step_loss: f64 = step_values.iter().map(|&v| f64::from(v)).sum();
+            interval_loss += step_loss / accum as f64;
+        }
+        let steps = values.len().div_ceil(accum).max(1);
+        Ok((interval_loss / steps as f64) as f32)
+    }
+
+    /// `error` stopped step `step`: reads the losses still pending and reports the first
+    /// non-finite one instead, if there is one (a NaN weight can make a later op fail);
+    /// otherwise `error`.
+    fn non_finite_first(
+        &self,
+        pending: &mut PendingLosses<B>,
+        step: u32,
+        error: TrainError,
+    ) -> TrainError {
+        let first_step = pending.first_step;
+        match pending.read(step) {
+            Ok(values) => match self.interval_loss(&values, first_step, step) {
+                Err(e @ TrainError::NonFinite { .. }) => e,
+                _ => error,
+            },
+            Err(_) => error,
+        }
+    }
+
     fn validate(&self, objective: &mut dyn Objective<B>) -> Result<Option<f32>> {
         if self.options.val_batches == 0 {
             return Ok(None);
         }
         no_grad(|| {
-            let mut sum = 0.0f64;
+            // The batches' losses stay on the device and are read together.
+            let mut losses = Vec::with_capacity(self.options.val_batches);
             for i in 0..self.options.val_batches {
                 let Some(loss) = objective.val_loss(i)? else {
                     return Ok(None);
                 };
-                sum += f64::from(loss.item()?);
+                losses.push(loss.reshape(&[1])?);
             }
+            let refs: Vec<&Tensor<B>> = losses.iter().collect();
+            let values = Tensor::concat(&refs, 0)?.to_vec()?;
+            let sum: f64 = values.iter().map(|&v| f64::from(v)).sum();
             Ok(Some((sum / self.options.val_batches as f64) as f32))
         })
     }
@@ -222,5 +356,257 @@ impl<B: Backend> Trainer<'_, B> {
         let dir = self.run.write_checkpoint(&meta, &weights, &moments)?;
         self.last_good = format!("{} (step {step})", dir.display());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provenance::DataProvenance;
+    use crate::run::ModelKind;
+    use lemur_tensor::{CpuBackend, GpuBackend};
+    use lemur_well::dataset::Stats;
+
+    /// A two-weight model whose loss can be made NaN at one micro-batch and fail at a step;
+    /// it records the host-device syncs counted before each micro-batch.
+    struct Toy<B: Backend> {
+        w: Tensor<B>,
+        nan_at: Option<(u32, usize)>,
+        fail_at: Option<u32>,
+        syncs: Vec<(u32, usize, u64)>,
+    }
+
+    impl<B: Backend> Objective<B> for Toy<B> {
+        fn train_loss(&mut self, step: u32, micro: usize) -> Result<Tensor<B>> {
+            let b = self.w.backend().clone();
+            self.syncs.push((step, micro, b.counters().syncs));
+            if self.fail_at == Some(step) {
+                return Err(TrainError::Options("toy failure".into()));
+            }
+            let x = [1.0 + 0.1 * step as f32 + 0.01 * micro as f32, -2.0];
+            let x = Tensor::from_slice(&b, &x, &[2])?;
+            let loss = self.w.mul(&x)?.add_scalar(0.5)?.square()?.mean_all()?;
+            if self.nan_at == Some((step, micro)) {
+                return Ok(loss.scale(f32::NAN)?);
+            }
+            Ok(loss)
+        }
+
+        fn val_loss(&mut self, index: usize) -> Result<Option<Tensor<B>>> {
+            Ok(Some(self.w.square()?.mean_all()?.add_scalar(index as f32)?))
+        }
+    }
+
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("lemur-trainer-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn options(accum: usize) -> TrainOptions {
+        TrainOptions {
+            steps: 12,
+            batch: 1,
+            accum,
+            lr: 1e-2,
+            checkpoint_every: 4,
+            log_every: 4,
+            val_batches: 2,
+            ..TrainOptions::defaults()
+        }
+    }
+
+    fn new_toy<B: Backend>(
+        b: &B,
+        nan_at: Option<(u32, usize)>,
+        fail_at: Option<u32>,
+    ) -> (Toy<B>, ParamStore<B>) {
+        let mut params = ParamStore::new();
+        let w = params.add(b, "w", &[0.3, -0.2], &[2]).unwrap();
+        let toy = Toy {
+            w,
+            nan_at,
+            fail_at,
+            syncs: Vec::new(),
+        };
+        (toy, params)
+    }
+
+    /// Trains the toy from scratch in `dir`.
+    fn train<B: Backend>(
+        dir: &std::path::Path,
+        o: TrainOptions,
+        toy: &mut Toy<B>,
+        params: &ParamStore<B>,
+    ) -> Result<Summary> {
+        let stats = Stats {
+            dataset_name: "toy".into(),
+            channels: vec![],
+            transforms: vec![],
+            mean: vec![],
+            std: vec![],
+            frames: 0,
+        };
+        let template = CheckpointMeta {
+            format: crate::run::FORMAT.into(),
+            kind: ModelKind::Autoencoder,
+            step: 0,
+            dir: String::new(),
+            model_config: serde_json::json!({}),
+            options: o.clone(),
+            backend: "toy".into(),
+            stats,
+            data: DataProvenance {
+                kind: "well".into(),
+                root: dir.to_path_buf(),
+                files: vec![],
+                channels: vec![],
+                grid: [1, 1],
+            },
+            extra: serde_json::Value::Null,
+            git_revision: "unknown".into(),
+            loss: None,
+            val_loss: None,
+            params: 2,
+            elapsed_s: 0.0,
+            created_unix: 0,
+        };
+        let mut trainer = Trainer {
+            run: RunDir::create(dir)?,
+            params,
+            optimizer: o.optimizer(),
+            options: o,
+            template,
+            elapsed_before: 0.0,
+            stop_after: None,
+            last_good: "none".into(),
+            stop: None,
+        };
+        trainer.train(toy)
+    }
+
+    fn gpu() -> Option<GpuBackend> {
+        if lemur_tensor::testing::skip_gpu("the GPU backend") {
+            return None;
+        }
+        Some(GpuBackend::new_blocking().unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    fn reads_once_per_interval<B: Backend>(b: &B, tag: &str) {
+        for accum in [1, 3] {
+            let dir = scratch(&format!("sync-{tag}-{accum}"));
+            let (mut toy, params) = new_toy(b, None, None);
+            let summary = train(&dir, options(accum), &mut toy, &params).unwrap();
+            assert_eq!(summary.step, 12);
+            // Between two micro-batches of the same interval nothing was read back; the first
+            // micro-batch after a log step follows the read (and validation, checkpoint).
+            for pair in toy.syncs.windows(2) {
+                let ((s0, _, c0), (s1, _, c1)) = (pair[0], pair[1]);
+                let after_log = s1 != s0 && s0 % 4 == 0;
+                assert_eq!(c1 > c0, after_log, "syncs before {pair:?}");
+            }
+            let log = RunDir::open(&dir).unwrap().read_log().unwrap();
+            assert_eq!(log.iter().map(|l| l.step).collect::<Vec<_>>(), [4, 8, 12]);
+            assert!(log.iter().all(|l| l.val_loss.is_some()));
+            // The logged means are those of the steps' losses (logged one by one here).
+            let each = scratch(&format!("sync-{tag}-{accum}-each"));
+            let (mut toy, params) = new_toy(b, None, None);
+            let o = TrainOptions {
+                log_every: 1,
+                ..options(accum)
+            };
+            train(&each, o, &mut toy, &params).unwrap();
+            let steps = RunDir::open(&each).unwrap().read_log().unwrap();
+            assert_eq!(steps.len(), 12);
+            for (line, four) in log.iter().zip(steps.chunks(4)) {
+                let mean = four.iter().map(|l| f64::from(l.loss)).sum::<f64>() / 4.0;
+                assert!(
+                    (f64::from(line.loss) - mean).abs() <= 1e-6 * mean.abs(),
+                    "{line:?} {four:?}"
+                );
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(&each);
+        }
+    }
+
+    #[test]
+    fn losses_are_read_once_per_log_interval_not_per_step_cpu() {
+        reads_once_per_interval(&CpuBackend, "cpu");
+    }
+
+    #[test]
+    fn losses_are_read_once_per_log_interval_not_per_step_gpu() {
+        if let Some(b) = gpu() {
+            reads_once_per_interval(&b, "gpu");
+        }
+    }
+
+    fn non_finite_at_the_read<B: Backend>(b: &B, tag: &str) {
+        for (accum, micro) in [(1, 0), (2, 1)] {
+            let dir = scratch(&format!("nan-{tag}-{accum}"));
+            let (mut toy, params) = new_toy(b, Some((6, micro)), None);
+            let e = train(&dir, options(accum), &mut toy, &params).unwrap_err();
+            match &e {
+                TrainError::NonFinite {
+                    step, read, loss, ..
+                } => {
+                    assert_eq!((*step, *read), (6, (5, 8)));
+                    assert!(loss.is_nan());
+                }
+                other => panic!("expected a non-finite loss, got {other}"),
+            }
+            let text = e.to_string();
+            assert!(
+                text.contains("at step 6") && text.contains("steps 5-8"),
+                "{text}"
+            );
+            // The steps after the NaN ran on the device; the read at step 8 stopped the run
+            // before its log line and its checkpoint.
+            assert_eq!(toy.syncs.last().unwrap().0, 8);
+            let run = RunDir::open(&dir).unwrap();
+            let steps: Vec<u32> = run.checkpoints().unwrap().iter().map(|c| c.0).collect();
+            assert_eq!(steps, [4]);
+            let log: Vec<u32> = run.read_log().unwrap().iter().map(|l| l.step).collect();
+            assert_eq!(log, [4]);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    #[test]
+    fn a_non_finite_loss_is_found_at_the_read_and_nothing_of_its_interval_is_written_cpu() {
+        non_finite_at_the_read(&CpuBackend, "cpu");
+    }
+
+    #[test]
+    fn a_non_finite_loss_is_found_at_the_read_and_nothing_of_its_interval_is_written_gpu() {
+        if let Some(b) = gpu() {
+            non_finite_at_the_read(&b, "gpu");
+        }
+    }
+
+    #[test]
+    fn a_failure_after_a_non_finite_loss_reports_the_loss() {
+        let dir = scratch("nan-then-fail");
+        let (mut toy, params) = new_toy(&CpuBackend, Some((5, 0)), Some(7));
+        let e = train(&dir, options(1), &mut toy, &params).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TrainError::NonFinite {
+                    step: 5,
+                    read: (5, 7),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // Without a NaN the failure itself is the error.
+        let dir2 = scratch("fail");
+        let (mut toy, params) = new_toy(&CpuBackend, None, Some(7));
+        let e = train(&dir2, options(1), &mut toy, &params).unwrap_err();
+        assert!(e.to_string().contains("toy failure"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir2);
     }
 }
