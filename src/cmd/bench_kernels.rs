@@ -3,7 +3,8 @@
 //! Every line prints the time per call, the throughput (GFLOP/s for compute-bound ops, GB/s
 //! for memory-bound ones) and a ratio against a baseline measured in the same run: for the
 //! CPU backend, `matrixmultiply`'s sgemm called directly (compute) or a host memcpy (memory);
-//! for the GPU backend, the CPU backend's figure for the same op.
+//! for the GPU backend, the CPU backend's figure for the same op, and beside the square
+//! matmuls the recorded cuBLAS figures of the reference GPU (see [`CUBLAS`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -17,12 +18,41 @@ pub struct BenchKernelsArgs {
     /// Backends to measure: cpu, gpu or both.
     #[arg(long, default_value = "both")]
     backend: String,
-    /// Largest square matmul size (2048 takes a while on lavapipe).
+    /// Largest square matmul size: 256, 512, ..., up to 8192 (2048 takes a while on lavapipe;
+    /// the CPU backend stops at 2048 whatever this says).
     #[arg(long, default_value_t = 2048)]
     max_size: usize,
     /// Minimum measuring time per line, in milliseconds.
     #[arg(long, default_value_t = 300)]
     min_ms: u64,
+    /// Batch of the batched kernels: conv2d 3x3 (default 16) and fused attention (default 8).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    batch: Option<u64>,
+}
+
+/// Square matmul sizes; the CPU backend runs those up to [`CPU_MAX_SIZE`].
+const SIZES: [usize; 6] = [256, 512, 1024, 2048, 4096, 8192];
+const CPU_MAX_SIZE: usize = 2048;
+
+/// cuBLAS float32 (TF32 off) GEMM throughput recorded on one NVIDIA H200 (issue #10), in
+/// TFLOP/s by square size: printed beside the GPU's square matmuls, meaningful only when the
+/// GPU is an H200-class one.
+pub const CUBLAS: [(usize, f64); 3] = [(1024, 34.0), (2048, 48.1), (8192, 50.9)];
+
+/// `; cuBLAS fp32, NVIDIA H200: R TFLOP/s (this/cuBLAS Q)` beside a GPU line, for a square
+/// matmul whose size has a recorded figure.
+fn cublas(name: &str, gflops: f64) -> String {
+    let size = name
+        .strip_prefix("matmul ")
+        .and_then(|s| s.strip_suffix("^3"))
+        .and_then(|s| s.parse::<usize>().ok());
+    match size.and_then(|s| CUBLAS.iter().find(|c| c.0 == s)) {
+        Some(&(_, t)) => format!(
+            "; cuBLAS fp32, NVIDIA H200: {t} TFLOP/s (ratio {:.3})",
+            gflops / 1e3 / t
+        ),
+        None => String::new(),
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -62,7 +92,7 @@ fn rand<B: Backend>(b: &B, n: usize, seed: u64) -> Result<B::Storage> {
     Ok(b.random(lemur_tensor::backend::Dist::Normal, seed, 0, n)?)
 }
 
-fn suite<B: Backend>(b: &B, args: &BenchKernelsArgs) -> Result<Vec<Line>> {
+fn suite<B: Backend>(b: &B, args: &BenchKernelsArgs, max_size: usize) -> Result<Vec<Line>> {
     let min = Duration::from_millis(args.min_ms);
     let mut lines = Vec::new();
     let mm = |m: usize, n: usize, k: usize| MatmulDesc {
@@ -75,10 +105,7 @@ fn suite<B: Backend>(b: &B, args: &BenchKernelsArgs) -> Result<Vec<Line>> {
         a_batched: true,
         b_batched: true,
     };
-    for s in [256usize, 512, 1024, 2048]
-        .into_iter()
-        .filter(|&s| s <= args.max_size)
-    {
+    for s in SIZES.into_iter().filter(|&s| s <= max_size) {
         let (a, w) = (rand(b, s * s, 1)?, rand(b, s * s, 2)?);
         let secs = time(b, min, || {
             b.matmul(&a, &w, None, &mm(s, s, s))?;
@@ -113,8 +140,9 @@ fn suite<B: Backend>(b: &B, args: &BenchKernelsArgs) -> Result<Vec<Line>> {
         });
     }
     {
+        let batch = args.batch.map_or(16, |b| b as usize);
         let d = ConvDesc {
-            batch: 16,
+            batch,
             cin: 64,
             cout: 64,
             h: 64,
@@ -122,20 +150,21 @@ fn suite<B: Backend>(b: &B, args: &BenchKernelsArgs) -> Result<Vec<Line>> {
             kernel: 3,
             circular: false,
         };
-        let (x, w) = (rand(b, 16 * 64 * 64 * 64, 1)?, rand(b, 64 * 64 * 9, 2)?);
+        let (x, w) = (rand(b, batch * 64 * 64 * 64, 1)?, rand(b, 64 * 64 * 9, 2)?);
         let secs = time(b, min, || {
             b.conv2d(&x, &w, None, &d)?;
             Ok(())
         })?;
         lines.push(Line {
-            name: "conv2d 3x3 (16,64,64,64)".into(),
+            name: format!("conv2d 3x3 ({batch},64,64,64)"),
             secs,
-            work: 2.0 * (16usize * 64 * 64 * 64 * 64 * 9) as f64,
+            work: 2.0 * (batch * 64 * 64 * 64 * 64 * 9) as f64,
             unit: Unit::Flops,
         });
     }
+    let attention_batch = args.batch.map_or(8, |b| b as usize);
     for t in [80usize, 320, 1280] {
-        let (bh, dim) = (8 * 4, 64);
+        let (bh, dim) = (attention_batch * 4, 64);
         let (q, k, v) = (
             rand(b, bh * t * dim, 1)?,
             rand(b, bh * t * dim, 2)?,
@@ -152,7 +181,7 @@ fn suite<B: Backend>(b: &B, args: &BenchKernelsArgs) -> Result<Vec<Line>> {
             Ok(())
         })?;
         lines.push(Line {
-            name: format!("attention B=8 4x64 T={t} (fused)"),
+            name: format!("attention B={attention_batch} 4x64 T={t} (fused)"),
             secs,
             work: 4.0 * (bh * t * t * dim) as f64,
             unit: Unit::Flops,
@@ -216,9 +245,9 @@ fn suite<B: Backend>(b: &B, args: &BenchKernelsArgs) -> Result<Vec<Line>> {
 fn baselines(args: &BenchKernelsArgs) -> (HashMap<usize, f64>, f64) {
     let min = Duration::from_millis(args.min_ms);
     let mut sgemm = HashMap::new();
-    for s in [256usize, 512, 1024, 2048]
+    for s in SIZES
         .into_iter()
-        .filter(|&s| s <= args.max_size)
+        .filter(|&s| s <= args.max_size.min(CPU_MAX_SIZE))
     {
         let a: Vec<f32> = (0..s * s)
             .map(|i| lemur_tensor::rng::normal(1, i as u64))
@@ -277,13 +306,17 @@ fn print(backend: &str, lines: &[Line], baseline: impl Fn(&Line) -> (f64, String
             Unit::Bytes => "GB/s",
         };
         let (base, what) = baseline(l);
+        let ratio = if base.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{:.2}x", l.rate() / base)
+        };
         println!(
-            "{:<38} {:>8.3} ms {:>8.2} {:<7} {:>7.2}x  {what}",
+            "{:<38} {:>8.3} ms {:>8.2} {:<7} {ratio:>8}  {what}",
             l.name,
             l.secs * 1e3,
             l.rate(),
             unit,
-            l.rate() / base
         );
     }
 }
@@ -293,7 +326,7 @@ pub fn run(args: BenchKernelsArgs) -> Result<()> {
     let want_gpu = matches!(args.backend.as_str(), "gpu" | "both");
     anyhow::ensure!(want_cpu || want_gpu, "--backend must be cpu, gpu or both");
     // The CPU backend's figures are the GPU's baseline, so measure them whenever the GPU runs.
-    let cpu_lines = suite(&CpuBackend, &args)?;
+    let cpu_lines = suite(&CpuBackend, &args, args.max_size.min(CPU_MAX_SIZE))?;
     if want_cpu {
         let (sgemm, memcpy) = baselines(&args);
         let best = sgemm.values().cloned().fold(0.0, f64::max);
@@ -321,15 +354,24 @@ pub fn run(args: BenchKernelsArgs) -> Result<()> {
     }
     if want_gpu {
         let g = GpuBackend::new_blocking()?;
-        let gpu_lines = suite(&g, &args)?;
+        let gpu_lines = suite(&g, &args, args.max_size)?;
         print(&format!("backend: {}", g.name()), &gpu_lines, |l| {
             let c = cpu_lines
                 .iter()
                 .find(|c| c.name == l.name)
                 .map(Line::rate)
                 .unwrap_or(f64::NAN);
-            (c, format!("CPU backend: {c:.2}"))
+            let what = if c.is_nan() {
+                "CPU backend: not run".to_string()
+            } else {
+                format!("CPU backend: {c:.2}")
+            };
+            (c, format!("{what}{}", cublas(&l.name, l.rate())))
         });
+        println!(
+            "cuBLAS figures: float32 with TF32 off, measured on one NVIDIA H200 (issue #10, not \
+             here); their ratios mean something only when this GPU is an H200-class one"
+        );
         let mem = g.memory();
         println!(
             "GPU memory: peak {:.1} MiB live, {:.1} MiB pooled",
@@ -338,4 +380,24 @@ pub fn run(args: BenchKernelsArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cublas;
+
+    #[test]
+    fn cublas_figures_are_labelled_and_beside_square_matmuls_only() {
+        assert_eq!(
+            cublas("matmul 2048^3", 2090.0),
+            "; cuBLAS fp32, NVIDIA H200: 48.1 TFLOP/s (ratio 0.043)"
+        );
+        assert_eq!(
+            cublas("matmul 1024^3", 34_000.0),
+            "; cuBLAS fp32, NVIDIA H200: 34 TFLOP/s (ratio 1.000)"
+        );
+        assert!(cublas("matmul 8192^3", 1.0).contains("50.9 TFLOP/s"));
+        assert_eq!(cublas("matmul 512^3", 100.0), "");
+        assert_eq!(cublas("linear 80x256 -> 1024 (+bias)", 100.0), "");
+    }
 }

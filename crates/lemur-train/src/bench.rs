@@ -1,6 +1,8 @@
 //! Training throughput: samples per second of one optimizer step (forward, backward, AdamW)
 //! and of inference, on random data, for the `small` presets and the issue's fixed
-//! configurations.
+//! configurations. Each figure also carries the work its timed calls asked of the backend
+//! ([`OpCounters`]: dispatches, submissions, synchronisations), so per-step overheads are
+//! measurable on any adapter, lavapipe included.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +10,7 @@ pub use lemur_models::dcae::DcaeConfig as AutoencoderConfig;
 use lemur_models::dcae::DcaeConfig;
 use lemur_models::dcae::{Dcae, Loss, TrainCtx};
 use lemur_models::nn::Builder;
-use lemur_tensor::{AdamW, AdamWConfig, Backend, ParamStore, Tensor, no_grad};
+use lemur_tensor::{AdamW, AdamWConfig, Backend, OpCounters, ParamStore, Tensor, no_grad};
 
 use crate::error::Result;
 
@@ -25,12 +27,37 @@ pub struct BenchLine {
     pub infer_per_s: f64,
     /// The reference's figures (PyTorch, 2 CPU threads) where the issue gives them.
     pub reference: Option<(f64, f64)>,
+    /// What the timed optimizer steps asked of the backend.
+    pub train_ops: Counted,
+    /// What the timed inference calls asked of the backend.
+    pub infer_ops: Counted,
 }
 
-/// Runs `f` at least once and until `min` has elapsed, after one warm-up call; seconds per call.
-fn time<B: Backend>(backend: &B, min: Duration, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+/// Counter totals over `calls` timed calls (each followed by the bench's own `sync`, which is
+/// counted: one synchronisation per call at least).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Counted {
+    pub ops: OpCounters,
+    pub calls: u64,
+}
+
+impl Counted {
+    /// A count per call, e.g. `per_call(|c| c.dispatches)`.
+    pub fn per_call(&self, field: impl Fn(&OpCounters) -> u64) -> f64 {
+        field(&self.ops) as f64 / self.calls.max(1) as f64
+    }
+}
+
+/// Runs `f` at least once and until `min` has elapsed, after one warm-up call; seconds per call
+/// and the backend's counters over the timed calls.
+fn time<B: Backend>(
+    backend: &B,
+    min: Duration,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<(f64, Counted)> {
     f()?;
     pollster::block_on(backend.sync())?;
+    let before = backend.counters();
     let start = Instant::now();
     let mut n = 0u32;
     while n == 0 || start.elapsed() < min {
@@ -38,7 +65,15 @@ fn time<B: Backend>(backend: &B, min: Duration, mut f: impl FnMut() -> Result<()
         pollster::block_on(backend.sync())?;
         n += 1;
     }
-    Ok(start.elapsed().as_secs_f64() / f64::from(n))
+    let secs = start.elapsed().as_secs_f64() / f64::from(n);
+    let ops = backend.counters().since(&before);
+    Ok((
+        secs,
+        Counted {
+            ops,
+            calls: u64::from(n),
+        },
+    ))
 }
 
 /// The issue's fixed autoencoder: 64x64x5 fields, hid_channels [32, 64, 128, 256, 256],
@@ -65,7 +100,7 @@ pub fn autoencoder<B: Backend>(
     let mut optimizer = AdamW::new(AdamWConfig::default());
     let x = Tensor::randn(backend, &[batch, cfg.pix_channels, hw[0], hw[1]], 1, 0)?;
     let mut pass = 0u64;
-    let train = time(backend, min, || {
+    let (train, train_ops) = time(backend, min, || {
         pass += 1;
         model
             .loss(
@@ -80,7 +115,7 @@ pub fn autoencoder<B: Backend>(
         optimizer.step(&params)?;
         Ok(())
     })?;
-    let infer = time(backend, min, || {
+    let (infer, infer_ops) = time(backend, min, || {
         no_grad(|| model.forward(&x))?;
         Ok(())
     })?;
@@ -92,6 +127,8 @@ pub fn autoencoder<B: Backend>(
         train_per_s: batch as f64 / train,
         infer_per_s: batch as f64 / infer,
         reference: None,
+        train_ops,
+        infer_ops,
     })
 }
 
@@ -131,7 +168,7 @@ pub fn denoiser<B: Backend>(
         &[batch, 1, l, 1, 1],
     )?;
     let mut step = 0u64;
-    let train = time(backend, min, || {
+    let (train, train_ops) = time(backend, min, || {
         step += 1;
         model
             .loss(
@@ -153,7 +190,7 @@ pub fn denoiser<B: Backend>(
     let t: Vec<f32> = (0..batch)
         .map(|i| (i as f32 + 0.5) / batch as f32)
         .collect();
-    let infer = time(backend, min, || {
+    let (infer, infer_ops) = time(backend, min, || {
         no_grad(|| model.forward(&x, &t, labels.as_ref(), Some(&cond)))?;
         Ok(())
     })?;
@@ -165,5 +202,7 @@ pub fn denoiser<B: Backend>(
         train_per_s: batch as f64 / train,
         infer_per_s: batch as f64 / infer,
         reference: None,
+        train_ops,
+        infer_ops,
     })
 }

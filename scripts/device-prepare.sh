@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Prepares .device/ (git-ignored) for scripts/device-bench.sh on a machine with a discrete GPU
+# that has no Rust toolchain: the stripped release binary (xz-compressed: it embeds the
+# pretrained weights, 23 MB, so it stays about 25 MB), Debian's Vulkan loader (libvulkan1,
+# unpacked there with dpkg -x) and, with --tests, GPU-vs-CPU kernel test binaries (also
+# compressed; they read no fixtures: tests that do take them from LEMUR_FIXTURES_DIR).
+#   scripts/device-prepare.sh            # the benches only
+#   scripts/device-prepare.sh --tests    # also the GPU-vs-CPU tests (a long release build)
+# The device run carries the repository's tracked files (about 37 MB) and .device: together at
+# most 64 MiB, which this checks. Then, on the device machine, from the repository root:
+#   scripts/device-bench.sh .device
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tests=0
+for arg in "$@"; do
+    case "$arg" in
+        --tests) tests=1 ;;
+        *) echo "usage: $0 [--tests]" >&2; exit 2 ;;
+    esac
+done
+
+dest=.device
+rm -rf "$dest"
+mkdir -p "$dest/bin"
+
+cargo build --release --bin lemur
+pack() { # pack SRC NAME: a stripped, xz-compressed copy as $dest/bin/NAME.xz
+    cp "$1" "$dest/bin/$2"
+    strip "$dest/bin/$2"
+    xz -9 -T0 "$dest/bin/$2"
+}
+pack target/release/lemur lemur
+
+# The Vulkan loader (the GPU machine has the NVIDIA driver and its ICD file, not always the
+# loader). amd64, whatever this machine is.
+mkdir -p /tmp/lemur-apt-amd64/partial
+apt_opts=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/lemur-apt-amd64)
+if ! (cd "$dest" && apt-get "${apt_opts[@]}" download libvulkan1 2>/dev/null); then
+    apt-get "${apt_opts[@]}" update >/dev/null
+    (cd "$dest" && apt-get "${apt_opts[@]}" download libvulkan1)
+fi
+
+if [ "$tests" = 1 ]; then
+    # The kernel tests that run the GPU backend against the CPU one (about 3 MB each, packed;
+    # more would not fit beside the binary).
+    cargo test --release --no-run --message-format=json \
+        -p lemur-tensor --test matmul --test attention --test counters \
+        | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | while read -r exe; do
+            pack "$exe" "test-$(basename "$exe" | sed 's/-[0-9a-f]*$//')"
+        done
+fi
+
+tracked=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+carried=$(du -sb "$dest" | cut -f1)
+total=$(( (tracked + carried) / 1048576 ))
+echo "$dest: $(( carried / 1048576 )) MiB; with the tracked files: $total MiB (at most 64 travel)"
+if [ "$total" -ge 64 ]; then
+    echo "error: the device run carries at most 64 MiB: drop --tests" >&2
+    exit 1
+fi
