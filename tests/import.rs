@@ -15,10 +15,16 @@ fn scratch(name: &str) -> PathBuf {
     support::scratch_in("import", name)
 }
 
+/// `$LEMUR_LOLA_RUNS_DIR`, else `$LEMUR_FIXTURES_DIR/lola-runs`, else the shared folder beside
+/// the workspace.
 fn runs_dir() -> PathBuf {
-    match std::env::var_os("LEMUR_LOLA_RUNS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/lola-runs"),
+    match (
+        std::env::var_os("LEMUR_LOLA_RUNS_DIR"),
+        std::env::var_os("LEMUR_FIXTURES_DIR"),
+    ) {
+        (Some(d), _) => PathBuf::from(d),
+        (None, Some(root)) => PathBuf::from(root).join("lola-runs"),
+        (None, None) => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/lola-runs"),
     }
 }
 

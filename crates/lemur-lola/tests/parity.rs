@@ -47,8 +47,12 @@ struct Expected(lemur_train::run::HostTensors);
 impl Expected {
     fn load() -> Self {
         let path = runs_dir().join("expected.safetensors");
-        let bytes = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (set LEMUR_LOLA_RUNS_DIR)", path.display()));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (set LEMUR_LOLA_RUNS_DIR or LEMUR_FIXTURES_DIR)",
+                path.display()
+            )
+        });
         Self(lemur_tensor::params::read_safetensors(&bytes, &path).unwrap())
     }
 

@@ -4,10 +4,16 @@
 use lemur_metrics::{Binning, cross_correlation, field_metrics, power_spectrum};
 use safetensors::SafeTensors;
 
+/// `$LEMUR_REFERENCE_DIR`, else `$LEMUR_FIXTURES_DIR/reference`, else the shared folder beside
+/// the workspace.
 fn reference_dir() -> std::path::PathBuf {
-    match std::env::var_os("LEMUR_REFERENCE_DIR") {
-        Some(dir) => dir.into(),
-        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    match (
+        std::env::var_os("LEMUR_REFERENCE_DIR"),
+        std::env::var_os("LEMUR_FIXTURES_DIR"),
+    ) {
+        (Some(dir), _) => dir.into(),
+        (None, Some(root)) => std::path::PathBuf::from(root).join("reference"),
+        (None, None) => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../../shared/fixtures/reference"),
     }
 }

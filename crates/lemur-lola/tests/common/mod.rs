@@ -35,12 +35,16 @@ macro_rules! test_device {
     };
 }
 
-/// The reference runs: `$LEMUR_LOLA_RUNS_DIR` when set, else the shared folder beside the
-/// workspace.
+/// The reference runs: `$LEMUR_LOLA_RUNS_DIR` when set, else `$LEMUR_FIXTURES_DIR/lola-runs`,
+/// else the shared folder beside the workspace.
 pub fn runs_dir() -> PathBuf {
-    match std::env::var_os("LEMUR_LOLA_RUNS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(concat!(
+    match (
+        std::env::var_os("LEMUR_LOLA_RUNS_DIR"),
+        std::env::var_os("LEMUR_FIXTURES_DIR"),
+    ) {
+        (Some(d), _) => PathBuf::from(d),
+        (None, Some(root)) => PathBuf::from(root).join("lola-runs"),
+        (None, None) => PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../../shared/fixtures/lola-runs"
         )),

@@ -39,11 +39,17 @@ macro_rules! test_device {
 }
 
 /// The reference fixtures: `$LEMUR_REFERENCE_DIR` when set, so that the same tests can check
-/// further reference files, else the shared folder beside the workspace.
+/// further reference files, else `$LEMUR_FIXTURES_DIR/reference` (every fixture set in one
+/// folder, as for test binaries run away from the source tree), else the shared folder beside
+/// the workspace.
 pub fn reference_dir() -> PathBuf {
-    match std::env::var_os("LEMUR_REFERENCE_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(concat!(
+    match (
+        std::env::var_os("LEMUR_REFERENCE_DIR"),
+        std::env::var_os("LEMUR_FIXTURES_DIR"),
+    ) {
+        (Some(d), _) => PathBuf::from(d),
+        (None, Some(root)) => PathBuf::from(root).join("reference"),
+        (None, None) => PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../../shared/fixtures/reference"
         )),
@@ -61,8 +67,12 @@ impl Fixture {
     /// Reads `<reference_dir>/<name>`; panics with the path on any problem.
     pub fn load(name: &str) -> Self {
         let path = reference_dir().join(name);
-        let bytes = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (set LEMUR_REFERENCE_DIR)", path.display()));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (set LEMUR_REFERENCE_DIR or LEMUR_FIXTURES_DIR)",
+                path.display()
+            )
+        });
         let tensors =
             lemur_tensor::params::read_safetensors(&bytes, &path).unwrap_or_else(|e| panic!("{e}"));
         let metadata = safetensors_metadata(&bytes, &path);
