@@ -226,6 +226,10 @@ pub struct SamplerUpdate {
 /// backend): `dispatches` are kernel calls (every op but `upload` and `read`), `syncs` the
 /// reads and syncs (the points where a GPU would be waited for; on the CPU they return at
 /// once), `uploads` the uploads; `submissions` and `bind_groups` stay 0.
+///
+/// `paces` counts the waits of [`Backend::end_step`] for the step before the current one: the
+/// GPU runs the current step meanwhile, so they bound how far the host runs ahead without
+/// stalling the GPU, unlike a sync (0 on the CPU backend and on the web).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpCounters {
     pub dispatches: u64,
@@ -233,6 +237,7 @@ pub struct OpCounters {
     pub syncs: u64,
     pub uploads: u64,
     pub bind_groups: u64,
+    pub paces: u64,
 }
 
 impl OpCounters {
@@ -244,6 +249,7 @@ impl OpCounters {
             syncs: self.syncs.saturating_sub(earlier.syncs),
             uploads: self.uploads.saturating_sub(earlier.uploads),
             bind_groups: self.bind_groups.saturating_sub(earlier.bind_groups),
+            paces: self.paces.saturating_sub(earlier.paces),
         }
     }
 }
@@ -271,6 +277,14 @@ pub trait Backend: Clone + Debug + 'static {
     fn sync(&self) -> impl Future<Output = Result<()>>;
     /// The work counted so far (see [`OpCounters`] for what each backend counts).
     fn counters(&self) -> OpCounters;
+    /// Marks the end of one unit of repeated work (a training step). The GPU backend submits
+    /// what was recorded, so the GPU starts on it while the host records the next step, then
+    /// waits until the step before this one has finished: the host stays at most one step
+    /// ahead (bounded memory, and an interrupt waits for one step, not a whole log interval).
+    /// Reads nothing back. Synchronous work (the CPU backend) needs nothing.
+    fn end_step(&self) -> Result<()> {
+        Ok(())
+    }
 
     fn unary(&self, op: Unary, x: &Self::Storage) -> Result<Self::Storage>;
     /// `dx = dy * f'(x)`.

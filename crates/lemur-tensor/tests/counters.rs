@@ -28,6 +28,7 @@ fn gpu_counts_dispatches_submissions_and_syncs() {
             syncs: 1,
             uploads: 1,
             bind_groups: 2,
+            paces: 0,
         }
     );
     // A sync with nothing recorded submits nothing but still waits for the GPU.
@@ -52,6 +53,7 @@ fn gpu_counts_dispatches_submissions_and_syncs() {
             syncs: 1,
             uploads: 0,
             bind_groups: 1,
+            paces: 0,
         }
     );
     // Clones share the counters.
@@ -74,6 +76,30 @@ fn gpu_flushes_once_the_uniform_arena_is_full() {
 }
 
 #[test]
+fn gpu_end_step_submits_and_waits_for_the_step_before() {
+    let Some(g) = common::gpu() else { return };
+    let x = g.upload(&[1.0, 2.0]).unwrap();
+    let before = g.counters();
+    let y = g.unary(Unary::Neg, &x).unwrap();
+    g.end_step();
+    // The first step has no step before it to wait for.
+    let c = g.counters() - before;
+    assert_eq!((c.submissions, c.paces, c.syncs), (1, 0, 0));
+    let z = g.unary(Unary::Square, &y).unwrap();
+    g.end_step();
+    let c = g.counters() - before;
+    assert_eq!((c.submissions, c.paces, c.syncs), (2, 1, 0));
+    // Nothing recorded: nothing to submit, but the step before is still waited for once.
+    g.end_step();
+    g.end_step();
+    let c = g.counters() - before;
+    assert_eq!((c.submissions, c.paces, c.syncs), (2, 2, 0));
+    assert_eq!(pollster::block_on(g.read(&z)).unwrap(), vec![1.0, 4.0]);
+    let c = g.counters() - before;
+    assert_eq!((c.dispatches, c.submissions, c.syncs), (2, 3, 1));
+}
+
+#[test]
 fn cpu_counts_kernel_calls_and_reads() {
     let c = two_ops_then_read(&CpuBackend);
     assert_eq!(
@@ -84,6 +110,7 @@ fn cpu_counts_kernel_calls_and_reads() {
             syncs: 1,
             uploads: 1,
             bind_groups: 0,
+            paces: 0,
         }
     );
     // Through the tensor layer: a reshape reaches no backend, an add is one kernel.
@@ -93,6 +120,10 @@ fn cpu_counts_kernel_calls_and_reads() {
     let _ = u.add(&u).unwrap();
     let c = CpuBackend.counters().since(&before);
     assert_eq!((c.uploads, c.dispatches, c.syncs), (1, 1, 0));
+    // Ending a step on the CPU, where every op has already run, does nothing.
+    let before = CpuBackend.counters();
+    CpuBackend.end_step().unwrap();
+    assert_eq!(CpuBackend.counters() - before, OpCounters::default());
 }
 
 #[test]
@@ -103,6 +134,7 @@ fn since_and_sub_agree_and_saturate() {
         syncs: 1,
         uploads: 3,
         bind_groups: 10,
+        paces: 5,
     };
     let b = OpCounters {
         dispatches: 4,
@@ -110,6 +142,7 @@ fn since_and_sub_agree_and_saturate() {
         syncs: 1,
         uploads: 0,
         bind_groups: 4,
+        paces: 2,
     };
     assert_eq!(a.since(&b), a - b);
     assert_eq!(
@@ -120,6 +153,7 @@ fn since_and_sub_agree_and_saturate() {
             syncs: 0,
             uploads: 3,
             bind_groups: 6,
+            paces: 3,
         }
     );
     assert_eq!(b - a, OpCounters::default());

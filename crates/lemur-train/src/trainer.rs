@@ -259,8 +259,10 @@ impl<B: Backend> Trainer<'_, B> {
         pending: &mut PendingLosses<B>,
     ) -> Result<()> {
         let accum = self.options.accum;
+        let mut backend = None;
         for micro in 0..accum {
             let loss = objective.train_loss(step, micro)?;
+            backend.get_or_insert_with(|| loss.backend().clone());
             let scaled = if accum > 1 {
                 loss.scale(1.0 / accum as f32)?
             } else {
@@ -271,6 +273,11 @@ impl<B: Backend> Trainer<'_, B> {
         }
         pending.steps += 1;
         self.optimizer.step(self.params)?;
+        // Submits the step and waits for the one before: the device runs while the next step
+        // is recorded, and an interrupt waits for at most one step.
+        if let Some(backend) = backend {
+            backend.end_step()?;
+        }
         Ok(())
     }
 

@@ -26,6 +26,7 @@ thread_local! {
             syncs: 0,
             uploads: 0,
             bind_groups: 0,
+            paces: 0,
         })
     };
 }

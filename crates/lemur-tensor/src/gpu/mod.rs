@@ -92,6 +92,8 @@ pub(crate) struct Inner {
     lost: Arc<Mutex<Option<String>>>,
     /// What [`GpuBackend::counters`] reports.
     counters: Cell<OpCounters>,
+    /// The submission that ended the latest step ([`GpuBackend::end_step`]).
+    last_step: RefCell<Option<wgpu::SubmissionIndex>>,
 }
 
 #[derive(Default)]
@@ -185,6 +187,7 @@ impl GpuBackend {
                 uncaptured,
                 lost,
                 counters: Cell::new(OpCounters::default()),
+                last_step: RefCell::new(None),
             }),
         })
     }
@@ -398,17 +401,42 @@ impl GpuBackend {
 
     /// Submits everything recorded so far. Errors surface at the next `sync`/`read`.
     pub fn flush(&self) {
+        self.submit();
+    }
+
+    /// Ends a step (see [`crate::Backend::end_step`]): submits what was recorded, then, in
+    /// [`Polling::Blocking`] mode on native, waits for the submission that ended the step
+    /// before. Elsewhere the owner's polling paces the work and this only submits.
+    pub fn end_step(&self) {
+        let current = self.submit();
+        let previous = std::mem::replace(&mut *self.inner.last_step.borrow_mut(), current);
+        #[cfg(not(target_arch = "wasm32"))]
+        if self.inner.polling == Polling::Blocking
+            && let Some(index) = previous
+        {
+            // A failed wait (a lost device) is reported by the next read or sync.
+            let _ = self.inner.device.poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            });
+            self.count(|c| c.paces += 1);
+        }
+        #[cfg(target_arch = "wasm32")]
+        drop(previous);
+    }
+
+    /// Submits everything recorded so far, returning the submission's index (`None` when
+    /// nothing was recorded).
+    fn submit(&self) -> Option<wgpu::SubmissionIndex> {
         let mut rec = self.inner.rec.borrow_mut();
         rec.pass = None;
-        let Some(encoder) = rec.encoder.take() else {
-            return;
-        };
+        let encoder = rec.encoder.take()?;
         if !rec.uniform_bytes.is_empty() {
             self.inner
                 .queue
                 .write_buffer(&self.inner.uniforms, 0, &rec.uniform_bytes);
         }
-        self.inner.queue.submit([encoder.finish()]);
+        let index = self.inner.queue.submit([encoder.finish()]);
         self.count(|c| c.submissions += 1);
         rec.uniform_bytes.clear();
         rec.dispatches = 0;
@@ -416,6 +444,7 @@ impl GpuBackend {
         while let Some((_, scope)) = rec.scopes.pop() {
             rec.pending.push(Box::pin(scope.pop()));
         }
+        Some(index)
     }
 
     async fn check_errors(&self, context: &str) -> Result<()> {

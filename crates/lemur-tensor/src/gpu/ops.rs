@@ -183,6 +183,11 @@ impl Backend for GpuBackend {
         GpuBackend::counters(self)
     }
 
+    fn end_step(&self) -> Result<()> {
+        GpuBackend::end_step(self);
+        Ok(())
+    }
+
     fn unary(&self, op: Unary, x: &GpuStorage) -> Result<GpuStorage> {
         let n = x.len;
         let (code, p, q) = op.code();
