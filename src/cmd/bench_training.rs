@@ -116,12 +116,12 @@ fn per(x: f64) -> String {
     }
 }
 
-/// `per train step: D dispatches, S submissions, Y syncs, U uploads, G bind groups; per
+/// `per train step: dispatches D, submissions S, syncs Y, uploads U, bind groups G; per
 /// <infer>: ...`: the work each timed call asked of the backend.
 fn counts(line: &lemur_train::bench::BenchLine, infer: &str) -> String {
     let one = |c: &lemur_train::bench::Counted| {
         format!(
-            "{} dispatches, {} submissions, {} syncs, {} uploads, {} bind groups",
+            "dispatches {}, submissions {}, syncs {}, uploads {}, bind groups {}",
             per(c.per_call(|o| o.dispatches)),
             per(c.per_call(|o| o.submissions)),
             per(c.per_call(|o| o.syncs)),
