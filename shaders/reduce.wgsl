@@ -6,17 +6,23 @@
 // `sum_tree`: one 256-invocation workgroup per output, strided partial sums then a tree in
 //   workgroup memory; for small outer*inner and long R (global loss sums, row sums).
 //   Dispatch: outer*inner workgroups (x/y split).
+// `sum_squares`: `out[0] = acc[0] + sum_j x[j]^2` over the R values of x (outer = inner = 1;
+//   `acc` read only when `has_acc` is 1, else 0): the squared global gradient norm, one
+//   dispatch per gradient tensor. Strided partial sums, then the tree as in `sum_tree`.
+//   Dispatch: 1 workgroup of 256.
 
 struct Params {
     outer: u32,
     r: u32,
     inner: u32,
-    _pad: u32,
+    // `sum_squares` only: 1 when `acc` holds a running sum to add to.
+    has_acc: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;          // [outer, R, inner]
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;  // [outer, inner]
+@group(0) @binding(3) var<storage, read> acc_in: array<f32>;     // [1] (sum_squares only)
 
 var<workgroup> partial: array<f32, 256>;
 
@@ -57,5 +63,29 @@ fn sum_tree(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
     if valid && lid.x == 0u {
         out[i] = partial[0];
+    }
+}
+
+@compute @workgroup_size(256)
+fn sum_squares(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var acc = 0.0;
+    for (var j = lid.x; j < params.r; j += 256u) {
+        let v = x[j];
+        acc += v * v;
+    }
+    partial[lid.x] = acc;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if lid.x < s {
+            partial[lid.x] += partial[lid.x + s];
+        }
+        workgroupBarrier();
+    }
+    if lid.x == 0u {
+        var total = partial[0];
+        if params.has_acc != 0u {
+            total = acc_in[0] + total;
+        }
+        out[0] = total;
     }
 }

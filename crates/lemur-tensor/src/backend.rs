@@ -326,6 +326,10 @@ pub trait Backend: Clone + Debug + 'static {
         r: usize,
         inner: usize,
     ) -> Result<Self::Storage>;
+    /// `acc + sum(x^2)` as a one-element storage (`acc` holds one element; absent, 0): the
+    /// squared global gradient norm in one kernel per gradient tensor instead of a square, a
+    /// sum and an add.
+    fn sum_squares(&self, x: &Self::Storage, acc: Option<&Self::Storage>) -> Result<Self::Storage>;
 
     fn matmul(
         &self,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::backend::{AdamWDesc, Backend};
 use crate::error::Result;
 use crate::params::ParamStore;
-use crate::tensor::{Tensor, no_grad};
+use crate::tensor::Tensor;
 
 /// Linear warmup from 0 to `peak` over `warmup` steps, then a cosine decay to `min_lr` at
 /// `total` steps (constant afterwards).
@@ -81,21 +81,20 @@ impl<B: Backend> AdamW<B> {
         }
     }
 
-    /// The squared global norm of all gradients, as a one-element tensor left on the device.
+    /// The squared global norm of all gradients, as a one-element tensor left on the device:
+    /// one [`Backend::sum_squares`] per gradient, each adding to the running sum.
     pub fn grad_norm_sq(params: &ParamStore<B>) -> Result<Option<Tensor<B>>> {
-        no_grad(|| {
-            let mut total: Option<Tensor<B>> = None;
-            for (_, p) in params.iter() {
-                if let Some(g) = p.grad() {
-                    let sq = g.square()?.sum_all()?;
-                    total = Some(match total {
-                        Some(t) => t.add(&sq)?,
-                        None => sq,
-                    });
-                }
+        let mut total: Option<(B, B::Storage)> = None;
+        for (_, p) in params.iter() {
+            if let Some(g) = p.grad() {
+                let b = p.backend();
+                let sum = b.sum_squares(&g.storage(), total.as_ref().map(|(_, t)| t))?;
+                total = Some((b.clone(), sum));
             }
-            Ok(total)
-        })
+        }
+        total
+            .map(|(b, t)| Tensor::from_storage(&b, t, &[1]))
+            .transpose()
     }
 
     /// Applies one update to every parameter with a gradient, then clears the gradients.

@@ -313,6 +313,62 @@ fn sums<B: Backend>(b: &B) {
 }
 test_device!(sum_axis, sums);
 
+/// `acc + sum(x^2)` (the squared global gradient norm, one kernel per gradient) against an f64
+/// reference, chained through its running sum as the optimizer chains it; on the CPU also bit
+/// for bit the square, sum and add it replaces; on the GPU also against the CPU backend.
+fn sum_of_squares<B: Backend>(b: &B) {
+    let sizes = [1usize, 7, 255, 257, 1030, 100_003];
+    let xs: Vec<Vec<f32>> = sizes
+        .iter()
+        .map(|&n| randn(n as u64 + 11, n).iter().map(|v| 1.5 * v).collect())
+        .collect();
+    let mut acc: Option<B::Storage> = None;
+    let mut want = 0f64;
+    for (x, &n) in xs.iter().zip(&sizes) {
+        let s = upload(b, x);
+        let single = read(b, &b.sum_squares(&s, None).unwrap());
+        let one: f64 = x.iter().map(|&v| (v as f64).powi(2)).sum();
+        let tol = 1e-6 * one as f32 + 1e-6;
+        assert_close(
+            &format!("sum_squares {n}"),
+            &single,
+            &[one as f32],
+            tol,
+            1e-5,
+        );
+        acc = Some(b.sum_squares(&s, acc.as_ref()).unwrap());
+        want += one;
+        let got = read(b, acc.as_ref().unwrap());
+        let tol = 1e-6 * want as f32;
+        assert_close(
+            &format!("sum_squares chained to {n}"),
+            &got,
+            &[want as f32],
+            tol,
+            1e-5,
+        );
+        // The CPU backend, and on the CPU the unfused ops bit for bit.
+        let cpu = CpuBackend;
+        let c = upload(&cpu, x);
+        let fused = read(&cpu, &cpu.sum_squares(&c, None).unwrap());
+        let sq = cpu.unary(Unary::Square, &c).unwrap();
+        let unfused = read(&cpu, &cpu.sum_axis(&sq, 1, n, 1).unwrap());
+        assert_eq!(
+            fused, unfused,
+            "sum_squares {n}: CPU fused against square + sum"
+        );
+        assert_close(
+            &format!("sum_squares {n} vs CPU"),
+            &single,
+            &fused,
+            tol,
+            1e-5,
+        );
+    }
+    assert_eq!(b.len(acc.as_ref().unwrap()), 1);
+}
+test_device!(sum_squares, sum_of_squares);
+
 fn random_streams<B: Backend>(b: &B) {
     // Same numbers as the host reference, at any offset (including past 2^32).
     for (offset, n) in [(0u64, 1usize), (5, 1031), ((1u64 << 32) - 3, 77)] {

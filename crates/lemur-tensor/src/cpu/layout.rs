@@ -62,6 +62,16 @@ pub(crate) fn concat(parts: &[(&[f32], usize)], outer: usize, inner: usize) -> V
     out
 }
 
+/// `acc + sum(x^2)`, bit for bit what `square`, `sum_axis` over all of x and an `add` to
+/// `acc` compute: each square rounded to f32, summed in order in f64, rounded, then added.
+pub(crate) fn sum_squares(x: &[f32], acc: Option<f32>) -> f32 {
+    let s = x.iter().fold(0.0f64, |a, &v| a + (v * v) as f64) as f32;
+    match acc {
+        Some(a) => a + s,
+        None => s,
+    }
+}
+
 /// Sums in f64 so that the reference is more accurate than any f32 kernel it checks.
 pub(crate) fn sum_axis(x: &[f32], outer: usize, r: usize, inner: usize) -> Vec<f32> {
     let mut out = vec![0.0; outer * inner];

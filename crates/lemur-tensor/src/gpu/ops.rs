@@ -76,7 +76,7 @@ struct ReduceParams {
     outer: u32,
     r: u32,
     inner: u32,
-    _pad: u32,
+    has_acc: u32,
 }
 
 /// Mirrors `Params` in shaders/random.wgsl.
@@ -307,7 +307,7 @@ impl Backend for GpuBackend {
             outer: outer as u32,
             r: r as u32,
             inner: inner as u32,
-            _pad: 0,
+            has_acc: 0,
         };
         // A serial loop per output wins when there are enough outputs to fill the device;
         // otherwise a workgroup cooperates on each output.
@@ -328,6 +328,25 @@ impl Backend for GpuBackend {
                 groups_1d(n_out, 1),
             );
         }
+        Ok(out)
+    }
+
+    fn sum_squares(&self, x: &GpuStorage, acc: Option<&GpuStorage>) -> Result<GpuStorage> {
+        let out = self.alloc(1, "sum_squares");
+        let params = ReduceParams {
+            outer: 1,
+            r: x.len as u32,
+            inner: 1,
+            has_acc: u32::from(acc.is_some()),
+        };
+        // Without a running sum, `x` stands in at the `acc` binding (read-only, never read).
+        self.dispatch(
+            "reduce",
+            "sum_squares",
+            &params,
+            &[x, &out, acc.unwrap_or(x)],
+            [1, 1, 1],
+        );
         Ok(out)
     }
 
