@@ -10,6 +10,9 @@
 //   `acc` read only when `has_acc` is 1, else 0): the squared global gradient norm, one
 //   dispatch per gradient tensor. Strided partial sums, then the tree as in `sum_tree`.
 //   Dispatch: 1 workgroup of 256.
+// `sum_channels`: `out[c] = sum_{o, i} x[o, c, i]`, the middle axis kept (R = C): bias
+//   gradients of NCHW in one pass over batch and pixels. One 256-invocation workgroup per
+//   channel, strided partial sums then the tree. Dispatch: C workgroups (x/y split).
 
 struct Params {
     outer: u32,
@@ -21,7 +24,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;          // [outer, R, inner]
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;  // [outer, inner]
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;  // [outer, inner] ([1], [C])
 @group(0) @binding(3) var<storage, read> acc_in: array<f32>;     // [1] (sum_squares only)
 
 var<workgroup> partial: array<f32, 256>;
@@ -87,5 +90,31 @@ fn sum_squares(@builtin(local_invocation_id) lid: vec3<u32>) {
             total = acc_in[0] + total;
         }
         out[0] = total;
+    }
+}
+
+@compute @workgroup_size(256)
+fn sum_channels(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = wg.y * nwg.x + wg.x;
+    let valid = c < params.r;
+    var acc = 0.0;
+    if valid {
+        let n = params.outer * params.inner;
+        for (var j = lid.x; j < n; j += 256u) {
+            let o = j / params.inner;
+            let i = j % params.inner;
+            acc += x[(o * params.r + c) * params.inner + i];
+        }
+    }
+    partial[lid.x] = acc;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if lid.x < s {
+            partial[lid.x] += partial[lid.x + s];
+        }
+        workgroupBarrier();
+    }
+    if valid && lid.x == 0u {
+        out[c] = partial[0];
     }
 }

@@ -326,6 +326,15 @@ pub trait Backend: Clone + Debug + 'static {
         r: usize,
         inner: usize,
     ) -> Result<Self::Storage>;
+    /// Sums x viewed as (outer, C, inner) over outer and inner: out (C) (bias gradients of
+    /// NCHW in one kernel).
+    fn sum_channels(
+        &self,
+        x: &Self::Storage,
+        outer: usize,
+        c: usize,
+        inner: usize,
+    ) -> Result<Self::Storage>;
     /// `acc + sum(x^2)` as a one-element storage (`acc` holds one element; absent, 0): the
     /// squared global gradient norm in one kernel per gradient tensor instead of a square, a
     /// sum and an add.

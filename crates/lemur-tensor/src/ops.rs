@@ -835,8 +835,7 @@ impl<B: Backend> Tensor<B> {
                     Some(Tensor::from_storage(be, dw, wt.shape())?),
                 ];
                 if has_bias {
-                    let db = be.sum_axis(&dy.storage(), 1, d.batch, d.cout * d.h * d.w)?;
-                    let db = be.sum_axis(&db, d.cout, d.h * d.w, 1)?;
+                    let db = be.sum_channels(&dy.storage(), d.batch, d.cout, d.h * d.w)?;
                     g.push(Some(Tensor::from_storage(be, db, &[d.cout])?));
                 }
                 Ok(g)

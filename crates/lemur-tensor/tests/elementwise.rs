@@ -369,6 +369,42 @@ fn sum_of_squares<B: Backend>(b: &B) {
 }
 test_device!(sum_squares, sum_of_squares);
 
+/// Sums over the outer and inner axes of (outer, C, inner), keeping C (conv bias gradients),
+/// against an f64 reference and, on the GPU, the CPU backend.
+fn channel_sums<B: Backend>(b: &B) {
+    for (outer, c, inner) in [
+        (1, 1, 1),
+        (3, 5, 7),
+        (2, 3, 1000),
+        (5, 33, 257),
+        (1, 300, 1),
+        (4, 1, 20_000),
+    ] {
+        let x = randn(outer as u64 * 31 + c as u64, outer * c * inner);
+        let got = read(b, &b.sum_channels(&upload(b, &x), outer, c, inner).unwrap());
+        let mut want = vec![0f64; c];
+        for o in 0..outer {
+            for (ch, w) in want.iter_mut().enumerate() {
+                for i in 0..inner {
+                    *w += x[(o * c + ch) * inner + i] as f64;
+                }
+            }
+        }
+        let want: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+        let tol = 1e-4 * ((outer * inner) as f32).sqrt();
+        let name = format!("sum_channels ({outer},{c},{inner})");
+        assert_close(&name, &got, &want, tol, 1e-5);
+        let cpu = CpuBackend;
+        let on_cpu = read(
+            &cpu,
+            &cpu.sum_channels(&upload(&cpu, &x), outer, c, inner)
+                .unwrap(),
+        );
+        assert_close(&format!("{name} vs CPU"), &got, &on_cpu, tol, 1e-5);
+    }
+}
+test_device!(sum_channels, channel_sums);
+
 fn random_streams<B: Backend>(b: &B) {
     // Same numbers as the host reference, at any offset (including past 2^32).
     for (offset, n) in [(0u64, 1usize), (5, 1031), ((1u64 << 32) - 3, 77)] {

@@ -62,6 +62,26 @@ pub(crate) fn concat(parts: &[(&[f32], usize)], outer: usize, inner: usize) -> V
     out
 }
 
+/// x viewed as (outer, C, inner) summed over outer and inner: out (C), each channel's terms
+/// added in order (o, then i) in f64.
+pub(crate) fn sum_channels(x: &[f32], outer: usize, c: usize, inner: usize) -> Vec<f32> {
+    let channel = |ch: usize| -> f32 {
+        let mut acc = 0.0f64;
+        for o in 0..outer {
+            for &v in &x[(o * c + ch) * inner..][..inner] {
+                acc += v as f64;
+            }
+        }
+        acc as f32
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    if c > 1 && outer * c * inner >= 1 << 16 {
+        use rayon::prelude::*;
+        return (0..c).into_par_iter().map(channel).collect();
+    }
+    (0..c).map(channel).collect()
+}
+
 /// `acc + sum(x^2)`, bit for bit what `square`, `sum_axis` over all of x and an `add` to
 /// `acc` compute: each square rounded to f32, summed in order in f64, rounded, then added.
 pub(crate) fn sum_squares(x: &[f32], acc: Option<f32>) -> f32 {

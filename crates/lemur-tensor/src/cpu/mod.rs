@@ -165,6 +165,17 @@ impl Backend for CpuBackend {
         Ok(Arc::new(layout::sum_axis(x, outer, r, inner)))
     }
 
+    fn sum_channels(
+        &self,
+        x: &CpuStorage,
+        outer: usize,
+        c: usize,
+        inner: usize,
+    ) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
+        Ok(Arc::new(layout::sum_channels(x, outer, c, inner)))
+    }
+
     fn sum_squares(&self, x: &CpuStorage, acc: Option<&CpuStorage>) -> Result<CpuStorage> {
         count(|c| c.dispatches += 1);
         Ok(Arc::new(vec![layout::sum_squares(x, acc.map(|a| a[0]))]))

@@ -331,6 +331,30 @@ impl Backend for GpuBackend {
         Ok(out)
     }
 
+    fn sum_channels(
+        &self,
+        x: &GpuStorage,
+        outer: usize,
+        c: usize,
+        inner: usize,
+    ) -> Result<GpuStorage> {
+        let out = self.alloc(c, "sum_channels");
+        let params = ReduceParams {
+            outer: outer as u32,
+            r: c as u32,
+            inner: inner as u32,
+            has_acc: 0,
+        };
+        self.dispatch(
+            "reduce",
+            "sum_channels",
+            &params,
+            &[x, &out],
+            groups_1d(c, 1),
+        );
+        Ok(out)
+    }
+
     fn sum_squares(&self, x: &GpuStorage, acc: Option<&GpuStorage>) -> Result<GpuStorage> {
         let out = self.alloc(1, "sum_squares");
         let params = ReduceParams {
