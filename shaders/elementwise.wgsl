@@ -54,6 +54,7 @@ fn unary_f(op: u32, x: f32, p: f32, q: f32) -> f32 {
         case 12u: { return x + p; }
         case 13u: { return min(max(x, p), q); }
         case 14u: { return select(0.0, 1.0, x > p); }
+        case 15u: { return inverseSqrt(x * x + 1.0); }
         default: { return x; }
     }
 }
@@ -80,6 +81,10 @@ fn unary_df(op: u32, x: f32, p: f32, q: f32) -> f32 {
         case 11u: { return p; }
         case 12u: { return 1.0; }
         case 13u: { return select(0.0, 1.0, x >= p && x <= q); }
+        case 15u: {
+            let r = inverseSqrt(x * x + 1.0);
+            return -x * r * r * r;
+        }
         default: { return 0.0; }
     }
 }

@@ -451,10 +451,9 @@ impl<B: Backend> Vit<B> {
             h = h.dropout(self.dropout, d.seed, 0)?;
         }
         y = blk.ffn3.forward(&h)?;
-        let gate =
-            |g: &Tensor<B>| -> Result<Tensor<B>> { Ok(g.square()?.add_scalar(1.0)?.rsqrt()?) };
-        let y = x.add(&mc.mul(&y)?)?.mul(&gate(&mc)?)?;
-        Ok(y.add(&md.mul(skip)?)?.mul(&gate(&md)?)?)
+        // The gates' normalisers rsqrt(1 + g^2), each one kernel.
+        let y = x.add(&mc.mul(&y)?)?.mul(&mc.gate()?)?;
+        Ok(y.add(&md.mul(skip)?)?.mul(&md.gate()?)?)
     }
 
     fn msa(

@@ -36,6 +36,9 @@ pub enum Unary {
     Clamp(f32, f32),
     /// `1` where `x > s`, else `0` (dropout masks, comparisons); its gradient is zero.
     Gt(f32),
+    /// `rsqrt(1 + x^2)`: the ViT's residual gate normaliser in one kernel (a square, an add
+    /// and an rsqrt, rounded in that order).
+    Gate,
 }
 
 impl Unary {
@@ -57,6 +60,7 @@ impl Unary {
             Unary::AddScalar(s) => (12, s, 0.0),
             Unary::Clamp(lo, hi) => (13, lo, hi),
             Unary::Gt(s) => (14, s, 0.0),
+            Unary::Gate => (15, 0.0, 0.0),
         }
     }
 }

@@ -170,6 +170,10 @@ impl<B: Backend> Tensor<B> {
     pub fn rsqrt(&self) -> Result<Self> {
         self.unary(Unary::Rsqrt)
     }
+    /// `rsqrt(1 + x^2)` in one kernel.
+    pub fn gate(&self) -> Result<Self> {
+        self.unary(Unary::Gate)
+    }
     pub fn square(&self) -> Result<Self> {
         self.unary(Unary::Square)
     }

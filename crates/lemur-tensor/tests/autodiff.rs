@@ -126,6 +126,7 @@ grad_test!(sub_broadcast, [[2, 3, 5], [3, 1]], |x| x[0].sub(&x[1]));
 grad_test!(mul_broadcast, [[4, 1, 5], [1, 3, 5]], |x| x[0].mul(&x[1]));
 grad_test!(div, [[33], [33]], |x| x[0]
     .div(&x[1].square()?.add_scalar(0.5)?));
+grad_test!(gate, [[3, 11]], |x| x[0].scale(2.0)?.gate());
 grad_test!(maximum_minimum, [[7, 5], [7, 5]], |x| x[0]
     .maximum(&x[1])?
     .add(&x[0].minimum(&x[1].scale(0.5)?)?));

@@ -26,10 +26,11 @@ fn naive_unary(op: Unary, x: f64) -> f64 {
         Unary::AddScalar(s) => x + s as f64,
         Unary::Clamp(lo, hi) => x.clamp(lo as f64, hi as f64),
         Unary::Gt(s) => f64::from(u8::from(x > s as f64)),
+        Unary::Gate => 1.0 / (1.0 + x * x).sqrt(),
     }
 }
 
-const UNARY: [Unary; 15] = [
+const UNARY: [Unary; 16] = [
     Unary::Neg,
     Unary::Silu,
     Unary::Exp,
@@ -45,6 +46,7 @@ const UNARY: [Unary; 15] = [
     Unary::AddScalar(0.3),
     Unary::Clamp(-0.5, 0.8),
     Unary::Gt(0.1),
+    Unary::Gate,
 ];
 
 fn positive_domain(op: Unary) -> bool {

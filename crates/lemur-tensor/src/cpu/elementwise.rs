@@ -62,6 +62,7 @@ pub(crate) fn unary_f(op: Unary, x: f32) -> f32 {
         Unary::AddScalar(s) => x + s,
         Unary::Clamp(lo, hi) => x.max(lo).min(hi),
         Unary::Gt(s) => f32::from(u8::from(x > s)),
+        Unary::Gate => 1.0 / (x * x + 1.0).sqrt(),
     }
 }
 
@@ -86,6 +87,10 @@ pub(crate) fn unary_df(op: Unary, x: f32) -> f32 {
         Unary::AddScalar(_) => 1.0,
         Unary::Clamp(lo, hi) => f32::from(u8::from(x >= lo && x <= hi)),
         Unary::Gt(_) => 0.0,
+        Unary::Gate => {
+            let r = 1.0 / (x * x + 1.0).sqrt();
+            -x * r * r * r
+        }
     }
 }
 
