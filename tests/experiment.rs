@@ -83,7 +83,10 @@ fn compression_experiment_runs_resumes_and_redoes_only_what_is_missing() {
     assert_eq!(&png[1..4], b"PNG");
     let plan = std::fs::read_to_string(out.join("commands.sh")).unwrap();
     // Periodic by default: open boundaries empty the domain and inflate late-lead VRMSE.
-    let generate = plan.lines().find(|l| l.starts_with("lemur generate")).unwrap();
+    let generate = plan
+        .lines()
+        .find(|l| l.starts_with("lemur generate"))
+        .unwrap();
     assert!(generate.ends_with("--periodic"), "{generate}");
     let stats = std::fs::read_to_string(out.join("data/stats.json")).unwrap();
     assert!(stats.contains("periodicBC"), "{stats}");
