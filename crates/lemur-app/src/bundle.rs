@@ -4,7 +4,6 @@
 //! same bytes `lemur rollout` uses); the browser fetches the f16 copies in `web/pretrained`
 //! (half the download, converted to f32 on load).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use lemur_models::dcae::DcaeConfig;
@@ -39,7 +38,7 @@ impl std::fmt::Debug for RunFiles {
 }
 
 /// Host tensors by parameter name: (shape, values).
-pub type HostTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+pub use lemur_tensor::HostTensors;
 
 /// A run's checkpoint, parsed.
 #[derive(Clone, Debug)]

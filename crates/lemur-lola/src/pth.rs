@@ -26,7 +26,7 @@ use std::rc::Rc;
 use crate::error::{LolaError, Result, io_err};
 
 /// Host tensors by name: `(shape, values)`, as `lemur_tensor::params` uses them.
-pub type HostTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+pub use lemur_tensor::HostTensors;
 
 /// The names a run's weights may have, in the order they are looked for.
 pub const STATE_FILES: [&str; 2] = ["state.pth", "state_best.pth"];

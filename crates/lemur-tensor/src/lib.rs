@@ -20,7 +20,7 @@ pub use cpu::CpuBackend;
 pub use error::{Error, Result};
 pub use gpu::GpuBackend;
 pub use optim::{AdamW, AdamWConfig, CosineSchedule, Optimizer};
-pub use params::ParamStore;
+pub use params::{HostTensors, ParamStore};
 pub use select::{AnyBackend, BackendKind};
 pub use soap::{Soap, SoapConfig};
 pub use tensor::{Tensor, grad_enabled, no_grad};

@@ -141,7 +141,7 @@ impl<B: Backend> AdamW<B> {
     pub async fn state_to_host(
         &self,
         params: &ParamStore<B>,
-    ) -> Result<std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+    ) -> Result<crate::params::HostTensors> {
         let mut out = std::collections::BTreeMap::new();
         for (name, p) in params.iter() {
             if let Some((m, v)) = self.state.get(name) {
@@ -164,7 +164,7 @@ impl<B: Backend> AdamW<B> {
     pub fn load_state(
         &mut self,
         params: &ParamStore<B>,
-        host: &std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+        host: &crate::params::HostTensors,
         step: u32,
     ) -> Result<()> {
         self.state.clear();
@@ -219,7 +219,7 @@ impl<B: Backend> Optimizer<B> {
     pub async fn state_to_host(
         &self,
         params: &ParamStore<B>,
-    ) -> Result<std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+    ) -> Result<crate::params::HostTensors> {
         match self {
             Optimizer::AdamW(o) => o.state_to_host(params).await,
             Optimizer::Soap(o) => o.state_to_host(params).await,
@@ -230,7 +230,7 @@ impl<B: Backend> Optimizer<B> {
     pub fn load_state(
         &mut self,
         params: &ParamStore<B>,
-        host: &std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+        host: &crate::params::HostTensors,
         step: u32,
     ) -> Result<()> {
         match self {

@@ -9,6 +9,10 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+/// Named tensors on the host: name -> (shape, row-major f32 values), as read from or
+/// written to safetensors.
+pub type HostTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// An ordered set of named trainable tensors (names follow the reference implementation's
 /// `state_dict` keys, e.g. `blocks.0.msa.qkv_proj.weight`).
 pub struct ParamStore<B: Backend> {
@@ -90,7 +94,7 @@ impl<B: Backend> ParamStore<B> {
     }
 
     /// Host copies of every parameter, by name.
-    pub async fn to_host(&self) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+    pub async fn to_host(&self) -> Result<HostTensors> {
         let mut out = BTreeMap::new();
         for (n, t) in &self.params {
             out.insert(n.clone(), (t.shape().to_vec(), t.to_vec_async().await?));
@@ -100,11 +104,7 @@ impl<B: Backend> ParamStore<B> {
 
     /// Overwrites every parameter from host tensors: each key must be present with the right
     /// shape, and no unknown key may be left over.
-    pub fn load_host(
-        &self,
-        tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
-        source: &Path,
-    ) -> Result<()> {
+    pub fn load_host(&self, tensors: &HostTensors, source: &Path) -> Result<()> {
         for (name, t) in &self.params {
             let (shape, data) = tensors.get(name).ok_or_else(|| Error::Param {
                 path: source.to_path_buf(),
@@ -154,10 +154,7 @@ impl<B: Backend> ParamStore<B> {
 /// the half-precision ones widened to f32 exactly (subnormals, infinities and NaN included);
 /// any malformed or truncated content, a byte length that disagrees with the shape, or another
 /// dtype is an error naming the file (and the key where there is one).
-pub fn read_safetensors(
-    bytes: &[u8],
-    path: &Path,
-) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+pub fn read_safetensors(bytes: &[u8], path: &Path) -> Result<HostTensors> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| {
         // safetensors reports a length mismatch without the tensor's name; find it.
         if let Some((key, detail)) = find_bad_length(bytes) {
@@ -274,7 +271,7 @@ fn find_bad_length(bytes: &[u8]) -> Option<(String, String)> {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn write_safetensors(
     path: &Path,
-    tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    tensors: &HostTensors,
     metadata: Option<std::collections::HashMap<String, String>>,
 ) -> Result<()> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors

@@ -297,7 +297,7 @@ impl<B: Backend> Soap<B> {
     pub async fn state_to_host(
         &self,
         params: &ParamStore<B>,
-    ) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+    ) -> Result<crate::params::HostTensors> {
         let mut out = BTreeMap::new();
         for (name, p) in params.iter() {
             let Some(st) = self.state.get(name) else {
@@ -337,7 +337,7 @@ impl<B: Backend> Soap<B> {
     pub fn load_state(
         &mut self,
         params: &ParamStore<B>,
-        host: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+        host: &crate::params::HostTensors,
         step: u32,
     ) -> Result<()> {
         self.state.clear();

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-type HostTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+use lemur_tensor::HostTensors;
 
 use lemur_tensor::soap::{eigh_desc, matrix_shape, preconditioned_sides, qr_q};
 use lemur_tensor::{

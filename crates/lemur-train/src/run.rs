@@ -22,7 +22,6 @@
 //! that process's PID as its text: a second `--resume` (or `--out`) of the same directory is
 //! refused instead of both writing, and a killed holder's lock goes with its process.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -47,7 +46,7 @@ pub const KEEP: usize = 2;
 pub const FORMAT: &str = "lemur-train-checkpoint/1";
 
 /// Host tensors by name: `(shape, values)`.
-pub type HostTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+pub use lemur_tensor::HostTensors;
 
 /// Which model a run trains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,7 +22,9 @@ pub(crate) fn adamw(
     let scale = clip_factor(d.max_norm, gnorm_sq);
     let bc1 = 1.0 - d.beta1.powi(d.step as i32);
     let bc2 = 1.0 - d.beta2.powi(d.step as i32);
-    let update = |(((p, m), v), g): (((&mut [f32], &mut [f32]), &mut [f32]), &[f32])| {
+    // One chunk of each of the four arrays, as the zipped iterators below pair them.
+    type Chunks<'a> = (((&'a mut [f32], &'a mut [f32]), &'a mut [f32]), &'a [f32]);
+    let update = |(((p, m), v), g): Chunks<'_>| {
         for i in 0..p.len() {
             let gi = g[i] * scale;
             m[i] = d.beta1 * m[i] + (1.0 - d.beta1) * gi;

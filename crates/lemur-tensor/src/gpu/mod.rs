@@ -422,7 +422,7 @@ impl GpuBackend {
             self.count(|c| c.paces += 1);
         }
         #[cfg(target_arch = "wasm32")]
-        drop(previous);
+        let _ = previous;
     }
 
     /// Submits everything recorded so far, returning the submission's index (`None` when
