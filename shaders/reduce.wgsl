@@ -29,6 +29,19 @@ struct Params {
 
 var<workgroup> partial: array<f32, 256>;
 
+// Sums each invocation's `value` into partial[0]. Every invocation of the workgroup calls it
+// (it holds barriers).
+fn tree_sum(lane: u32, value: f32) {
+    partial[lane] = value;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if lane < s {
+            partial[lane] += partial[lane + s];
+        }
+        workgroupBarrier();
+    }
+}
+
 @compute @workgroup_size(256)
 fn sum_columns(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = (wg.y * nwg.x + wg.x) * 256u + lid.x;
@@ -56,14 +69,7 @@ fn sum_tree(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
             acc += x[base + j * params.inner];
         }
     }
-    partial[lid.x] = acc;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if lid.x < s {
-            partial[lid.x] += partial[lid.x + s];
-        }
-        workgroupBarrier();
-    }
+    tree_sum(lid.x, acc);
     if valid && lid.x == 0u {
         out[i] = partial[0];
     }
@@ -76,14 +82,7 @@ fn sum_squares(@builtin(local_invocation_id) lid: vec3<u32>) {
         let v = x[j];
         acc += v * v;
     }
-    partial[lid.x] = acc;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if lid.x < s {
-            partial[lid.x] += partial[lid.x + s];
-        }
-        workgroupBarrier();
-    }
+    tree_sum(lid.x, acc);
     if lid.x == 0u {
         var total = partial[0];
         if params.has_acc != 0u {
@@ -106,14 +105,7 @@ fn sum_channels(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
             acc += x[(o * params.r + c) * params.inner + i];
         }
     }
-    partial[lid.x] = acc;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if lid.x < s {
-            partial[lid.x] += partial[lid.x + s];
-        }
-        workgroupBarrier();
-    }
+    tree_sum(lid.x, acc);
     if valid && lid.x == 0u {
         out[c] = partial[0];
     }
