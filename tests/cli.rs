@@ -2059,3 +2059,157 @@ fn lemur_gpu_backend_rejects_unknown_apis() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// The largest absolute difference between two checkpoints' tensors of the same names.
+fn max_weight_diff(a: &Path, b: &Path) -> f32 {
+    let (a, b) = (
+        tensors(&a.join("model.safetensors")),
+        tensors(&b.join("model.safetensors")),
+    );
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "the checkpoints name different tensors"
+    );
+    a.iter()
+        .flat_map(|(k, (_, x))| x.iter().zip(&b[k].1).map(|(x, y)| (x - y).abs()))
+        .fold(0.0, f32::max)
+}
+
+fn latest_checkpoint(run: &Path) -> (PathBuf, serde_json::Value) {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("checkpoint.json")).unwrap()).unwrap();
+    (run.join(meta["dir"].as_str().unwrap()), meta)
+}
+
+#[test]
+fn init_fine_tunes_from_another_runs_weights() {
+    let dir = scratch("init");
+    let data = dataset();
+    let base = train_autoencoder(&dir, "cpu");
+    let (base_ckpt, base_meta) = latest_checkpoint(&base);
+    // A learning rate of 1e-12 leaves the weights where they started, to f32 precision.
+    let still = |run: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            "autoencoder",
+            "--data",
+            s(&data),
+            "--out",
+            s(run),
+            "--steps",
+            "1",
+            "--batch",
+            "2",
+            "--lr",
+            "1e-12",
+            "--backend",
+            "cpu",
+        ];
+        a.extend(extra);
+        ok(&a);
+        latest_checkpoint(run)
+    };
+
+    let tuned = dir.join("tuned");
+    let (tuned_ckpt, meta) = still(&tuned, &["--init", s(&base)]);
+    let moved = max_weight_diff(&base_ckpt, &tuned_ckpt);
+    assert!(
+        moved < 1e-6,
+        "--init did not start from the run's weights: {moved}"
+    );
+    let init = &meta["extra"]["init"];
+    assert_eq!(init["step"], base_meta["step"], "{init}");
+    assert_eq!(
+        Path::new(init["path"].as_str().unwrap()),
+        std::fs::canonicalize(&base_ckpt).unwrap(),
+        "{init}"
+    );
+    assert_eq!(meta["model_config"], base_meta["model_config"]);
+    assert_eq!(meta["step"], 1, "a fine-tuning run counts its own steps");
+    // The same model from its seed is far from the trained weights: --init mattered.
+    let (fresh_ckpt, _) = still(
+        &dir.join("fresh"),
+        &["--config", s(&preset("autoencoder-tiny"))],
+    );
+    let trained = max_weight_diff(&base_ckpt, &fresh_ckpt);
+    assert!(trained > 1e-3, "training moved the weights by {trained}");
+
+    // A resumed fine-tuning run keeps the record of where it started.
+    ok(&[
+        "train",
+        "autoencoder",
+        "--resume",
+        s(&tuned),
+        "--steps",
+        "2",
+        "--backend",
+        "cpu",
+    ]);
+    let (_, resumed) = latest_checkpoint(&tuned);
+    assert_eq!(resumed["step"], 2);
+    assert_eq!(resumed["extra"]["init"], *init);
+
+    // An embedded run by name, on a grid it was not trained on (the DCAE is convolutional).
+    let (_, meta) = still(
+        &dir.join("from-pretrained"),
+        &["--init", "pretrained-autoencoder"],
+    );
+    let init = &meta["extra"]["init"];
+    assert!(init["step"].as_u64().unwrap() > 0, "{init}");
+    assert!(
+        init["path"].as_str().unwrap().ends_with("autoencoder"),
+        "{init}"
+    );
+
+    let other = dir.join("other");
+    let err = fails(&[
+        "train",
+        "diffusion",
+        "--init",
+        s(&base),
+        "--latents",
+        s(&data),
+        "--out",
+        s(&other),
+    ]);
+    assert!(err.contains("trains an autoencoder model"), "{err}");
+    let err = fails(&[
+        "train",
+        "autoencoder",
+        "--init",
+        s(&base),
+        "--config",
+        "small",
+        "--data",
+        s(&data),
+        "--out",
+        s(&other),
+    ]);
+    assert!(
+        err.contains("describes another model than --init's") && err.contains("hid_channels"),
+        "{err}"
+    );
+    let err = fails(&[
+        "train",
+        "autoencoder",
+        "--init",
+        s(&base),
+        "--resume",
+        s(&tuned),
+    ]);
+    assert!(err.contains("--init") && err.contains("--resume"), "{err}");
+    let missing = dir.join("no-such-run");
+    let err = fails(&[
+        "train",
+        "autoencoder",
+        "--init",
+        s(&missing),
+        "--data",
+        s(&data),
+        "--out",
+        s(&other),
+    ]);
+    assert!(err.contains(s(&missing)), "{err}");
+    assert!(!other.exists(), "a refused run left {}", other.display());
+}

@@ -66,6 +66,12 @@ pub struct TrainArgs {
     /// Continue the run in this directory from its latest checkpoint.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Fine-tune: the new run (--out) starts from the weights of this run's latest checkpoint,
+    /// of one checkpoint directory, or of an embedded run (pretrained-autoencoder, pretrained,
+    /// pretrained-surrogate), with a fresh optimizer and schedule. --config defaults to its
+    /// configuration.
+    #[arg(long, conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
     /// Total optimizer steps [default: 1000].
     #[arg(long)]
     pub steps: Option<u32>,
@@ -144,6 +150,11 @@ impl TrainArgs {
                 .transpose()?,
             out: self.out.clone(),
             resume: self.resume.clone(),
+            init: self
+                .init
+                .as_deref()
+                .map(super::pretrained::resolve)
+                .transpose()?,
             overrides: Overrides {
                 steps: self.steps,
                 batch: self.batch,

@@ -271,6 +271,19 @@ fn train_on<B: Backend>(backend: B, args: &AutoencoderArgs, start: Start) -> Res
             ),
         });
     }
+    if let Some((dir, meta)) = &start.init
+        && meta.data.channels != stats.channels
+    {
+        return Err(TrainError::Data {
+            path: root.clone(),
+            detail: format!(
+                "--init {}: its autoencoder was trained on channels {:?}, this dataset has {:?}",
+                dir.display(),
+                meta.data.channels,
+                stats.channels
+            ),
+        });
+    }
     let mut params = ParamStore::new();
     let model = Dcae::new(
         &cfg,
@@ -293,7 +306,10 @@ fn train_on<B: Backend>(backend: B, args: &AutoencoderArgs, start: Start) -> Res
         backend: backend.name(),
         stats: stats.clone(),
         data: dataset_provenance(&root, &stats, [h, w])?,
-        extra: serde_json::json!({ "latent_shape": cfg.latent_shape(h, w)? }),
+        extra: session::with_init(
+            &start,
+            serde_json::json!({ "latent_shape": cfg.latent_shape(h, w)? }),
+        ),
         git_revision: git_revision(),
         loss: None,
         val_loss: None,

@@ -482,7 +482,9 @@ pub fn locate(path: &Path) -> Result<(PathBuf, CheckpointMeta)> {
     let file = path.join(META_FILE);
     let meta = read_meta(&file)?;
     // The pointer names its checkpoint directory; a checkpoint's own file names itself.
-    let dir = if path.join(&meta.dir).join(META_FILE).is_file() {
+    let dir = if !matches!(meta.dir.as_str(), "" | ".")
+        && path.join(&meta.dir).join(META_FILE).is_file()
+    {
         path.join(&meta.dir)
     } else {
         path.to_path_buf()

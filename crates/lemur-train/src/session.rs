@@ -47,6 +47,9 @@ pub struct CommonArgs {
     pub out: Option<PathBuf>,
     /// An existing run to continue.
     pub resume: Option<PathBuf>,
+    /// A new run (`out`) starts from this run's weights (its latest checkpoint) or from this
+    /// checkpoint directory, with a fresh optimizer and schedule: fine-tuning.
+    pub init: Option<PathBuf>,
     pub overrides: Overrides,
     pub backend: BackendKind,
     /// Stop after this step (with a checkpoint), as if interrupted there.
@@ -65,6 +68,8 @@ pub struct Start {
     pub options: TrainOptions,
     /// The checkpoint continued from, if resuming.
     pub resumed: Option<CheckpointMeta>,
+    /// The checkpoint directory and metadata a new run's weights start from (`--init`).
+    pub init: Option<(PathBuf, CheckpointMeta)>,
 }
 
 /// The most parameters this machine can train: its available memory (Linux's
@@ -178,6 +183,14 @@ pub fn start(
     };
     match (&args.resume, &args.out) {
         (Some(resume), out) => {
+            if let Some(init) = &args.init {
+                return Err(TrainError::Options(format!(
+                    "--init {} and --resume {}: --init starts a new run (--out) from another \
+                     run's weights; a resumed run continues from its own",
+                    init.display(),
+                    resume.display()
+                )));
+            }
             if let Some(out) = out
                 && out != resume
             {
@@ -251,17 +264,30 @@ pub fn start(
                 model_config,
                 options,
                 resumed: Some(meta),
+                init: None,
             })
         }
         (None, Some(out)) => {
-            let path = args.config.as_ref().ok_or_else(|| {
-                TrainError::Options(format!(
-                    "--config is required for a new run: a built-in preset (tiny, small, paper, \
-                     or {0}-tiny, ...) or a JSON file",
-                    preset_prefix(kind)
-                ))
-            })?;
-            let model_config = given(path)?;
+            let init = args.init.as_deref().map(locate_init(kind)).transpose()?;
+            let model_config = match (&args.config, &init) {
+                (Some(source), None) => given(source)?,
+                (source, Some((dir, meta))) => init_config(
+                    kind,
+                    dir,
+                    meta,
+                    source.as_ref().map(given).transpose()?,
+                    args,
+                    &normalise,
+                )?,
+                (None, None) => {
+                    return Err(TrainError::Options(format!(
+                        "--config is required for a new run: a built-in preset (tiny, small, \
+                         paper, or {0}-tiny, ...) or a JSON file (or --init RUN to start from \
+                         a trained run's weights and configuration)",
+                        preset_prefix(kind)
+                    )));
+                }
+            };
             let options = TrainOptions::new_run(defaults, &args.overrides)?;
             let run = RunDir::create(out)?;
             Ok(Start {
@@ -269,12 +295,101 @@ pub fn start(
                 model_config,
                 options,
                 resumed: None,
+                init,
             })
         }
         (None, None) => Err(TrainError::Options(
             "give --out RUN for a new run or --resume RUN to continue one".into(),
         )),
     }
+}
+
+/// `--init PATH`: the checkpoint a new run starts from, which must train the same kind of
+/// model.
+fn locate_init(kind: ModelKind) -> impl Fn(&Path) -> Result<(PathBuf, CheckpointMeta)> {
+    move |path| {
+        let (dir, meta) = crate::run::locate(path)?;
+        if meta.kind != kind {
+            return Err(TrainError::Mismatch {
+                path: dir.join(crate::run::META_FILE),
+                detail: format!(
+                    "--init {}: the run trains {} model, and `train {kind}` needs {} one",
+                    path.display(),
+                    article(meta.kind),
+                    article(kind)
+                ),
+            });
+        }
+        Ok((dir, meta))
+    }
+}
+
+/// The configuration of a run started from `--init`: the initial run's (with `--dropout`
+/// applied), or `--config` where it describes the same model.
+fn init_config(
+    kind: ModelKind,
+    dir: &Path,
+    meta: &CheckpointMeta,
+    given: Option<Value>,
+    args: &CommonArgs,
+    normalise: &impl Fn(Value) -> Result<Value>,
+) -> Result<Value> {
+    let file = dir.join(crate::run::META_FILE);
+    let stored = normalise(apply_dropout(
+        meta.model_config.clone(),
+        args.overrides.dropout,
+    )?)
+    .map_err(|e| TrainError::Mismatch {
+        path: file.clone(),
+        detail: format!("its {kind} configuration does not parse: {e}"),
+    })?;
+    let Some(mut cfg) = given else {
+        return Ok(stored);
+    };
+    // Dropout does not change the parameters: a preset's own value may stand.
+    if let (Some(c), Some(d)) = (cfg.as_object_mut(), stored.get("dropout"))
+        && args.overrides.dropout.is_none()
+    {
+        c.insert("dropout".into(), d.clone());
+    }
+    if cfg != stored {
+        let source = args
+            .config
+            .as_ref()
+            .expect("a given configuration has a source");
+        return Err(TrainError::Mismatch {
+            path: file,
+            detail: format!(
+                "--config {source} describes another model than --init's ({}); leave out \
+                 --config to take the initial run's",
+                differing_keys(&cfg, &stored).join("; ")
+            ),
+        });
+    }
+    Ok(cfg)
+}
+
+/// Where a run's weights started, for its checkpoints' `extra.init`: the `--init` checkpoint
+/// of a new run, else the record a resumed run already carries.
+pub fn init_record(start: &Start) -> Option<Value> {
+    match (&start.init, &start.resumed) {
+        (Some((dir, meta)), _) => Some(serde_json::json!({
+            "path": crate::provenance::absolute(dir),
+            "step": meta.step,
+            "dataset_name": meta.stats.dataset_name,
+            "git_revision": meta.git_revision,
+        })),
+        (None, Some(meta)) => meta.extra.get("init").cloned(),
+        (None, None) => None,
+    }
+}
+
+/// Adds [`init_record`] to a checkpoint template's `extra` object.
+pub fn with_init(start: &Start, mut extra: Value) -> Value {
+    if let (Some(record), Some(obj)) = (init_record(start), extra.as_object_mut()) {
+        obj.insert("init".into(), record);
+    }
+    extra
 }
 
 /// A run imported from the reference implementation (`lemur import lola`) and not trained by
@@ -288,6 +403,10 @@ pub fn imported(meta: &CheckpointMeta) -> bool {
 /// when resuming.
 pub fn restore<B: Backend>(start: &Start, params: &ParamStore<B>) -> Result<Optimizer<B>> {
     let mut optimizer = start.options.optimizer();
+    if let Some((dir, _)) = &start.init {
+        let (path, weights) = crate::run::read_weights_at(dir)?;
+        params.load_host(&weights, &path)?;
+    }
     if let Some(meta) = &start.resumed {
         let (path, weights) = start.run.read_weights(meta)?;
         params.load_host(&weights, &path)?;

@@ -67,6 +67,7 @@ fn args(
         common: CommonArgs {
             config: Some(ConfigSource::File(preset)),
             out: out.map(Path::to_path_buf),
+            init: None,
             resume: resume.map(Path::to_path_buf),
             overrides: Overrides {
                 steps: Some(14),
