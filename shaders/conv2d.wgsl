@@ -9,8 +9,12 @@
 // mode 0, forward: per z, out (M = Cout, N = H*W) = w (Cout, K = taps) @ U (+ bias[co]).
 // mode 1, weight gradient: per z, a partial dw (M = Cout, N = taps) = dy[z] (Cout, K = H*W)
 //   @ U^T; the host sums the B partials (or writes dw directly when B == 1).
-// In both modes operand A is row-major (M, K) at `a` + z * a_batch_stride, and the output of z
-// is row-major (M, N) at out + z * M * N.
+// mode 2, input gradient: the forward of dy (Cin here = the layer's Cout) with the adjoint
+//   kernel w'[ci, co, ky, kx] = w[co, ci, ks-1-ky, ks-1-kx], read from the layer's own w
+//   (Cout, M = its Cin, ks, ks) in place rather than copied (the adjoint of a same-size
+//   convolution, for zeros and circular padding).
+// In modes 0 and 1 operand A is row-major (M, K) at `a` + z * a_batch_stride; in every mode
+// the output of z is row-major (M, N) at out + z * M * N.
 //
 // Entry point `tiled` (the GEMM skeleton of `tiled` in shaders/matmul.wgsl): 128x128 output
 // tile, operands staged through workgroup memory in K-steps of 8, 8x8 per invocation.
@@ -22,7 +26,7 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    // 0: forward, 1: weight gradient.
+    // 0: forward, 1: weight gradient, 2: input gradient.
     mode: u32,
     cin: u32,
     h: u32,
@@ -36,7 +40,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;            // [B, Cin, H, W]
-@group(0) @binding(2) var<storage, read> a: array<f32>;            // w [Cout, taps] | dy [B, Cout, H*W]
+@group(0) @binding(2) var<storage, read> a: array<f32>;            // w [Cout, taps] | dy [B, Cout, H*W] | w [Cin, M, ks, ks]
 @group(0) @binding(3) var<storage, read> bias: array<f32>;         // [Cout] (any buffer without bias)
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;    // [B, Cout, H*W] | [B, Cout, taps]
 
@@ -95,13 +99,19 @@ var<workgroup> b_tile: array<vec4<f32>, 264>;
 // GEMM operand A(row, kk), zero outside the matrix.
 fn load_a(z: u32, row: u32, kk: u32) -> f32 {
     if row >= params.m || kk >= params.k { return 0.0; }
+    if params.mode == 2u {
+        let t = tap_of(kk);
+        let last = params.ks - 1u;
+        return a[((t.x * params.m + row) * params.ks + last - t.y) * params.ks + last - t.z];
+    }
     return a[z * params.a_batch_stride + row * params.k + kk];
 }
 
-// GEMM operand B(kk, col), zero outside the matrix: U in the forward, U^T for the gradient.
+// GEMM operand B(kk, col), zero outside the matrix: U in the forward and the input gradient,
+// U^T in the weight gradient.
 fn load_b(z: u32, kk: u32, col: u32) -> f32 {
     if col >= params.n || kk >= params.k { return 0.0; }
-    if params.mode == 0u { return unfolded(z, tap_of(kk), pix_of(col)); }
+    if params.mode != 1u { return unfolded(z, tap_of(kk), pix_of(col)); }
     return unfolded(z, tap_of(col), pix_of(kk));
 }
 
@@ -114,15 +124,16 @@ fn tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid
     // As in matmul.wgsl: acc[8 s + 2 r + h] is row 64 s + 4 ty + r, columns 64 h + 4 tx + 0..3.
     var acc: array<vec4<f32>, 16>;
     for (var k0 = 0u; k0 < params.k; k0 += BK) {
-        // Neighbouring invocations walk the contiguous axis: K for A; pixels for B, which are
-        // columns in the forward and K in the gradient.
+        // Neighbouring invocations walk the contiguous axis: K for A (the adjoint kernel of
+        // mode 2 is strided, but small and cached); pixels for B, which are columns in the
+        // forward and input gradient and K in the weight gradient.
         for (var j = 0u; j < 4u; j++) {
             let e = t + 256u * j;
             let i = e / BK;
             var kk = e % BK;
             a_tile[kk * TS + i / 4u][i % 4u] = load_a(z, m0 + i, k0 + kk);
             var c: u32;
-            if params.mode == 0u { c = e % BN; kk = e / BN; } else { c = e / BK; kk = e % BK; }
+            if params.mode != 1u { c = e % BN; kk = e / BN; } else { c = e / BK; kk = e % BK; }
             b_tile[kk * TS + c / 4u][c % 4u] = load_b(z, k0 + kk, n0 + c);
         }
         workgroupBarrier();

@@ -365,6 +365,35 @@ pub trait Backend: Clone + Debug + 'static {
         dy: &Self::Storage,
         d: &ConvDesc,
     ) -> Result<Self::Storage>;
+    /// dx (B, Cin, H, W) from dy (B, Cout, H, W) and w (Cout, Cin, k, k): the adjoint of a
+    /// same-size convolution is the convolution of dy with w transposed in (Cout, Cin) and
+    /// flipped in space, for zeros and circular padding. This default copies that kernel and
+    /// convolves; a backend may read w in place instead.
+    fn conv2d_input_grad(
+        &self,
+        dy: &Self::Storage,
+        w: &Self::Storage,
+        d: &ConvDesc,
+    ) -> Result<Self::Storage> {
+        let k = d.kernel;
+        let flipped = Strided {
+            shape: vec![d.cin, d.cout, k, k],
+            strides: vec![
+                (k * k) as isize,
+                (d.cin * k * k) as isize,
+                -(k as isize),
+                -1,
+            ],
+            offset: k * k - 1,
+        };
+        let wf = self.copy_strided(w, &flipped)?;
+        let adjoint = ConvDesc {
+            cin: d.cout,
+            cout: d.cin,
+            ..*d
+        };
+        self.conv2d(dy, &wf, None, &adjoint)
+    }
 
     /// Returns (y, rstd).
     fn norm(&self, x: &Self::Storage, d: &NormDesc) -> Result<(Self::Storage, Self::Storage)>;

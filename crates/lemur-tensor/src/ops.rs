@@ -813,26 +813,7 @@ impl<B: Backend> Tensor<B> {
             &parents,
             move |dy| {
                 let be = dy.backend();
-                // The adjoint of a same-size convolution is the convolution with the kernel
-                // transposed in (Cout, Cin) and flipped in space, for zeros and circular padding.
-                let k = d.kernel;
-                let flipped = Strided {
-                    shape: vec![d.cin, d.cout, k, k],
-                    strides: vec![
-                        (k * k) as isize,
-                        (d.cin * k * k) as isize,
-                        -(k as isize),
-                        -1,
-                    ],
-                    offset: k * k - 1,
-                };
-                let wf = be.copy_strided(&wt.storage(), &flipped)?;
-                let dt = ConvDesc {
-                    cin: d.cout,
-                    cout: d.cin,
-                    ..d
-                };
-                let dx = be.conv2d(&dy.storage(), &wf, None, &dt)?;
+                let dx = be.conv2d_input_grad(&dy.storage(), &wt.storage(), &d)?;
                 let dw = be.conv2d_weight_grad(&x.storage(), &dy.storage(), &d)?;
                 let mut g = vec![
                     Some(Tensor::from_storage(be, dx, x.shape())?),

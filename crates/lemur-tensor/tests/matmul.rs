@@ -368,8 +368,9 @@ fn dot(a: &[f32], b: &[f32]) -> (f64, f64) {
     (s, mag)
 }
 
-/// The autodiff layer computes dx as conv2d(dy, w'): that is only right if conv2d with w' is
-/// the adjoint of conv2d with w, <conv2d(x, w), dy> == <x, conv2d(dy, w')>, for both paddings.
+/// The autodiff layer computes dx as conv2d(dy, w') (`conv2d_input_grad`): that is only right
+/// if conv2d with w' is the adjoint of conv2d with w, <conv2d(x, w), dy> == <x, conv2d(dy, w')>,
+/// for both paddings; and `conv2d_input_grad` must be that convolution.
 fn conv_input_grad_adjoint<B: Backend>(b: &B) {
     for c in conv_cases() {
         let d = c.d;
@@ -391,6 +392,21 @@ fn conv_input_grad_adjoint<B: Backend>(b: &B) {
         );
         let (lhs, mag) = dot(&y, &c.dy);
         let (rhs, _) = dot(&c.x, &dx);
+        // The backend's own input gradient reads w in place: the same convolution.
+        let got = read(
+            b,
+            &b.conv2d_input_grad(&upload(b, &c.dy), &upload(b, &c.w), &d)
+                .unwrap(),
+        );
+        let want = naive_conv(&c.dy, &wt, None, &dt);
+        let k_terms = d.cout * d.kernel * d.kernel;
+        assert_close(
+            &format!("conv2d_input_grad {d:?}"),
+            &got,
+            &want,
+            tol(k_terms),
+            1e-5,
+        );
         // Both sides are f64 sums of f32 conv outputs, each off by ~K*eps relative to the
         // magnitude of its terms.
         let k = (d.cin.max(d.cout) * d.kernel * d.kernel) as f64;
@@ -438,6 +454,21 @@ fn gpu_conv_matches_cpu() {
             &cpu,
             &cpu.conv2d_weight_grad(&upload(&cpu, &c.x), &upload(&cpu, &c.dy), &d)
                 .unwrap(),
+        );
+        let want_dx = read(
+            &cpu,
+            &cpu.conv2d_input_grad(&upload(&cpu, &c.dy), &upload(&cpu, &c.w), &d)
+                .unwrap(),
+        );
+        let dx = g
+            .conv2d_input_grad(&upload(&g, &c.dy), &upload(&g, &c.w), &d)
+            .unwrap();
+        assert_close(
+            &format!("gpu conv2d_input_grad {d:?}"),
+            &read(&g, &dx),
+            &want_dx,
+            tol(d.cout * d.kernel * d.kernel),
+            1e-5,
         );
         let gb = c.bias.as_ref().map(|v| upload(&g, v));
         let y = g

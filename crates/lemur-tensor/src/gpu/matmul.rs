@@ -202,6 +202,37 @@ impl GpuBackend {
         Ok(out)
     }
 
+    /// dx as the convolution of dy with w's adjoint kernel, read from w in place (mode 2 of
+    /// shaders/conv2d.wgsl) instead of copied transposed and flipped first.
+    pub(crate) fn conv2d_input_grad_gpu(
+        &self,
+        dy: &GpuStorage,
+        w: &GpuStorage,
+        d: &ConvDesc,
+    ) -> Result<GpuStorage> {
+        let hw = d.h * d.w;
+        // The convolution of dy: its input channels are the forward's outputs.
+        let taps = d.cout * d.kernel * d.kernel;
+        let out_len = d.batch * d.cin * hw;
+        let groups = gemm_groups(
+            "conv2d_input_grad",
+            GemmKernel::Tiled,
+            d.cin,
+            hw,
+            d.batch,
+            &[dy.len, out_len],
+        )?;
+        let out = self.alloc(out_len, "conv2d_input_grad");
+        let adjoint = ConvDesc {
+            cin: d.cout,
+            cout: d.cin,
+            ..*d
+        };
+        let params = conv_params(&adjoint, 2, d.cin, hw, taps, 0);
+        self.dispatch("conv2d", "tiled", &params, &[dy, w, w, &out], groups);
+        Ok(out)
+    }
+
     pub(crate) fn conv2d_weight_grad_gpu(
         &self,
         x: &GpuStorage,

@@ -394,6 +394,15 @@ impl Backend for GpuBackend {
         self.conv2d_gpu(x, w, bias, d)
     }
 
+    fn conv2d_input_grad(
+        &self,
+        dy: &GpuStorage,
+        w: &GpuStorage,
+        d: &ConvDesc,
+    ) -> Result<GpuStorage> {
+        self.conv2d_input_grad_gpu(dy, w, d)
+    }
+
     fn conv2d_weight_grad(
         &self,
         x: &GpuStorage,
