@@ -70,11 +70,11 @@ echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-} LEMUR_ADAPTER=${LEMUR_ADAPTER:-}"
 
 if [ "${LEMUR_DEVICE_BENCH_QUICK:-0}" = 1 ]; then
     # A check of this script where there is no discrete GPU: the same commands, tiny, on the CPU.
-    step 60 "$lemur" bench kernels --backend cpu --max-size 256 --min-ms 10 --batch 1
+    step 60 "$lemur" bench kernels --backend cpu --max-size 256 --min-ms 10 --batch 1 --compare-shader-checks
     step 120 "$lemur" bench training --backend cpu --min-ms 10 --config tiny --only tiny --batch 2
     step 60 "$lemur" bench emulation --backend cpu --size 32 --preset tiny --horizon 1 --ensembles 1 --steps 2
 else
-    step 90 "$lemur" bench kernels --backend both --max-size 8192
+    step 120 "$lemur" bench kernels --backend both --max-size 8192 --compare-shader-checks
     step 90 "$lemur" bench training --backend both --min-ms 1000
     step 45 "$lemur" bench training --backend gpu --min-ms 1000 --batch 128 --only autoencoder-fixed
     step 45 "$lemur" bench training --backend gpu --min-ms 1000 --batch 256 --only denoiser-fixed

@@ -28,6 +28,10 @@ pub struct BenchKernelsArgs {
     /// Batch of the batched kernels: conv2d 3x3 (default 16) and fused attention (default 8).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     batch: Option<u64>,
+    /// GPU: measure every kernel again built with wgpu's runtime shader checks (bounds
+    /// clamps, loop bounding), against the unchecked build lemur uses natively.
+    #[arg(long)]
+    compare_shader_checks: bool,
 }
 
 /// Square matmul sizes; the CPU backend runs those up to [`CPU_MAX_SIZE`].
@@ -368,6 +372,29 @@ pub fn run(args: BenchKernelsArgs) -> Result<()> {
             };
             (c, format!("{what}{}", cublas(&l.name, l.rate())))
         });
+        if args.compare_shader_checks {
+            let default = g.shader_checks();
+            g.set_shader_checks(!default);
+            let other = suite(&g, &args, args.max_size)?;
+            g.set_shader_checks(default);
+            let state = |on: bool| if on { "with" } else { "without" };
+            print(
+                &format!(
+                    "backend: {}, kernels {} wgpu's runtime shader checks",
+                    g.name(),
+                    state(!default)
+                ),
+                &other,
+                |l| {
+                    let base = gpu_lines
+                        .iter()
+                        .find(|c| c.name == l.name)
+                        .map(Line::rate)
+                        .unwrap_or(f64::NAN);
+                    (base, format!("{} checks: {base:.2}", state(default)))
+                },
+            );
+        }
         println!(
             "cuBLAS figures: float32 with TF32 off, measured on one NVIDIA H200 (issue #10, not \
              here); their ratios mean something only when this GPU is an H200-class one"

@@ -737,3 +737,57 @@ fn cpu_huge_sizes_are_errors() {
         [1.0, 2.0]
     );
 }
+
+/// Kernels built without wgpu's runtime checks (the native default) compute what the checked
+/// build does: tiled and blocked matmuls and the three convolution modes, on awkward shapes.
+#[test]
+fn unchecked_shaders_match_checked_ones() {
+    let Some(g) = common::gpu() else { return };
+    let d = MatmulDesc {
+        batch: 2,
+        m: 37,
+        n: 131,
+        k: 45,
+        trans_a: true,
+        trans_b: false,
+        a_batched: true,
+        b_batched: false,
+    };
+    let (a, b) = (randn(1, 2 * 37 * 45), randn(2, 45 * 131));
+    let conv = ConvDesc {
+        batch: 2,
+        cin: 5,
+        cout: 7,
+        h: 9,
+        w: 11,
+        kernel: 3,
+        circular: false,
+    };
+    let (x, w) = (randn(3, 2 * 5 * 99), randn(4, 7 * 5 * 9));
+    let dy = randn(5, 2 * 7 * 99);
+    let outputs = |checks: bool| {
+        g.set_shader_checks(checks);
+        assert_eq!(g.shader_checks(), checks);
+        let mut outs = Vec::new();
+        for kernel in [GemmKernel::Tiled, GemmKernel::Blocked] {
+            let y = g
+                .matmul_with(kernel, &upload(&g, &a), &upload(&g, &b), None, &d)
+                .unwrap();
+            outs.push((format!("{kernel:?} matmul"), read(&g, &y)));
+        }
+        let (xs, ws, dys) = (upload(&g, &x), upload(&g, &w), upload(&g, &dy));
+        let y = g.conv2d(&xs, &ws, None, &conv).unwrap();
+        outs.push(("conv2d".into(), read(&g, &y)));
+        let dx = g.conv2d_input_grad(&dys, &ws, &conv).unwrap();
+        outs.push(("conv2d_input_grad".into(), read(&g, &dx)));
+        let dw = g.conv2d_weight_grad(&xs, &dys, &conv).unwrap();
+        outs.push(("conv2d_weight_grad".into(), read(&g, &dw)));
+        outs
+    };
+    let checked = outputs(true);
+    let unchecked = outputs(false);
+    for ((what, want), (_, got)) in checked.iter().zip(&unchecked) {
+        assert!(want.iter().any(|v| *v != 0.0), "{what}: all zeros");
+        assert_close(&format!("unchecked {what}"), got, want, 1e-6, 1e-6);
+    }
+}

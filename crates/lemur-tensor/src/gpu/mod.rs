@@ -83,6 +83,8 @@ pub(crate) struct Inner {
     pool: Rc<RefCell<Pool>>,
     pipelines: RefCell<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
     modules: RefCell<HashMap<&'static str, wgpu::ShaderModule>>,
+    /// Whether shader modules keep wgpu's runtime checks (see [`GpuBackend::set_shader_checks`]).
+    shader_checks: Cell<bool>,
     /// Colour tables uploaded by `colormap`, most recently used last (a handful per app).
     luts: RefCell<Vec<([u32; 256], wgpu::Buffer)>>,
     rec: RefCell<Recorder>,
@@ -181,6 +183,7 @@ impl GpuBackend {
                 pool: Rc::new(RefCell::new(Pool::default())),
                 pipelines: RefCell::new(HashMap::new()),
                 modules: RefCell::new(HashMap::new()),
+                shader_checks: Cell::new(shader_checks_from_env()),
                 luts: RefCell::new(Vec::new()),
                 rec: RefCell::new(Recorder::default()),
                 uniforms,
@@ -241,6 +244,49 @@ impl GpuBackend {
         Pool::acquire(&self.inner.pool, &self.inner.device, len, label)
     }
 
+    /// Whether kernels are built with wgpu's runtime shader checks (see
+    /// [`set_shader_checks`](Self::set_shader_checks)).
+    pub fn shader_checks(&self) -> bool {
+        self.inner.shader_checks.get()
+    }
+
+    /// Builds the kernels from now on with wgpu's runtime checks (`true`), or natively without
+    /// its injected bounds checks and loop bounding (`false`, the default natively unless
+    /// `LEMUR_SHADER_CHECKS=1`). Integer division checks stay in both.
+    ///
+    /// Unchecked is sound for these kernels because every one of them (tested against a CPU
+    /// reference) indexes its workgroup and local arrays within their sizes by construction,
+    /// every loop is bounded by its parameters, and storage buffers keep the driver's own
+    /// robustness (Vulkan's robustBufferAccess, which wgpu enables). The injected checks cost
+    /// a clamp per array access and a counter per loop iteration, which can keep a driver
+    /// from unrolling the register-tiled loops of the GEMM kernels. On the web both build the
+    /// same (the browser checks).
+    pub fn set_shader_checks(&self, on: bool) {
+        if self.inner.shader_checks.replace(on) != on {
+            self.inner.pipelines.borrow_mut().clear();
+            self.inner.modules.borrow_mut().clear();
+        }
+    }
+
+    // The one unsafe call of the workspace (its lint denies unsafe code elsewhere).
+    #[allow(unsafe_code)]
+    fn create_module(&self, kernel: &'static str) -> wgpu::ShaderModule {
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(kernel),
+            source: wgpu::ShaderSource::Wgsl(shader_source(kernel).into()),
+        };
+        if self.shader_checks() {
+            return self.inner.device.create_shader_module(desc);
+        }
+        let checks = wgpu::ShaderRuntimeChecks {
+            int_div_checks: true,
+            ..wgpu::ShaderRuntimeChecks::unchecked()
+        };
+        // SAFETY: see `set_shader_checks`: the kernels index their arrays in bounds, their
+        // loops terminate, and buffer accesses keep the driver's robustness.
+        unsafe { self.inner.device.create_shader_module_trusted(desc, checks) }
+    }
+
     fn pipeline(&self, kernel: &'static str, entry: &'static str) -> wgpu::ComputePipeline {
         if let Some(p) = self.inner.pipelines.borrow().get(&(kernel, entry)) {
             return p.clone();
@@ -249,14 +295,7 @@ impl GpuBackend {
             let mut modules = self.inner.modules.borrow_mut();
             modules
                 .entry(kernel)
-                .or_insert_with(|| {
-                    self.inner
-                        .device
-                        .create_shader_module(wgpu::ShaderModuleDescriptor {
-                            label: Some(kernel),
-                            source: wgpu::ShaderSource::Wgsl(shader_source(kernel).into()),
-                        })
-                })
+                .or_insert_with(|| self.create_module(kernel))
                 .clone()
         };
         let label = format!("{kernel}::{entry}");
@@ -600,4 +639,10 @@ pub(crate) fn groups_1d(n_items: usize, per_group: u32) -> [u32; 3] {
     let x = groups.min(65535);
     let y = groups.div_ceil(x);
     [x as u32, y as u32, 1]
+}
+
+/// `LEMUR_SHADER_CHECKS=1` (or `on`, `true`) keeps wgpu's runtime shader checks natively.
+fn shader_checks_from_env() -> bool {
+    std::env::var("LEMUR_SHADER_CHECKS")
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "on" | "true"))
 }
