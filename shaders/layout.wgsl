@@ -1,9 +1,11 @@
-// Data movement: strided gather (permute, slice, broadcast, flip, pixel shuffle, patchify) and
-// the placement of one part of a concatenation.
+// Data movement: strided gather (permute, slice, broadcast, flip, pixel shuffle, patchify), the
+// placement of one part of a concatenation, and a part padded with zeros to the whole (the
+// gradient of a slice).
 //
 // Shape legend: N output elements; up to 8 dims; `strides` in elements (signed: negative
 // strides flip an axis); for concat a part is (outer, n_i, inner) placed at column `dst_off`
-// of an output viewed as (outer, total, inner).
+// of an output viewed as (outer, total, inner); `pad` writes all N = outer * total * inner
+// elements of that output, the part where it lies and zeros elsewhere.
 // Dispatch: 1-D, 256 invocations per workgroup over N (x/y split, see elementwise.wgsl).
 
 struct GatherParams {
@@ -16,7 +18,7 @@ struct GatherParams {
 }
 
 struct PlaceParams {
-    n: u32,          // elements of this part: outer * n_i * inner
+    n: u32,          // place: elements of this part, outer * n_i * inner; pad: of the output
     part_cols: u32,  // n_i * inner
     total_cols: u32, // total * inner
     dst_off: u32,    // (sum of n_j before this part) * inner
@@ -24,8 +26,8 @@ struct PlaceParams {
 
 @group(0) @binding(0) var<uniform> gp: GatherParams;
 @group(0) @binding(0) var<uniform> pp: PlaceParams;
-@group(0) @binding(1) var<storage, read> src: array<f32>;        // gather: x (any); place: part [outer, n_i, inner]
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;  // gather: [N]; place: [outer, total, inner]
+@group(0) @binding(1) var<storage, read> src: array<f32>;        // gather: x (any); place, pad: part [outer, n_i, inner]
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;  // gather: [N]; place, pad: [outer, total, inner]
 
 fn linear_id(wg: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
     return (wg.y * nwg.x + wg.x) * 256u + lid.x;
@@ -53,4 +55,17 @@ fn place(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let o = i / pp.part_cols;
     let j = i % pp.part_cols;
     dst[o * pp.total_cols + pp.dst_off + j] = src[i];
+}
+
+@compute @workgroup_size(256)
+fn pad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = linear_id(wg, nwg, lid);
+    if i >= pp.n { return; }
+    let o = i / pp.total_cols;
+    let j = i % pp.total_cols;
+    var v = 0.0;
+    if j >= pp.dst_off && j < pp.dst_off + pp.part_cols {
+        v = src[o * pp.part_cols + j - pp.dst_off];
+    }
+    dst[i] = v;
 }

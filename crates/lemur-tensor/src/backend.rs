@@ -322,6 +322,17 @@ pub trait Backend: Clone + Debug + 'static {
         outer: usize,
         inner: usize,
     ) -> Result<Self::Storage>;
+    /// x viewed as (outer, n, inner) placed between `before` and `after` zero columns: out
+    /// (outer, before + n + after, inner), the gradient of a slice in one kernel.
+    fn pad(
+        &self,
+        x: &Self::Storage,
+        outer: usize,
+        n: usize,
+        inner: usize,
+        before: usize,
+        after: usize,
+    ) -> Result<Self::Storage>;
     /// Sums x viewed as (outer, r, inner) over r: out (outer, inner).
     fn sum_axis(
         &self,

@@ -443,19 +443,28 @@ impl<B: Backend> Tensor<B> {
         };
         let full = self.shape()[axis];
         self.gather(desc, "slice", move |dy| {
-            let mut parts = Vec::new();
-            let mut zshape = dy.shape().to_vec();
-            if start > 0 {
-                zshape[axis] = start;
-                parts.push(Tensor::zeros(dy.backend(), &zshape)?);
-            }
-            parts.push(dy.clone());
-            if start + len < full {
-                zshape[axis] = full - start - len;
-                parts.push(Tensor::zeros(dy.backend(), &zshape)?);
-            }
-            Tensor::concat(&parts.iter().collect::<Vec<_>>(), axis)
+            dy.pad(axis, start, full - start - len)
         })
+    }
+
+    /// Zeros around this tensor along `axis`: `before` before and `after` after (the gradient
+    /// of a slice, in one kernel).
+    pub fn pad(&self, axis: usize, before: usize, after: usize) -> Result<Self> {
+        if axis >= self.rank() {
+            return Err(shape_err(
+                "pad",
+                format!("axis {axis} of shape {:?}", self.shape()),
+            ));
+        }
+        let s = self.shape();
+        let (outer, n, inner) = (numel(&s[..axis]), s[axis], numel(&s[axis + 1..]));
+        let be = self.backend();
+        let out = be.pad(&self.storage(), outer, n, inner, before, after)?;
+        let mut shape = s.to_vec();
+        shape[axis] = before + n + after;
+        Ok(Tensor::from_op(be, out, shape, "pad", &[self], move |dy| {
+            Ok(vec![Some(dy.slice(axis, before, n)?)])
+        }))
     }
 
     /// Joins tensors along `axis`; all other dims must agree.

@@ -158,6 +158,18 @@ grad_test!(slice_concat, [[4, 7], [4, 2]], |x| {
     let s = x[0].slice(1, 2, 3)?;
     Tensor::concat(&[&x[1], &s, &x[1].scale(2.0)?], 1)
 });
+// Slices at the start, the middle and the end of an axis (their gradients are pads), and a
+// pad of its own.
+grad_test!(slice_ends_and_pad, [[3, 9, 5]], |x| {
+    let head = x[0].slice(1, 0, 2)?;
+    let tail = x[0].slice(1, 6, 3)?;
+    let mid = x[0].slice(2, 1, 3)?.pad(2, 2, 0)?;
+    let ends = Tensor::concat(&[&head, &tail, &tail.pad(1, 1, 0)?.slice(1, 0, 4)?], 1)?;
+    ends.pad(1, 0, 0)?
+        .mul(&ends)?
+        .sum(1, false)?
+        .add(&mid.sum(1, false)?)
+});
 grad_test!(reductions, [[3, 7, 5]], |x| {
     let a = x[0].sum(1, false)?;
     let b = x[0].mean(2, false)?.sum(1, true)?;

@@ -280,6 +280,23 @@ fn strided_gather_and_concat<B: Backend>(b: &B) {
         }
     }
     assert_close("concat", &got, &want, 0.0, 0.0);
+
+    // Pad (3, 5, 7) with 2 zero columns before and 4 after, and with none.
+    let x = randn(20, 3 * 5 * 7);
+    for (before, after) in [(2usize, 4usize), (0, 3), (1, 0), (0, 0)] {
+        let got = read(b, &b.pad(&upload(b, &x), 3, 5, 7, before, after).unwrap());
+        let mut want = Vec::new();
+        for o in 0..3 {
+            want.extend(std::iter::repeat_n(0.0, before * 7));
+            want.extend_from_slice(&x[o * 35..(o + 1) * 35]);
+            want.extend(std::iter::repeat_n(0.0, after * 7));
+        }
+        assert_close(&format!("pad {before}, {after}"), &got, &want, 0.0, 0.0);
+    }
+    assert!(
+        b.pad(&upload(b, &x), 3, 5, 6, 1, 1).is_err(),
+        "a wrong view"
+    );
 }
 test_device!(layout, strided_gather_and_concat);
 

@@ -64,6 +64,16 @@ pub(crate) fn concat(parts: &[(&[f32], usize)], outer: usize, inner: usize) -> V
 
 /// x viewed as (outer, C, inner) summed over outer and inner: out (C), each channel's terms
 /// added in order (o, then i) in f64.
+/// Rows of `cols` values with `lo` zeros before and `hi` after each.
+pub(crate) fn pad(x: &[f32], outer: usize, cols: usize, lo: usize, hi: usize) -> Vec<f32> {
+    let row = lo + cols + hi;
+    let mut out = vec![0.0; outer * row];
+    for (o, src) in x.chunks_exact(cols.max(1)).take(outer).enumerate() {
+        out[o * row + lo..o * row + lo + cols].copy_from_slice(&src[..cols]);
+    }
+    out
+}
+
 pub(crate) fn sum_channels(x: &[f32], outer: usize, c: usize, inner: usize) -> Vec<f32> {
     let channel = |ch: usize| -> f32 {
         let mut acc = 0.0f64;

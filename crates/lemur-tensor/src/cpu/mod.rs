@@ -160,6 +160,31 @@ impl Backend for CpuBackend {
         Ok(Arc::new(layout::concat(&parts, outer, inner)))
     }
 
+    fn pad(
+        &self,
+        x: &CpuStorage,
+        outer: usize,
+        n: usize,
+        inner: usize,
+        before: usize,
+        after: usize,
+    ) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
+        if x.len() != outer * n * inner {
+            return Err(crate::error::shape_err(
+                "pad",
+                format!("{} elements viewed as ({outer}, {n}, {inner})", x.len()),
+            ));
+        }
+        Ok(Arc::new(layout::pad(
+            x,
+            outer,
+            n * inner,
+            before * inner,
+            after * inner,
+        )))
+    }
+
     fn sum_axis(&self, x: &CpuStorage, outer: usize, r: usize, inner: usize) -> Result<CpuStorage> {
         count(|c| c.dispatches += 1);
         Ok(Arc::new(layout::sum_axis(x, outer, r, inner)))

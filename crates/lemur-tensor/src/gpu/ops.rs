@@ -300,6 +300,35 @@ impl Backend for GpuBackend {
         Ok(out)
     }
 
+    fn pad(
+        &self,
+        x: &GpuStorage,
+        outer: usize,
+        n: usize,
+        inner: usize,
+        before: usize,
+        after: usize,
+    ) -> Result<GpuStorage> {
+        if x.len != outer * n * inner {
+            return Err(crate::error::shape_err(
+                "pad",
+                format!("{} elements viewed as ({outer}, {n}, {inner})", x.len),
+            ));
+        }
+        let total = before + n + after;
+        let len = outer * total * inner;
+        check_len("pad", len)?;
+        let out = self.alloc(len, "pad");
+        let params = PlaceParams {
+            n: len as u32,
+            part_cols: (n * inner) as u32,
+            total_cols: (total * inner) as u32,
+            dst_off: (before * inner) as u32,
+        };
+        self.dispatch("layout", "pad", &params, &[x, &out], groups_1d(len, WG));
+        Ok(out)
+    }
+
     fn sum_axis(&self, x: &GpuStorage, outer: usize, r: usize, inner: usize) -> Result<GpuStorage> {
         let n_out = outer * inner;
         let out = self.alloc(n_out, "sum_axis");
