@@ -451,9 +451,9 @@ impl<B: Backend> Vit<B> {
             h = h.dropout(self.dropout, d.seed, 0)?;
         }
         y = blk.ffn3.forward(&h)?;
-        // The gates' normalisers rsqrt(1 + g^2), each one kernel.
-        let y = x.add(&mc.mul(&y)?)?.mul(&mc.gate()?)?;
-        Ok(y.add(&md.mul(skip)?)?.mul(&md.gate()?)?)
+        // (x + g y) rsqrt(1 + g^2), each gated residual one kernel.
+        let y = Tensor::gated_residual(x, &mc, &y)?;
+        Ok(Tensor::gated_residual(&y, &md, skip)?)
     }
 
     fn msa(

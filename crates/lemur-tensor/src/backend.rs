@@ -128,6 +128,36 @@ pub struct ConvDesc {
     pub circular: bool,
 }
 
+/// The ViT's gated residual out = (x + c * y) * rsqrt(1 + c^2) over x, y (B, T, C), with the
+/// gate c of shape (B, C) when `batched`, else (C) shared by the whole batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GateDesc {
+    pub batch: usize,
+    pub rows: usize,
+    pub channels: usize,
+    pub batched: bool,
+}
+
+impl GateDesc {
+    /// Elements of x, y and out.
+    pub fn len(&self) -> usize {
+        self.batch * self.rows * self.channels
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Elements of c.
+    pub fn gate_len(&self) -> usize {
+        if self.batched {
+            self.batch * self.channels
+        } else {
+            self.channels
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NormKind {
     /// Mean and biased variance (the transformer's layer norm).
@@ -405,6 +435,27 @@ pub trait Backend: Clone + Debug + 'static {
         };
         self.conv2d(dy, &wf, None, &adjoint)
     }
+
+    /// The gated residual of `d` (one kernel for what is otherwise a multiply, an add, the
+    /// gate's normaliser and a multiply).
+    fn gated_residual(
+        &self,
+        x: &Self::Storage,
+        y: &Self::Storage,
+        c: &Self::Storage,
+        d: &GateDesc,
+    ) -> Result<Self::Storage>;
+    /// (dx, dy, dc) of the gated residual from dout: with g = rsqrt(1 + c^2),
+    /// dx = dout g, dy = dout c g, dc = sum over the rows (and the batch when c is shared) of
+    /// dout (y g - (x + c y) c g^3).
+    fn gated_residual_backward(
+        &self,
+        x: &Self::Storage,
+        y: &Self::Storage,
+        c: &Self::Storage,
+        dout: &Self::Storage,
+        d: &GateDesc,
+    ) -> Result<(Self::Storage, Self::Storage, Self::Storage)>;
 
     /// Returns (y, rstd).
     fn norm(&self, x: &Self::Storage, d: &NormDesc) -> Result<(Self::Storage, Self::Storage)>;

@@ -839,6 +839,65 @@ impl<B: Backend> Tensor<B> {
 
     // ---- normalisation, softmax, attention -------------------------------------------------
 
+    /// The ViT's gated residual `(x + c * y) * rsqrt(1 + c^2)` in one kernel: x and y of one
+    /// shape (B, ..., C), the gate c of C elements (shared) or of B * C (one row per batch
+    /// element, e.g. (B, 1, C)).
+    pub fn gated_residual(x: &Self, c: &Self, y: &Self) -> Result<Self> {
+        let s = x.shape();
+        let channels = s.last().copied().unwrap_or(0);
+        let batch = s.first().copied().unwrap_or(0);
+        let batched = c.numel() != channels;
+        let ok = y.shape() == s
+            && s.len() >= 2
+            && c.shape().last() == Some(&channels)
+            && (!batched || (c.numel() == batch * channels && c.shape()[0] == batch));
+        if !ok {
+            return Err(shape_err(
+                "gated_residual",
+                format!(
+                    "x {s:?}, c {:?}, y {:?} (want x and y (B, ..., C), c (C) or (B, .., C))",
+                    c.shape(),
+                    y.shape()
+                ),
+            ));
+        }
+        let d = GateDesc {
+            batch: if batched { batch } else { 1 },
+            rows: if batched {
+                x.numel() / (batch * channels).max(1)
+            } else {
+                x.numel() / channels.max(1)
+            },
+            channels,
+            batched,
+        };
+        let be = x.backend();
+        let out = be.gated_residual(&x.storage(), &y.storage(), &c.storage(), &d)?;
+        let (xd, yd, cd) = (x.detach(), y.detach(), c.detach());
+        Ok(Tensor::from_op(
+            be,
+            out,
+            s.to_vec(),
+            "gated_residual",
+            &[x, c, y],
+            move |dout| {
+                let be = dout.backend();
+                let (dx, dy, dc) = be.gated_residual_backward(
+                    &xd.storage(),
+                    &yd.storage(),
+                    &cd.storage(),
+                    &dout.storage(),
+                    &d,
+                )?;
+                Ok(vec![
+                    Some(Tensor::from_storage(be, dx, xd.shape())?),
+                    Some(Tensor::from_storage(be, dc, cd.shape())?),
+                    Some(Tensor::from_storage(be, dy, yd.shape())?),
+                ])
+            },
+        ))
+    }
+
     /// Normalises over `axis` (no affine): layer norm (biased or unbiased variance) or RMS norm.
     pub fn norm(&self, axis: usize, kind: NormKind, eps: f32) -> Result<Self> {
         if axis >= self.rank() {

@@ -170,6 +170,15 @@ grad_test!(slice_ends_and_pad, [[3, 9, 5]], |x| {
         .sum(1, false)?
         .add(&mid.sum(1, false)?)
 });
+// The gate per batch element (B, 1, C) and shared (C), on awkward sizes.
+grad_test!(
+    gated_residual_batched,
+    [[3, 5, 7], [3, 1, 7], [3, 5, 7]],
+    |x| { Tensor::gated_residual(&x[0], &x[1], &x[2]) }
+);
+grad_test!(gated_residual_shared, [[2, 9, 3], [3], [2, 9, 3]], |x| {
+    Tensor::gated_residual(&x[0], &x[1], &x[2])
+});
 grad_test!(reductions, [[3, 7, 5]], |x| {
     let a = x[0].sum(1, false)?;
     let b = x[0].mean(2, false)?.sum(1, true)?;

@@ -508,3 +508,66 @@ fn fill_values<B: Backend>(b: &B) {
     }
 }
 test_device!(fill, fill_values);
+
+/// The gated residual (x + c y) rsqrt(1 + c^2) and its gradients against an f64 evaluation of
+/// the formulas, with the gate per batch element and shared, on sizes that are not multiples
+/// of the workgroup.
+fn gated_residual_matches_the_formula<B: Backend>(b: &B) {
+    for (batch, rows, channels, batched) in [(3, 37, 11, true), (2, 129, 5, false), (1, 1, 1, true)]
+    {
+        let d = GateDesc {
+            batch,
+            rows,
+            channels,
+            batched,
+        };
+        let n = d.len();
+        let (x, y, dout) = (randn(1, n), randn(2, n), randn(3, n));
+        let c = randn(4, d.gate_len());
+        let cx = |i: usize| {
+            let ch = i % channels;
+            let k = if batched {
+                i / (rows * channels) * channels + ch
+            } else {
+                ch
+            };
+            (k, c[k] as f64)
+        };
+        let mut want = vec![0.0; n];
+        let (mut want_dx, mut want_dy) = (vec![0.0; n], vec![0.0; n]);
+        let mut want_dc = vec![0.0f64; d.gate_len()];
+        for i in 0..n {
+            let (k, cv) = cx(i);
+            let (xi, yi, di) = (x[i] as f64, y[i] as f64, dout[i] as f64);
+            let g = 1.0 / (1.0 + cv * cv).sqrt();
+            want[i] = ((xi + cv * yi) * g) as f32;
+            want_dx[i] = (di * g) as f32;
+            want_dy[i] = (di * cv * g) as f32;
+            want_dc[k] += di * (yi * g - (xi + cv * yi) * cv * g.powi(3));
+        }
+        let want_dc: Vec<f32> = want_dc.iter().map(|&v| v as f32).collect();
+        let (xs, ys, cs, ds) = (
+            upload(b, &x),
+            upload(b, &y),
+            upload(b, &c),
+            upload(b, &dout),
+        );
+        let got = read(b, &b.gated_residual(&xs, &ys, &cs, &d).unwrap());
+        assert_close(&format!("gated_residual {d:?}"), &got, &want, 1e-5, 1e-5);
+        let (dx, dy, dc) = b.gated_residual_backward(&xs, &ys, &cs, &ds, &d).unwrap();
+        assert_close(&format!("dx {d:?}"), &read(b, &dx), &want_dx, 1e-5, 1e-5);
+        assert_close(&format!("dy {d:?}"), &read(b, &dy), &want_dy, 1e-5, 1e-5);
+        // dc sums rows (and the batch when shared): f32 summation error grows with their count.
+        let terms = (n / d.gate_len()) as f32;
+        assert_close(
+            &format!("dc {d:?}"),
+            &read(b, &dc),
+            &want_dc,
+            1e-6 * terms,
+            1e-5,
+        );
+        let short = upload(b, &x[..n - 1]);
+        assert!(b.gated_residual(&short, &ys, &cs, &d).is_err(), "a short x");
+    }
+}
+test_device!(gated_residual, gated_residual_matches_the_formula);

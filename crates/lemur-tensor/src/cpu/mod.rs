@@ -4,6 +4,7 @@
 
 mod attention;
 mod elementwise;
+mod gate;
 mod layout;
 mod matmul;
 mod norm;
@@ -256,6 +257,37 @@ impl Backend for CpuBackend {
         count(|c| c.dispatches += 1);
         matmul::check_conv("conv2d_weight_grad", x.len(), None, Some(dy.len()), None, d)?;
         Ok(Arc::new(matmul::conv2d_weight_grad(x, dy, d)))
+    }
+
+    fn gated_residual(
+        &self,
+        x: &CpuStorage,
+        y: &CpuStorage,
+        c: &CpuStorage,
+        d: &GateDesc,
+    ) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
+        gate::check("gated_residual", &[x.len(), y.len()], c.len(), d)?;
+        Ok(Arc::new(gate::forward(x, y, c, d)))
+    }
+
+    fn gated_residual_backward(
+        &self,
+        x: &CpuStorage,
+        y: &CpuStorage,
+        c: &CpuStorage,
+        dout: &CpuStorage,
+        d: &GateDesc,
+    ) -> Result<(CpuStorage, CpuStorage, CpuStorage)> {
+        count(|c| c.dispatches += 1);
+        gate::check(
+            "gated_residual_backward",
+            &[x.len(), y.len(), dout.len()],
+            c.len(),
+            d,
+        )?;
+        let (dx, dy, dc) = gate::backward(x, y, c, dout, d);
+        Ok((Arc::new(dx), Arc::new(dy), Arc::new(dc)))
     }
 
     fn norm(&self, x: &CpuStorage, d: &NormDesc) -> Result<(CpuStorage, CpuStorage)> {

@@ -69,6 +69,42 @@ struct PlaceParams {
     dst_off: u32,
 }
 
+/// Mirrors `Params` in shaders/gate.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GateParams {
+    n: u32,
+    channels: u32,
+    batch_cols: u32,
+    batched: u32,
+}
+
+impl GateParams {
+    fn of(d: &GateDesc) -> Self {
+        Self {
+            n: d.len() as u32,
+            channels: d.channels as u32,
+            batch_cols: (d.rows * d.channels) as u32,
+            batched: u32::from(d.batched),
+        }
+    }
+}
+
+/// Checks the lengths of the gated residual's operands against `d`.
+fn check_gate(op: &'static str, lens: &[usize], c: usize, d: &GateDesc) -> Result<()> {
+    if lens.iter().any(|&l| l != d.len()) || c != d.gate_len() {
+        return Err(crate::error::shape_err(
+            op,
+            format!(
+                "x, y (and dout) of {lens:?} elements and c of {c} for {d:?} (want {} and {})",
+                d.len(),
+                d.gate_len()
+            ),
+        ));
+    }
+    check_len(op, d.len())
+}
+
 /// Mirrors `Params` in shaders/reduce.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -358,6 +394,63 @@ impl Backend for GpuBackend {
             );
         }
         Ok(out)
+    }
+
+    fn gated_residual(
+        &self,
+        x: &GpuStorage,
+        y: &GpuStorage,
+        c: &GpuStorage,
+        d: &GateDesc,
+    ) -> Result<GpuStorage> {
+        check_gate("gated_residual", &[x.len, y.len], c.len, d)?;
+        let out = self.alloc(d.len(), "gated_residual");
+        let params = GateParams::of(d);
+        self.dispatch(
+            "gate",
+            "forward",
+            &params,
+            &[x, y, c, &out],
+            groups_1d(d.len(), WG),
+        );
+        Ok(out)
+    }
+
+    fn gated_residual_backward(
+        &self,
+        x: &GpuStorage,
+        y: &GpuStorage,
+        c: &GpuStorage,
+        dout: &GpuStorage,
+        d: &GateDesc,
+    ) -> Result<(GpuStorage, GpuStorage, GpuStorage)> {
+        check_gate(
+            "gated_residual_backward",
+            &[x.len, y.len, dout.len],
+            c.len,
+            d,
+        )?;
+        let n = d.len();
+        let (dx, dy) = (
+            self.alloc(n, "gated_residual dx"),
+            self.alloc(n, "gated_residual dy"),
+        );
+        let term = self.alloc(n, "gated_residual dc terms");
+        let params = GateParams::of(d);
+        self.dispatch(
+            "gate",
+            "backward",
+            &params,
+            &[x, y, c, dout, &dx, &dy, &term],
+            groups_1d(n, WG),
+        );
+        // A batched gate sums its terms over T per batch element, a shared one over B * T.
+        let dc = if d.batched {
+            self.sum_axis(&term, d.batch, d.rows, d.channels)?
+        } else {
+            self.sum_axis(&term, 1, d.batch * d.rows, d.channels)?
+        };
+        Ok((dx, dy, dc))
     }
 
     fn sum_channels(
