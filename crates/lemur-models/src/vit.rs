@@ -441,10 +441,7 @@ impl<B: Backend> Vit<B> {
         let axis = mods.rank() - 1;
         let [ma, mb, mc, md] = [0, 1, 2, 3].map(|i| mods.slice(axis, i * hid, hid));
         let (ma, mb, mc, md) = (ma?, mb?, mc?, md?);
-        let mut y = ma
-            .add_scalar(1.0)?
-            .mul(&x.norm(2, NormKind::Layer, 1e-5)?)?
-            .add(&mb)?;
+        let mut y = Tensor::modulate(&x.norm(2, NormKind::Layer, 1e-5)?, &ma, &mb)?;
         y = y.add(&self.msa(blk, &y, coords, b, t)?)?;
         let mut h = blk.ffn0.forward(&y)?.silu()?;
         if let Some(d) = dropout {

@@ -128,8 +128,9 @@ pub struct ConvDesc {
     pub circular: bool,
 }
 
-/// The ViT's gated residual out = (x + c * y) * rsqrt(1 + c^2) over x, y (B, T, C), with the
-/// gate c of shape (B, C) when `batched`, else (C) shared by the whole batch.
+/// The layout of the ViT's AdaLN ops over x (B, T, C) with per-channel vectors of shape
+/// (B, C) when `batched`, else (C) shared by the whole batch: the gated residual
+/// out = (x + c * y) * rsqrt(1 + c^2) and the modulation out = (1 + a) * x + b.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GateDesc {
     pub batch: usize,
@@ -453,6 +454,25 @@ pub trait Backend: Clone + Debug + 'static {
         x: &Self::Storage,
         y: &Self::Storage,
         c: &Self::Storage,
+        dout: &Self::Storage,
+        d: &GateDesc,
+    ) -> Result<(Self::Storage, Self::Storage, Self::Storage)>;
+
+    /// AdaLN's modulation out = (1 + a) * x + b of x (B, T, C), with a and b per channel as
+    /// `d`'s gate (one kernel for an add, a multiply and an add).
+    fn modulate(
+        &self,
+        x: &Self::Storage,
+        a: &Self::Storage,
+        b: &Self::Storage,
+        d: &GateDesc,
+    ) -> Result<Self::Storage>;
+    /// (dx, da, db) of the modulation from dout: dx = dout (1 + a), da = sum of dout x and
+    /// db = sum of dout over the rows (and the batch when a and b are shared).
+    fn modulate_backward(
+        &self,
+        x: &Self::Storage,
+        a: &Self::Storage,
         dout: &Self::Storage,
         d: &GateDesc,
     ) -> Result<(Self::Storage, Self::Storage, Self::Storage)>;

@@ -843,41 +843,14 @@ impl<B: Backend> Tensor<B> {
     /// shape (B, ..., C), the gate c of C elements (shared) or of B * C (one row per batch
     /// element, e.g. (B, 1, C)).
     pub fn gated_residual(x: &Self, c: &Self, y: &Self) -> Result<Self> {
-        let s = x.shape();
-        let channels = s.last().copied().unwrap_or(0);
-        let batch = s.first().copied().unwrap_or(0);
-        let batched = c.numel() != channels;
-        let ok = y.shape() == s
-            && s.len() >= 2
-            && c.shape().last() == Some(&channels)
-            && (!batched || (c.numel() == batch * channels && c.shape()[0] == batch));
-        if !ok {
-            return Err(shape_err(
-                "gated_residual",
-                format!(
-                    "x {s:?}, c {:?}, y {:?} (want x and y (B, ..., C), c (C) or (B, .., C))",
-                    c.shape(),
-                    y.shape()
-                ),
-            ));
-        }
-        let d = GateDesc {
-            batch: if batched { batch } else { 1 },
-            rows: if batched {
-                x.numel() / (batch * channels).max(1)
-            } else {
-                x.numel() / channels.max(1)
-            },
-            channels,
-            batched,
-        };
+        let d = adaln_desc("gated_residual", x, &[y], &[c])?;
         let be = x.backend();
         let out = be.gated_residual(&x.storage(), &y.storage(), &c.storage(), &d)?;
         let (xd, yd, cd) = (x.detach(), y.detach(), c.detach());
         Ok(Tensor::from_op(
             be,
             out,
-            s.to_vec(),
+            x.shape().to_vec(),
             "gated_residual",
             &[x, c, y],
             move |dout| {
@@ -893,6 +866,32 @@ impl<B: Backend> Tensor<B> {
                     Some(Tensor::from_storage(be, dx, xd.shape())?),
                     Some(Tensor::from_storage(be, dc, cd.shape())?),
                     Some(Tensor::from_storage(be, dy, yd.shape())?),
+                ])
+            },
+        ))
+    }
+
+    /// AdaLN's modulation `(1 + a) * x + b` in one kernel: x (B, ..., C), a and b of one shape
+    /// with C elements (shared) or B * C (one row per batch element, e.g. (B, 1, C)).
+    pub fn modulate(x: &Self, a: &Self, b: &Self) -> Result<Self> {
+        let d = adaln_desc("modulate", x, &[], &[a, b])?;
+        let be = x.backend();
+        let out = be.modulate(&x.storage(), &a.storage(), &b.storage(), &d)?;
+        let (xd, ad, bshape) = (x.detach(), a.detach(), b.shape().to_vec());
+        Ok(Tensor::from_op(
+            be,
+            out,
+            x.shape().to_vec(),
+            "modulate",
+            &[x, a, b],
+            move |dout| {
+                let be = dout.backend();
+                let (dx, da, db) =
+                    be.modulate_backward(&xd.storage(), &ad.storage(), &dout.storage(), &d)?;
+                Ok(vec![
+                    Some(Tensor::from_storage(be, dx, xd.shape())?),
+                    Some(Tensor::from_storage(be, da, ad.shape())?),
+                    Some(Tensor::from_storage(be, db, &bshape)?),
                 ])
             },
         ))
@@ -1109,4 +1108,43 @@ impl<B: Backend> Tensor<B> {
         let keep = Tensor::rand(self.backend(), self.shape(), seed, offset)?.gt(p)?;
         self.mul(&keep)?.scale(1.0 / (1.0 - p))
     }
+}
+
+/// The [`GateDesc`] of an AdaLN op over x (B, ..., C): `same` must have x's shape, and the
+/// per-channel `vectors` one shape with C elements (shared by the batch) or B * C.
+fn adaln_desc<B: Backend>(
+    op: &'static str,
+    x: &Tensor<B>,
+    same: &[&Tensor<B>],
+    vectors: &[&Tensor<B>],
+) -> Result<GateDesc> {
+    let s = x.shape();
+    let channels = s.last().copied().unwrap_or(0);
+    let batch = s.first().copied().unwrap_or(0);
+    let v = vectors[0].shape();
+    let n: usize = v.iter().product();
+    let batched = n != channels;
+    let ok = s.len() >= 2
+        && same.iter().all(|t| t.shape() == s)
+        && vectors.iter().all(|t| t.shape() == v)
+        && v.last() == Some(&channels)
+        && (!batched || (n == batch * channels && v[0] == batch));
+    if !ok {
+        let same: Vec<_> = same.iter().map(|t| t.shape().to_vec()).collect();
+        let vectors: Vec<_> = vectors.iter().map(|t| t.shape().to_vec()).collect();
+        return Err(shape_err(
+            op,
+            format!(
+                "x {s:?}, operands {same:?} and vectors {vectors:?} (want operands of x's shape \
+                 (B, ..., C) and per-channel vectors of one shape, (C) or (B, ..., C))"
+            ),
+        ));
+    }
+    let groups = if batched { batch } else { 1 };
+    Ok(GateDesc {
+        batch: groups,
+        rows: x.numel() / (groups * channels).max(1),
+        channels,
+        batched,
+    })
 }

@@ -179,6 +179,12 @@ grad_test!(
 grad_test!(gated_residual_shared, [[2, 9, 3], [3], [2, 9, 3]], |x| {
     Tensor::gated_residual(&x[0], &x[1], &x[2])
 });
+grad_test!(modulate_batched, [[3, 5, 7], [3, 1, 7], [3, 1, 7]], |x| {
+    Tensor::modulate(&x[0], &x[1], &x[2])
+});
+grad_test!(modulate_shared, [[2, 9, 3], [1, 3], [1, 3]], |x| {
+    Tensor::modulate(&x[0], &x[1], &x[2])
+});
 grad_test!(reductions, [[3, 7, 5]], |x| {
     let a = x[0].sum(1, false)?;
     let b = x[0].mean(2, false)?.sum(1, true)?;

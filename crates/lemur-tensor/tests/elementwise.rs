@@ -571,3 +571,64 @@ fn gated_residual_matches_the_formula<B: Backend>(b: &B) {
     }
 }
 test_device!(gated_residual, gated_residual_matches_the_formula);
+
+/// The modulation (1 + a) x + b and its gradients against an f64 evaluation of the formulas.
+fn modulate_matches_the_formula<B: Backend>(b: &B) {
+    for (batch, rows, channels, batched) in [(3, 37, 11, true), (2, 129, 5, false), (1, 1, 1, true)]
+    {
+        let d = GateDesc {
+            batch,
+            rows,
+            channels,
+            batched,
+        };
+        let n = d.len();
+        let (x, dout) = (randn(5, n), randn(6, n));
+        let (a, bv) = (randn(7, d.gate_len()), randn(8, d.gate_len()));
+        let mut want = vec![0.0; n];
+        let mut want_dx = vec![0.0; n];
+        let (mut want_da, mut want_db) = (vec![0.0f64; d.gate_len()], vec![0.0f64; d.gate_len()]);
+        for i in 0..n {
+            let ch = i % channels;
+            let k = if batched {
+                i / (rows * channels) * channels + ch
+            } else {
+                ch
+            };
+            let (xi, di, ak) = (x[i] as f64, dout[i] as f64, a[k] as f64);
+            want[i] = ((1.0 + ak) * xi + bv[k] as f64) as f32;
+            want_dx[i] = (di * (1.0 + ak)) as f32;
+            want_da[k] += di * xi;
+            want_db[k] += di;
+        }
+        let narrow = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+        let (xs, as_, bs, ds) = (
+            upload(b, &x),
+            upload(b, &a),
+            upload(b, &bv),
+            upload(b, &dout),
+        );
+        let got = read(b, &b.modulate(&xs, &as_, &bs, &d).unwrap());
+        assert_close(&format!("modulate {d:?}"), &got, &want, 1e-5, 1e-5);
+        let (dx, da, db) = b.modulate_backward(&xs, &as_, &ds, &d).unwrap();
+        assert_close(&format!("dx {d:?}"), &read(b, &dx), &want_dx, 1e-5, 1e-5);
+        let terms = (n / d.gate_len()) as f32;
+        assert_close(
+            &format!("da {d:?}"),
+            &read(b, &da),
+            &narrow(&want_da),
+            1e-6 * terms,
+            1e-5,
+        );
+        assert_close(
+            &format!("db {d:?}"),
+            &read(b, &db),
+            &narrow(&want_db),
+            1e-6 * terms,
+            1e-5,
+        );
+        let short = upload(b, &a[..d.gate_len() - 1]);
+        assert!(b.modulate(&xs, &short, &bs, &d).is_err(), "a short a");
+    }
+}
+test_device!(modulate, modulate_matches_the_formula);

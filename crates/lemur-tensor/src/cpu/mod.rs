@@ -2,9 +2,9 @@
 //! tested against and the fallback where no GPU adapter exists. Large loops run on rayon on
 //! native targets; on wasm they run on the calling thread.
 
+mod adaln;
 mod attention;
 mod elementwise;
-mod gate;
 mod layout;
 mod matmul;
 mod norm;
@@ -267,8 +267,8 @@ impl Backend for CpuBackend {
         d: &GateDesc,
     ) -> Result<CpuStorage> {
         count(|c| c.dispatches += 1);
-        gate::check("gated_residual", &[x.len(), y.len()], c.len(), d)?;
-        Ok(Arc::new(gate::forward(x, y, c, d)))
+        adaln::check("gated_residual", &[x.len(), y.len()], c.len(), d)?;
+        Ok(Arc::new(adaln::gate_forward(x, y, c, d)))
     }
 
     fn gated_residual_backward(
@@ -280,14 +280,40 @@ impl Backend for CpuBackend {
         d: &GateDesc,
     ) -> Result<(CpuStorage, CpuStorage, CpuStorage)> {
         count(|c| c.dispatches += 1);
-        gate::check(
+        adaln::check(
             "gated_residual_backward",
             &[x.len(), y.len(), dout.len()],
             c.len(),
             d,
         )?;
-        let (dx, dy, dc) = gate::backward(x, y, c, dout, d);
+        let (dx, dy, dc) = adaln::gate_backward(x, y, c, dout, d);
         Ok((Arc::new(dx), Arc::new(dy), Arc::new(dc)))
+    }
+
+    fn modulate(
+        &self,
+        x: &CpuStorage,
+        a: &CpuStorage,
+        b: &CpuStorage,
+        d: &GateDesc,
+    ) -> Result<CpuStorage> {
+        count(|c| c.dispatches += 1);
+        adaln::check("modulate", &[x.len()], a.len(), d)?;
+        adaln::check("modulate", &[x.len()], b.len(), d)?;
+        Ok(Arc::new(adaln::modulate_forward(x, a, b, d)))
+    }
+
+    fn modulate_backward(
+        &self,
+        x: &CpuStorage,
+        a: &CpuStorage,
+        dout: &CpuStorage,
+        d: &GateDesc,
+    ) -> Result<(CpuStorage, CpuStorage, CpuStorage)> {
+        count(|c| c.dispatches += 1);
+        adaln::check("modulate_backward", &[x.len(), dout.len()], a.len(), d)?;
+        let (dx, da, db) = adaln::modulate_backward(x, a, dout, d);
+        Ok((Arc::new(dx), Arc::new(da), Arc::new(db)))
     }
 
     fn norm(&self, x: &CpuStorage, d: &NormDesc) -> Result<(CpuStorage, CpuStorage)> {

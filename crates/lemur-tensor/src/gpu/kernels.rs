@@ -14,7 +14,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("matmul", include_str!("../../../../shaders/matmul.wgsl")),
     ("conv2d", include_str!("../../../../shaders/conv2d.wgsl")),
     ("norm", include_str!("../../../../shaders/norm.wgsl")),
-    ("gate", include_str!("../../../../shaders/gate.wgsl")),
+    ("adaln", include_str!("../../../../shaders/adaln.wgsl")),
     ("sampler", include_str!("../../../../shaders/sampler.wgsl")),
     (
         "attention",

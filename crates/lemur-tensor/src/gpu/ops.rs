@@ -69,7 +69,7 @@ struct PlaceParams {
     dst_off: u32,
 }
 
-/// Mirrors `Params` in shaders/gate.wgsl.
+/// Mirrors `Params` in shaders/adaln.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct GateParams {
@@ -407,8 +407,8 @@ impl Backend for GpuBackend {
         let out = self.alloc(d.len(), "gated_residual");
         let params = GateParams::of(d);
         self.dispatch(
-            "gate",
-            "forward",
+            "adaln",
+            "gate_forward",
             &params,
             &[x, y, c, &out],
             groups_1d(d.len(), WG),
@@ -438,19 +438,58 @@ impl Backend for GpuBackend {
         let term = self.alloc(n, "gated_residual dc terms");
         let params = GateParams::of(d);
         self.dispatch(
-            "gate",
-            "backward",
+            "adaln",
+            "gate_backward",
             &params,
             &[x, y, c, dout, &dx, &dy, &term],
             groups_1d(n, WG),
         );
-        // A batched gate sums its terms over T per batch element, a shared one over B * T.
-        let dc = if d.batched {
-            self.sum_axis(&term, d.batch, d.rows, d.channels)?
-        } else {
-            self.sum_axis(&term, 1, d.batch * d.rows, d.channels)?
-        };
+        let dc = self.sum_rows(&term, d)?;
         Ok((dx, dy, dc))
+    }
+
+    fn modulate(
+        &self,
+        x: &GpuStorage,
+        a: &GpuStorage,
+        b: &GpuStorage,
+        d: &GateDesc,
+    ) -> Result<GpuStorage> {
+        check_gate("modulate", &[x.len], a.len, d)?;
+        check_gate("modulate", &[x.len], b.len, d)?;
+        let out = self.alloc(d.len(), "modulate");
+        let params = GateParams::of(d);
+        self.dispatch(
+            "adaln",
+            "modulate_forward",
+            &params,
+            &[x, b, a, &out],
+            groups_1d(d.len(), WG),
+        );
+        Ok(out)
+    }
+
+    fn modulate_backward(
+        &self,
+        x: &GpuStorage,
+        a: &GpuStorage,
+        dout: &GpuStorage,
+        d: &GateDesc,
+    ) -> Result<(GpuStorage, GpuStorage, GpuStorage)> {
+        check_gate("modulate_backward", &[x.len, dout.len], a.len, d)?;
+        let n = d.len();
+        let dx = self.alloc(n, "modulate dx");
+        let term = self.alloc(n, "modulate da terms");
+        let params = GateParams::of(d);
+        self.dispatch(
+            "adaln",
+            "modulate_backward",
+            &params,
+            &[x, a, dout, &dx, &term],
+            groups_1d(n, WG),
+        );
+        let (da, db) = (self.sum_rows(&term, d)?, self.sum_rows(dout, d)?);
+        Ok((dx, da, db))
     }
 
     fn sum_channels(
@@ -722,5 +761,18 @@ impl Backend for GpuBackend {
             groups_1d(n, WG),
         );
         Ok((out, ring))
+    }
+}
+
+impl GpuBackend {
+    /// Sums x (B, T, C) to the shape of `d`'s per-channel vector: over T per batch element when
+    /// it is batched, over B * T when it is shared.
+    fn sum_rows(&self, x: &GpuStorage, d: &GateDesc) -> Result<GpuStorage> {
+        use crate::backend::Backend;
+        if d.batched {
+            self.sum_axis(x, d.batch, d.rows, d.channels)
+        } else {
+            self.sum_axis(x, 1, d.batch * d.rows, d.channels)
+        }
     }
 }
