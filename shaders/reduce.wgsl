@@ -6,10 +6,10 @@
 // `sum_tree`: one 256-invocation workgroup per output, strided partial sums then a tree in
 //   workgroup memory; for small outer*inner and long R (global loss sums, row sums).
 //   Dispatch: outer*inner workgroups (x/y split).
-// `sum_squares`: `out[0] = acc[0] + sum_j x[j]^2` over the R values of x (outer = inner = 1;
-//   `acc` read only when `has_acc` is 1, else 0): the squared global gradient norm, one
-//   dispatch per gradient tensor. Strided partial sums, then the tree as in `sum_tree`.
-//   Dispatch: 1 workgroup of 256.
+// `sum_squares`: `out[0] = acc[0] + sum_i sum_j x_i[j]^2` over up to 5 tensors x_0..x_4 of
+//   `lens` values (0 for absent ones; `acc` read only when `has_acc` is 1, else 0): the squared
+//   global gradient norm, one dispatch per 5 gradient tensors. Strided partial sums, then the
+//   tree as in `sum_tree`. Dispatch: 1 workgroup of 256.
 // `sum_channels`: `out[c] = sum_{o, i} x[o, c, i]`, the middle axis kept (R = C): bias
 //   gradients of NCHW in one pass over batch and pixels. One 256-invocation workgroup per
 //   channel, strided partial sums then the tree. Dispatch: C workgroups (x/y split).
@@ -22,10 +22,28 @@ struct Params {
     has_acc: u32,
 }
 
+// `sum_squares`'s parameters.
+struct SquaresParams {
+    has_acc: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    // lens[i / 4][i % 4]: the length of x_i.
+    lens: array<vec4<u32>, 2>,
+}
+
 @group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(0) var<uniform> sq: SquaresParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;          // [outer, R, inner]
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;  // [outer, inner] ([1], [C])
-@group(0) @binding(3) var<storage, read> acc_in: array<f32>;     // [1] (sum_squares only)
+// sum_squares: x_0 is `x` above; the others, the sum and the running sum at their own slots
+// (tensors it is given fewer than 5 of are bound more than once, with length 0).
+@group(0) @binding(2) var<storage, read> x1: array<f32>;         // [lens[1]]
+@group(0) @binding(3) var<storage, read> x2: array<f32>;         // [lens[2]]
+@group(0) @binding(4) var<storage, read> x3: array<f32>;         // [lens[3]]
+@group(0) @binding(5) var<storage, read> x4: array<f32>;         // [lens[4]]
+@group(0) @binding(6) var<storage, read_write> sq_out: array<f32>; // [1]
+@group(0) @binding(7) var<storage, read> acc_in: array<f32>;     // [1]
 
 var<workgroup> partial: array<f32, 256>;
 
@@ -78,17 +96,18 @@ fn sum_tree(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
 @compute @workgroup_size(256)
 fn sum_squares(@builtin(local_invocation_id) lid: vec3<u32>) {
     var acc = 0.0;
-    for (var j = lid.x; j < params.r; j += 256u) {
-        let v = x[j];
-        acc += v * v;
-    }
+    for (var j = lid.x; j < sq.lens[0].x; j += 256u) { let v = x[j]; acc += v * v; }
+    for (var j = lid.x; j < sq.lens[0].y; j += 256u) { let v = x1[j]; acc += v * v; }
+    for (var j = lid.x; j < sq.lens[0].z; j += 256u) { let v = x2[j]; acc += v * v; }
+    for (var j = lid.x; j < sq.lens[0].w; j += 256u) { let v = x3[j]; acc += v * v; }
+    for (var j = lid.x; j < sq.lens[1].x; j += 256u) { let v = x4[j]; acc += v * v; }
     tree_sum(lid.x, acc);
     if lid.x == 0u {
         var total = partial[0];
-        if params.has_acc != 0u {
+        if sq.has_acc != 0u {
             total = acc_in[0] + total;
         }
-        out[0] = total;
+        sq_out[0] = total;
     }
 }
 

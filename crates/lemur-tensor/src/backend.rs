@@ -128,6 +128,21 @@ pub struct ConvDesc {
     pub circular: bool,
 }
 
+/// The most tensors one [`Backend::sum_squares`] takes (the storage bindings one WebGPU
+/// shader stage may have, 8, less the sum and the running sum, less one spare).
+pub const SUM_SQUARES_INPUTS: usize = 5;
+
+/// Checks the count of [`Backend::sum_squares`]' tensors.
+pub(crate) fn check_sum_squares(n: usize) -> Result<()> {
+    if n == 0 || n > SUM_SQUARES_INPUTS {
+        return Err(crate::error::invalid(
+            "sum_squares",
+            format!("{n} tensors (1 to {SUM_SQUARES_INPUTS})"),
+        ));
+    }
+    Ok(())
+}
+
 /// The layout of the ViT's AdaLN ops over x (B, T, C) with per-channel vectors of shape
 /// (B, C) when `batched`, else (C) shared by the whole batch: the gated residual
 /// out = (x + c * y) * rsqrt(1 + c^2) and the modulation out = (1 + a) * x + b.
@@ -381,10 +396,14 @@ pub trait Backend: Clone + Debug + 'static {
         c: usize,
         inner: usize,
     ) -> Result<Self::Storage>;
-    /// `acc + sum(x^2)` as a one-element storage (`acc` holds one element; absent, 0): the
-    /// squared global gradient norm in one kernel per gradient tensor instead of a square, a
-    /// sum and an add.
-    fn sum_squares(&self, x: &Self::Storage, acc: Option<&Self::Storage>) -> Result<Self::Storage>;
+    /// `acc + sum over xs of sum(x^2)` as a one-element storage (`acc` holds one element;
+    /// absent, 0), for 1 to [`SUM_SQUARES_INPUTS`] tensors: the squared global gradient norm in
+    /// one kernel per that many gradient tensors instead of a square, a sum and an add each.
+    fn sum_squares(
+        &self,
+        xs: &[&Self::Storage],
+        acc: Option<&Self::Storage>,
+    ) -> Result<Self::Storage>;
 
     fn matmul(
         &self,

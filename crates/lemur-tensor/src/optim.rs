@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::backend::{AdamWDesc, Backend};
+use crate::backend::{AdamWDesc, Backend, SUM_SQUARES_INPUTS};
 use crate::error::Result;
 use crate::params::ParamStore;
 use crate::tensor::Tensor;
@@ -82,15 +82,19 @@ impl<B: Backend> AdamW<B> {
     }
 
     /// The squared global norm of all gradients, as a one-element tensor left on the device:
-    /// one [`Backend::sum_squares`] per gradient, each adding to the running sum.
+    /// one [`Backend::sum_squares`] per [`SUM_SQUARES_INPUTS`] gradients, each adding to the
+    /// running sum.
     pub fn grad_norm_sq(params: &ParamStore<B>) -> Result<Option<Tensor<B>>> {
+        let grads: Vec<(B, B::Storage)> = params
+            .iter()
+            .filter_map(|(_, p)| p.grad().map(|g| (p.backend().clone(), g.storage())))
+            .collect();
         let mut total: Option<(B, B::Storage)> = None;
-        for (_, p) in params.iter() {
-            if let Some(g) = p.grad() {
-                let b = p.backend();
-                let sum = b.sum_squares(&g.storage(), total.as_ref().map(|(_, t)| t))?;
-                total = Some((b.clone(), sum));
-            }
+        for chunk in grads.chunks(SUM_SQUARES_INPUTS) {
+            let b = &chunk[0].0;
+            let xs: Vec<&B::Storage> = chunk.iter().map(|(_, s)| s).collect();
+            let sum = b.sum_squares(&xs, total.as_ref().map(|(_, t)| t))?;
+            total = Some((b.clone(), sum));
         }
         total
             .map(|(b, t)| Tensor::from_storage(&b, t, &[1]))

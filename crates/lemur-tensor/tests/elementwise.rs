@@ -332,7 +332,7 @@ fn sums<B: Backend>(b: &B) {
 }
 test_device!(sum_axis, sums);
 
-/// `acc + sum(x^2)` (the squared global gradient norm, one kernel per gradient) against an f64
+/// `acc + sum(x^2)` (the squared global gradient norm, one kernel per few gradients) against an f64
 /// reference, chained through its running sum as the optimizer chains it; on the CPU also bit
 /// for bit the square, sum and add it replaces; on the GPU also against the CPU backend.
 fn sum_of_squares<B: Backend>(b: &B) {
@@ -345,7 +345,7 @@ fn sum_of_squares<B: Backend>(b: &B) {
     let mut want = 0f64;
     for (x, &n) in xs.iter().zip(&sizes) {
         let s = upload(b, x);
-        let single = read(b, &b.sum_squares(&s, None).unwrap());
+        let single = read(b, &b.sum_squares(&[&s], None).unwrap());
         let one: f64 = x.iter().map(|&v| (v as f64).powi(2)).sum();
         let tol = 1e-6 * one as f32 + 1e-6;
         assert_close(
@@ -355,7 +355,7 @@ fn sum_of_squares<B: Backend>(b: &B) {
             tol,
             1e-5,
         );
-        acc = Some(b.sum_squares(&s, acc.as_ref()).unwrap());
+        acc = Some(b.sum_squares(&[&s], acc.as_ref()).unwrap());
         want += one;
         let got = read(b, acc.as_ref().unwrap());
         let tol = 1e-6 * want as f32;
@@ -369,7 +369,7 @@ fn sum_of_squares<B: Backend>(b: &B) {
         // The CPU backend, and on the CPU the unfused ops bit for bit.
         let cpu = CpuBackend;
         let c = upload(&cpu, x);
-        let fused = read(&cpu, &cpu.sum_squares(&c, None).unwrap());
+        let fused = read(&cpu, &cpu.sum_squares(&[&c], None).unwrap());
         let sq = cpu.unary(Unary::Square, &c).unwrap();
         let unfused = read(&cpu, &cpu.sum_axis(&sq, 1, n, 1).unwrap());
         assert_eq!(
@@ -385,6 +385,31 @@ fn sum_of_squares<B: Backend>(b: &B) {
         );
     }
     assert_eq!(b.len(acc.as_ref().unwrap()), 1);
+
+    // Several tensors per call, as the optimizer batches them: 5, then the last one with the
+    // running sum, give the chained total.
+    let stored: Vec<B::Storage> = xs.iter().map(|x| upload(b, x)).collect();
+    let refs: Vec<&B::Storage> = stored.iter().collect();
+    let five = b.sum_squares(&refs[..5], None).unwrap();
+    let all = read(b, &b.sum_squares(&refs[5..], Some(&five)).unwrap());
+    assert_close(
+        "sum_squares of 5 + 1",
+        &all,
+        &[want as f32],
+        1e-6 * want as f32,
+        1e-5,
+    );
+    let three = read(b, &b.sum_squares(&refs[1..4], None).unwrap());
+    let want3: f64 = xs[1..4].iter().flatten().map(|&v| (v as f64).powi(2)).sum();
+    assert_close(
+        "sum_squares of 3",
+        &three,
+        &[want3 as f32],
+        1e-6 * want3 as f32,
+        1e-5,
+    );
+    assert!(b.sum_squares(&refs, None).is_err(), "6 tensors");
+    assert!(b.sum_squares(&[], None).is_err(), "no tensor");
 }
 test_device!(sum_squares, sum_of_squares);
 

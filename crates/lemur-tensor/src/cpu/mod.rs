@@ -202,9 +202,13 @@ impl Backend for CpuBackend {
         Ok(Arc::new(layout::sum_channels(x, outer, c, inner)))
     }
 
-    fn sum_squares(&self, x: &CpuStorage, acc: Option<&CpuStorage>) -> Result<CpuStorage> {
+    fn sum_squares(&self, xs: &[&CpuStorage], acc: Option<&CpuStorage>) -> Result<CpuStorage> {
         count(|c| c.dispatches += 1);
-        Ok(Arc::new(vec![layout::sum_squares(x, acc.map(|a| a[0]))]))
+        check_sum_squares(xs.len())?;
+        let total = xs
+            .iter()
+            .fold(acc.map(|a| a[0]), |t, x| Some(layout::sum_squares(x, t)));
+        Ok(Arc::new(vec![total.unwrap_or(0.0)]))
     }
 
     fn matmul(

@@ -105,6 +105,15 @@ fn check_gate(op: &'static str, lens: &[usize], c: usize, d: &GateDesc) -> Resul
     check_len(op, d.len())
 }
 
+/// Mirrors `SquaresParams` in shaders/reduce.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SquaresParams {
+    has_acc: u32,
+    _pad: [u32; 3],
+    lens: [u32; 8],
+}
+
 /// Mirrors `Params` in shaders/reduce.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -516,22 +525,27 @@ impl Backend for GpuBackend {
         Ok(out)
     }
 
-    fn sum_squares(&self, x: &GpuStorage, acc: Option<&GpuStorage>) -> Result<GpuStorage> {
+    fn sum_squares(&self, xs: &[&GpuStorage], acc: Option<&GpuStorage>) -> Result<GpuStorage> {
+        check_sum_squares(xs.len())?;
         let out = self.alloc(1, "sum_squares");
-        let params = ReduceParams {
-            outer: 1,
-            r: x.len as u32,
-            inner: 1,
+        let mut lens = [0u32; 8];
+        for (l, x) in lens.iter_mut().zip(xs) {
+            *l = x.len as u32;
+        }
+        let params = SquaresParams {
             has_acc: u32::from(acc.is_some()),
+            _pad: [0; 3],
+            lens,
         };
-        // Without a running sum, `x` stands in at the `acc` binding (read-only, never read).
-        self.dispatch(
-            "reduce",
-            "sum_squares",
-            &params,
-            &[x, &out, acc.unwrap_or(x)],
-            [1, 1, 1],
-        );
+        // Absent tensors and running sum: the first tensor stands in (read-only, length 0 or
+        // never read).
+        let stand_in = xs[0];
+        let mut bound: Vec<&GpuStorage> = (0..SUM_SQUARES_INPUTS)
+            .map(|i| xs.get(i).copied().unwrap_or(stand_in))
+            .collect();
+        bound.push(&out);
+        bound.push(acc.unwrap_or(stand_in));
+        self.dispatch("reduce", "sum_squares", &params, &bound, [1, 1, 1]);
         Ok(out)
     }
 
