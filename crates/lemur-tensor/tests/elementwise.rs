@@ -534,35 +534,42 @@ fn fill_values<B: Backend>(b: &B) {
 }
 test_device!(fill, fill_values);
 
-/// The gated residual (x + c y) rsqrt(1 + c^2) and its gradients against an f64 evaluation of
-/// the formulas, with the gate per batch element and shared, on sizes that are not multiples
-/// of the workgroup.
-fn gated_residual_matches_the_formula<B: Backend>(b: &B) {
-    for (batch, rows, channels, batched) in [(3, 37, 11, true), (2, 129, 5, false), (1, 1, 1, true)]
-    {
-        let d = GateDesc {
+/// The AdaLN ops' layouts: per-channel vectors per batch element and shared, on sizes that are
+/// not multiples of the workgroup.
+fn adaln_cases() -> impl Iterator<Item = GateDesc> {
+    [(3, 37, 11, true), (2, 129, 5, false), (1, 1, 1, true)]
+        .into_iter()
+        .map(|(batch, rows, channels, batched)| GateDesc {
             batch,
             rows,
             channels,
             batched,
-        };
+        })
+}
+
+/// The index into a per-channel vector of element i of x.
+fn vec_index(i: usize, d: &GateDesc) -> usize {
+    let ch = i % d.channels;
+    if d.batched {
+        i / (d.rows * d.channels) * d.channels + ch
+    } else {
+        ch
+    }
+}
+
+/// The gated residual (x + c y) rsqrt(1 + c^2) and its gradients against an f64 evaluation of
+/// the formulas.
+fn gated_residual_matches_the_formula<B: Backend>(b: &B) {
+    for d in adaln_cases() {
         let n = d.len();
         let (x, y, dout) = (randn(1, n), randn(2, n), randn(3, n));
         let c = randn(4, d.gate_len());
-        let cx = |i: usize| {
-            let ch = i % channels;
-            let k = if batched {
-                i / (rows * channels) * channels + ch
-            } else {
-                ch
-            };
-            (k, c[k] as f64)
-        };
         let mut want = vec![0.0; n];
         let (mut want_dx, mut want_dy) = (vec![0.0; n], vec![0.0; n]);
         let mut want_dc = vec![0.0f64; d.gate_len()];
         for i in 0..n {
-            let (k, cv) = cx(i);
+            let k = vec_index(i, &d);
+            let cv = c[k] as f64;
             let (xi, yi, di) = (x[i] as f64, y[i] as f64, dout[i] as f64);
             let g = 1.0 / (1.0 + cv * cv).sqrt();
             want[i] = ((xi + cv * yi) * g) as f32;
@@ -599,14 +606,7 @@ test_device!(gated_residual, gated_residual_matches_the_formula);
 
 /// The modulation (1 + a) x + b and its gradients against an f64 evaluation of the formulas.
 fn modulate_matches_the_formula<B: Backend>(b: &B) {
-    for (batch, rows, channels, batched) in [(3, 37, 11, true), (2, 129, 5, false), (1, 1, 1, true)]
-    {
-        let d = GateDesc {
-            batch,
-            rows,
-            channels,
-            batched,
-        };
+    for d in adaln_cases() {
         let n = d.len();
         let (x, dout) = (randn(5, n), randn(6, n));
         let (a, bv) = (randn(7, d.gate_len()), randn(8, d.gate_len()));
@@ -614,12 +614,7 @@ fn modulate_matches_the_formula<B: Backend>(b: &B) {
         let mut want_dx = vec![0.0; n];
         let (mut want_da, mut want_db) = (vec![0.0f64; d.gate_len()], vec![0.0f64; d.gate_len()]);
         for i in 0..n {
-            let ch = i % channels;
-            let k = if batched {
-                i / (rows * channels) * channels + ch
-            } else {
-                ch
-            };
+            let k = vec_index(i, &d);
             let (xi, di, ak) = (x[i] as f64, dout[i] as f64, a[k] as f64);
             want[i] = ((1.0 + ak) * xi + bv[k] as f64) as f32;
             want_dx[i] = (di * (1.0 + ak)) as f32;

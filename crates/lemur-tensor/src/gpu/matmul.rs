@@ -176,30 +176,7 @@ impl GpuBackend {
         bias: Option<&GpuStorage>,
         d: &ConvDesc,
     ) -> Result<GpuStorage> {
-        let hw = d.h * d.w;
-        let taps = d.cin * d.kernel * d.kernel;
-        let out_len = d.batch * d.cout * hw;
-        let groups = gemm_groups(
-            "conv2d",
-            GemmKernel::Tiled,
-            d.cout,
-            hw,
-            d.batch,
-            &[x.len, out_len],
-        )?;
-        let out = self.alloc(out_len, "conv2d");
-        let params = ConvParams {
-            has_bias: u32::from(bias.is_some()),
-            ..conv_params(d, 0, d.cout, hw, taps, 0)
-        };
-        self.dispatch(
-            "conv2d",
-            "tiled",
-            &params,
-            &[x, w, bias.unwrap_or(w), &out],
-            groups,
-        );
-        Ok(out)
+        self.conv_gemm("conv2d", x, w, bias, d, 0)
     }
 
     /// dx as the convolution of dy with w's adjoint kernel, read from w in place (mode 2 of
@@ -210,26 +187,49 @@ impl GpuBackend {
         w: &GpuStorage,
         d: &ConvDesc,
     ) -> Result<GpuStorage> {
-        let hw = d.h * d.w;
         // The convolution of dy: its input channels are the forward's outputs.
-        let taps = d.cout * d.kernel * d.kernel;
-        let out_len = d.batch * d.cin * hw;
-        let groups = gemm_groups(
-            "conv2d_input_grad",
-            GemmKernel::Tiled,
-            d.cin,
-            hw,
-            d.batch,
-            &[dy.len, out_len],
-        )?;
-        let out = self.alloc(out_len, "conv2d_input_grad");
         let adjoint = ConvDesc {
             cin: d.cout,
             cout: d.cin,
             ..*d
         };
-        let params = conv_params(&adjoint, 2, d.cin, hw, taps, 0);
-        self.dispatch("conv2d", "tiled", &params, &[dy, w, w, &out], groups);
+        self.conv_gemm("conv2d_input_grad", dy, w, None, &adjoint, 2)
+    }
+
+    /// The convolution `d` of x as an implicit GEMM, out (B, Cout, H, W): mode 0 with the
+    /// weight w (Cout, Cin, k, k), mode 2 with the adjoint of the layer whose weight w is.
+    fn conv_gemm(
+        &self,
+        label: &'static str,
+        x: &GpuStorage,
+        w: &GpuStorage,
+        bias: Option<&GpuStorage>,
+        d: &ConvDesc,
+        mode: u32,
+    ) -> Result<GpuStorage> {
+        let hw = d.h * d.w;
+        let taps = d.cin * d.kernel * d.kernel;
+        let out_len = d.batch * d.cout * hw;
+        let groups = gemm_groups(
+            label,
+            GemmKernel::Tiled,
+            d.cout,
+            hw,
+            d.batch,
+            &[x.len, out_len],
+        )?;
+        let out = self.alloc(out_len, label);
+        let params = ConvParams {
+            has_bias: u32::from(bias.is_some()),
+            ..conv_params(d, mode, d.cout, hw, taps, 0)
+        };
+        self.dispatch(
+            "conv2d",
+            "tiled",
+            &params,
+            &[x, w, bias.unwrap_or(w), &out],
+            groups,
+        );
         Ok(out)
     }
 
