@@ -272,7 +272,8 @@ pub struct SamplerUpdate {
 /// submissions, `syncs` host-device synchronisations (every wait for the GPU: each read, `sync`
 /// and `work_done`), `uploads` host-to-device writes of data (tensor uploads, colour tables;
 /// the uniform arena written once per submission is not counted) and `bind_groups` bind
-/// groups created. On the CPU backend (counted per thread, on the thread that calls the
+/// groups created (a dispatch that repeats an earlier one's kernel, buffers and place in its
+/// submission reuses that one's, uncounted). On the CPU backend (counted per thread, on the thread that calls the
 /// backend): `dispatches` are kernel calls (every op but `upload` and `read`), `syncs` the
 /// reads and syncs (the points where a GPU would be waited for; on the CPU they return at
 /// once), `uploads` the uploads; `submissions` and `bind_groups` stay 0.

@@ -158,3 +158,37 @@ fn since_and_sub_agree_and_saturate() {
     );
     assert_eq!(b - a, OpCounters::default());
 }
+
+/// A dispatch that repeats an earlier one (same kernel, buffers and place in its submission)
+/// reuses its bind group; other buffers, or a trim, make a new one; and the results stay right.
+#[test]
+fn gpu_reuses_bind_groups_of_repeated_dispatches() {
+    let Some(g) = common::gpu() else { return };
+    let x = g.upload(&[1.0, -2.0, 3.0]).unwrap();
+    let y = g.upload(&[0.5, 0.25, -4.0]).unwrap();
+    // Each round: neg into a fresh buffer, read, drop it (back to the pool for the next round).
+    let round = |input: &lemur_tensor::gpu::GpuStorage| {
+        let before = g.counters();
+        let out = g.unary(Unary::Neg, input).unwrap();
+        let values = pollster::block_on(g.read(&out)).unwrap();
+        (values, g.counters().since(&before).bind_groups)
+    };
+    assert_eq!(round(&x), (vec![-1.0, 2.0, -3.0], 1));
+    assert_eq!(
+        round(&x),
+        (vec![-1.0, 2.0, -3.0], 0),
+        "the same dispatch again"
+    );
+    assert_eq!(
+        round(&y),
+        (vec![-0.5, -0.25, 4.0], 1),
+        "another input buffer"
+    );
+    assert_eq!(round(&y), (vec![-0.5, -0.25, 4.0], 0));
+    g.trim();
+    assert_eq!(
+        round(&x),
+        (vec![-1.0, 2.0, -3.0], 1),
+        "trim empties the cache"
+    );
+}

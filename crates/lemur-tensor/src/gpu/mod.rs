@@ -67,6 +67,22 @@ pub enum Polling {
 const UNIFORM_ALIGN: usize = 256;
 /// Dispatches per submission before the uniform arena forces a flush.
 const UNIFORM_SLOTS: usize = 4096;
+/// The most bind groups kept for reuse; the cache starts over when it is full. A training
+/// step of the issue-10 denoiser records about 1000 dispatches, and its buffers recur every
+/// step or two (the pool hands them out in the same order), so this holds a few steps' worth.
+const BIND_GROUP_CACHE: usize = 8192;
+
+/// What a dispatch's bind group is made of: its pipeline, the uniform arena's slot and each
+/// buffer binding (buffer, bytes). The i-th dispatch of a submission uses slot i, and the pool
+/// returns buffers in the order they were freed, so a step that repeats the previous one's
+/// ops finds each bind group again instead of creating it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct BindKey {
+    kernel: &'static str,
+    entry: &'static str,
+    uniform_offset: usize,
+    buffers: Vec<(wgpu::Buffer, u64)>,
+}
 /// Invocations per workgroup of the 1-D kernels (WebGPU's default maximum).
 pub(crate) const WG: u32 = 256;
 
@@ -94,6 +110,8 @@ pub(crate) struct Inner {
     lost: Arc<Mutex<Option<String>>>,
     /// What [`GpuBackend::counters`] reports.
     counters: Cell<OpCounters>,
+    /// Bind groups of earlier dispatches (see [`BindKey`]).
+    bind_groups: RefCell<HashMap<BindKey, wgpu::BindGroup>>,
     /// The submission that ended the latest step ([`GpuBackend::end_step`]).
     last_step: RefCell<Option<wgpu::SubmissionIndex>>,
 }
@@ -190,6 +208,7 @@ impl GpuBackend {
                 uncaptured,
                 lost,
                 counters: Cell::new(OpCounters::default()),
+                bind_groups: RefCell::new(HashMap::new()),
                 last_step: RefCell::new(None),
             }),
         })
@@ -236,6 +255,8 @@ impl GpuBackend {
 
     /// Frees every pooled buffer not held by a tensor.
     pub fn trim(&self) {
+        // Cached bind groups hold their buffers: drop them first, or trimmed buffers live on.
+        self.inner.bind_groups.borrow_mut().clear();
         self.inner.pool.borrow_mut().trim();
     }
 
@@ -263,6 +284,8 @@ impl GpuBackend {
     /// same (the browser checks).
     pub fn set_shader_checks(&self, on: bool) {
         if self.inner.shader_checks.replace(on) != on {
+            // Bind groups belong to their pipeline's layout: they go with the pipelines.
+            self.inner.bind_groups.borrow_mut().clear();
             self.inner.pipelines.borrow_mut().clear();
             self.inner.modules.borrow_mut().clear();
         }
@@ -344,17 +367,29 @@ impl GpuBackend {
         buffers: &[&GpuStorage],
         groups: [u32; 3],
     ) {
+        let sizes: Vec<u64> = buffers.iter().map(|b| (b.len.max(1) * 4) as u64).collect();
         let resources: Vec<wgpu::BindingResource<'_>> = buffers
             .iter()
-            .map(|b| {
+            .zip(&sizes)
+            .map(|(b, &size)| {
                 wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: &b.buffer,
                     offset: 0,
-                    size: wgpu::BufferSize::new((b.len.max(1) * 4) as u64),
+                    size: wgpu::BufferSize::new(size),
                 })
             })
             .collect();
-        self.dispatch_resources(kernel, entry, params, &resources, groups);
+        let key = |uniform_offset| BindKey {
+            kernel,
+            entry,
+            uniform_offset,
+            buffers: buffers
+                .iter()
+                .zip(&sizes)
+                .map(|(b, &size)| (b.buffer.clone(), size))
+                .collect(),
+        };
+        self.record(kernel, entry, params, &resources, groups, Some(&key));
     }
 
     /// [`dispatch`](Self::dispatch) with arbitrary resources (textures, foreign buffers) at
@@ -367,6 +402,20 @@ impl GpuBackend {
         params: &P,
         resources: &[wgpu::BindingResource<'_>],
         groups: [u32; 3],
+    ) {
+        self.record(kernel, entry, params, resources, groups, None);
+    }
+
+    /// Records a dispatch; its bind group comes from the cache when `key` (given the uniform
+    /// slot) names one made before.
+    fn record<P: bytemuck::Pod>(
+        &self,
+        kernel: &'static str,
+        entry: &'static str,
+        params: &P,
+        resources: &[wgpu::BindingResource<'_>],
+        groups: [u32; 3],
+        key: Option<&dyn Fn(usize) -> BindKey>,
     ) {
         if groups.contains(&0) {
             return;
@@ -382,32 +431,47 @@ impl GpuBackend {
         rec.uniform_bytes.resize(offset, 0);
         rec.uniform_bytes.extend_from_slice(bytes);
         rec.dispatches += 1;
-        self.count(|c| {
-            c.dispatches += 1;
-            c.bind_groups += 1;
-        });
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &self.inner.uniforms,
-                offset: offset as u64,
-                size: wgpu::BufferSize::new(bytes.len() as u64),
-            }),
-        }];
-        for (i, r) in resources.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: r.clone(),
-            });
-        }
-        let bind_group = self
-            .inner
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(kernel),
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            });
+        self.count(|c| c.dispatches += 1);
+        let key = key.map(|k| k(offset));
+        let cached = key
+            .as_ref()
+            .and_then(|k| self.inner.bind_groups.borrow().get(k).cloned());
+        let bind_group = match cached {
+            Some(group) => group,
+            None => {
+                self.count(|c| c.bind_groups += 1);
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &self.inner.uniforms,
+                        offset: offset as u64,
+                        size: wgpu::BufferSize::new(bytes.len() as u64),
+                    }),
+                }];
+                for (i, r) in resources.iter().enumerate() {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: i as u32 + 1,
+                        resource: r.clone(),
+                    });
+                }
+                let group = self
+                    .inner
+                    .device
+                    .create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(kernel),
+                        layout: &pipeline.get_bind_group_layout(0),
+                        entries: &entries,
+                    });
+                if let Some(k) = key {
+                    let mut cache = self.inner.bind_groups.borrow_mut();
+                    if cache.len() >= BIND_GROUP_CACHE {
+                        cache.clear();
+                    }
+                    cache.insert(k, group.clone());
+                }
+                group
+            }
+        };
         if rec.pass.is_none() {
             let encoder = rec.encoder.as_mut().expect("encoder begun");
             let pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
