@@ -166,7 +166,12 @@ fn load_source<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Sour
     }
     let traj = match &args.data {
         Some(root) => read_indexed(root, args)?,
-        None if em.physical_data.root.is_dir() && !args.simulate => {
+        // The embedded runs' recorded data is the training machine's, even where a directory
+        // of that name happens to exist: they always get a fresh trajectory.
+        None if em.physical_data.root.is_dir()
+            && !args.simulate
+            && !super::pretrained::is_pretrained(&args.run) =>
+        {
             read_indexed(&em.physical_data.root, args)?
         }
         None => simulate(em, args)?,
