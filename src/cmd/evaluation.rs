@@ -69,9 +69,10 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         .unwrap_or_else(|| em.physical_data.root.clone());
     if !root.exists() {
         bail!(
-            "{}: the run's dataset is not on this machine; make one with `lemur generate euler \
-             --out DIR` (the pretrained runs were trained on its defaults) and pass --data DIR",
-            root.display()
+            "{}: the run's dataset is not on this machine; make one like it with `{}` and pass \
+             --data DIR",
+            root.display(),
+            generate_hint(&em.stats.dataset_name)
         );
     }
     let available = super::common::data_trajectories(&root, &args.split)?.len();
@@ -394,4 +395,36 @@ fn plots(
     }
     write_png(&out.join("spectrum.png"), &spec.render(720, 420))?;
     Ok(())
+}
+
+/// The `lemur generate` command that makes data like a run's, from its dataset name.
+fn generate_hint(dataset_name: &str) -> &'static str {
+    if dataset_name.starts_with("rayleigh") {
+        "lemur generate rayleigh-benard --out DIR"
+    } else if dataset_name.contains("periodic") {
+        "lemur generate euler --periodic --out DIR"
+    } else {
+        "lemur generate euler --out DIR"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::generate_hint;
+
+    #[test]
+    fn the_generate_hint_matches_the_runs_data() {
+        assert_eq!(
+            generate_hint("euler_multi_quadrants_periodicBC"),
+            "lemur generate euler --periodic --out DIR"
+        );
+        assert_eq!(
+            generate_hint("euler_multi_quadrants_openBC"),
+            "lemur generate euler --out DIR"
+        );
+        assert_eq!(
+            generate_hint("rayleigh_benard"),
+            "lemur generate rayleigh-benard --out DIR"
+        );
+    }
 }
