@@ -172,6 +172,22 @@ impl GateDesc {
             self.channels
         }
     }
+
+    /// Checks the lengths of an op's (B, T, C) operands and of one per-channel vector.
+    pub(crate) fn check(&self, op: &'static str, lens: &[usize], vector: usize) -> Result<()> {
+        if lens.iter().any(|&l| l != self.len()) || vector != self.gate_len() {
+            return Err(crate::error::shape_err(
+                op,
+                format!(
+                    "operands of {lens:?} elements and a vector of {vector} for {self:?} (want {} \
+                     and {})",
+                    self.len(),
+                    self.gate_len()
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,22 +3,6 @@
 //! out = (1 + a) x + b.
 
 use crate::backend::GateDesc;
-use crate::error::{Result, shape_err};
-
-/// Checks the lengths of the (B, T, C) operands and of a per-channel vector against `d`.
-pub(crate) fn check(op: &'static str, lens: &[usize], c: usize, d: &GateDesc) -> Result<()> {
-    if lens.iter().any(|&l| l != d.len()) || c != d.gate_len() {
-        return Err(shape_err(
-            op,
-            format!(
-                "x, y (and dout) of {lens:?} elements and c of {c} for {d:?} (want {} and {})",
-                d.len(),
-                d.gate_len()
-            ),
-        ));
-    }
-    Ok(())
-}
 
 /// The index into a per-channel vector of element i of x.
 fn vec_index(i: usize, d: &GateDesc) -> usize {

@@ -271,7 +271,7 @@ impl Backend for CpuBackend {
         d: &GateDesc,
     ) -> Result<CpuStorage> {
         count(|c| c.dispatches += 1);
-        adaln::check("gated_residual", &[x.len(), y.len()], c.len(), d)?;
+        d.check("gated_residual", &[x.len(), y.len()], c.len())?;
         Ok(Arc::new(adaln::gate_forward(x, y, c, d)))
     }
 
@@ -284,11 +284,10 @@ impl Backend for CpuBackend {
         d: &GateDesc,
     ) -> Result<(CpuStorage, CpuStorage, CpuStorage)> {
         count(|c| c.dispatches += 1);
-        adaln::check(
+        d.check(
             "gated_residual_backward",
             &[x.len(), y.len(), dout.len()],
             c.len(),
-            d,
         )?;
         let (dx, dy, dc) = adaln::gate_backward(x, y, c, dout, d);
         Ok((Arc::new(dx), Arc::new(dy), Arc::new(dc)))
@@ -302,8 +301,8 @@ impl Backend for CpuBackend {
         d: &GateDesc,
     ) -> Result<CpuStorage> {
         count(|c| c.dispatches += 1);
-        adaln::check("modulate", &[x.len()], a.len(), d)?;
-        adaln::check("modulate", &[x.len()], b.len(), d)?;
+        d.check("modulate", &[x.len()], a.len())?;
+        d.check("modulate", &[x.len()], b.len())?;
         Ok(Arc::new(adaln::modulate_forward(x, a, b, d)))
     }
 
@@ -315,7 +314,7 @@ impl Backend for CpuBackend {
         d: &GateDesc,
     ) -> Result<(CpuStorage, CpuStorage, CpuStorage)> {
         count(|c| c.dispatches += 1);
-        adaln::check("modulate_backward", &[x.len(), dout.len()], a.len(), d)?;
+        d.check("modulate_backward", &[x.len(), dout.len()], a.len())?;
         let (dx, da, db) = adaln::modulate_backward(x, a, dout, d);
         Ok((Arc::new(dx), Arc::new(da), Arc::new(db)))
     }

@@ -90,21 +90,6 @@ impl GateParams {
     }
 }
 
-/// Checks the lengths of the gated residual's operands against `d`.
-fn check_gate(op: &'static str, lens: &[usize], c: usize, d: &GateDesc) -> Result<()> {
-    if lens.iter().any(|&l| l != d.len()) || c != d.gate_len() {
-        return Err(crate::error::shape_err(
-            op,
-            format!(
-                "x, y (and dout) of {lens:?} elements and c of {c} for {d:?} (want {} and {})",
-                d.len(),
-                d.gate_len()
-            ),
-        ));
-    }
-    check_len(op, d.len())
-}
-
 /// Mirrors `SquaresParams` in shaders/reduce.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -412,7 +397,8 @@ impl Backend for GpuBackend {
         c: &GpuStorage,
         d: &GateDesc,
     ) -> Result<GpuStorage> {
-        check_gate("gated_residual", &[x.len, y.len], c.len, d)?;
+        d.check("gated_residual", &[x.len, y.len], c.len)?;
+        check_len("gated_residual", d.len())?;
         let out = self.alloc(d.len(), "gated_residual");
         let params = GateParams::of(d);
         self.dispatch(
@@ -433,12 +419,8 @@ impl Backend for GpuBackend {
         dout: &GpuStorage,
         d: &GateDesc,
     ) -> Result<(GpuStorage, GpuStorage, GpuStorage)> {
-        check_gate(
-            "gated_residual_backward",
-            &[x.len, y.len, dout.len],
-            c.len,
-            d,
-        )?;
+        d.check("gated_residual_backward", &[x.len, y.len, dout.len], c.len)?;
+        check_len("gated_residual_backward", d.len())?;
         let n = d.len();
         let (dx, dy) = (
             self.alloc(n, "gated_residual dx"),
@@ -464,8 +446,9 @@ impl Backend for GpuBackend {
         b: &GpuStorage,
         d: &GateDesc,
     ) -> Result<GpuStorage> {
-        check_gate("modulate", &[x.len], a.len, d)?;
-        check_gate("modulate", &[x.len], b.len, d)?;
+        d.check("modulate", &[x.len], a.len)?;
+        d.check("modulate", &[x.len], b.len)?;
+        check_len("modulate", d.len())?;
         let out = self.alloc(d.len(), "modulate");
         let params = GateParams::of(d);
         self.dispatch(
@@ -485,7 +468,8 @@ impl Backend for GpuBackend {
         dout: &GpuStorage,
         d: &GateDesc,
     ) -> Result<(GpuStorage, GpuStorage, GpuStorage)> {
-        check_gate("modulate_backward", &[x.len, dout.len], a.len, d)?;
+        d.check("modulate_backward", &[x.len, dout.len], a.len)?;
+        check_len("modulate_backward", d.len())?;
         let n = d.len();
         let dx = self.alloc(n, "modulate dx");
         let term = self.alloc(n, "modulate da terms");
