@@ -215,25 +215,12 @@ pub fn start(
                     detail: format!("its model configuration no longer parses: {e}"),
                 })?;
             let model_config = match &args.config {
-                Some(path) => {
-                    let mut cfg = given(path)?;
-                    if args.overrides.dropout.is_none() {
-                        // Without --dropout the stored (possibly overridden) value stands.
-                        if let (Some(c), Some(d)) = (cfg.as_object_mut(), stored.get("dropout")) {
-                            c.insert("dropout".into(), d.clone());
-                        }
+                Some(path) => same_model(given(path)?, &stored, args).map_err(|diff| {
+                    TrainError::Mismatch {
+                        path: pointer,
+                        detail: format!("--config {path} describes another model ({diff})"),
                     }
-                    if cfg != stored {
-                        return Err(TrainError::Mismatch {
-                            path: pointer,
-                            detail: format!(
-                                "--config {path} describes another model ({})",
-                                differing_keys(&cfg, &stored).join("; ")
-                            ),
-                        });
-                    }
-                    cfg
-                }
+                })?,
                 None => {
                     let cfg = normalise(apply_dropout(stored.clone(), args.overrides.dropout)?)?;
                     if cfg != stored {
@@ -343,28 +330,38 @@ fn init_config(
         path: file.clone(),
         detail: format!("its {kind} configuration does not parse: {e}"),
     })?;
-    let Some(mut cfg) = given else {
+    let Some(cfg) = given else {
         return Ok(stored);
     };
-    // Dropout does not change the parameters: a preset's own value may stand.
-    if let (Some(c), Some(d)) = (cfg.as_object_mut(), stored.get("dropout"))
-        && args.overrides.dropout.is_none()
-    {
-        c.insert("dropout".into(), d.clone());
-    }
-    if cfg != stored {
+    same_model(cfg, &stored, args).map_err(|diff| {
         let source = args
             .config
             .as_ref()
             .expect("a given configuration has a source");
-        return Err(TrainError::Mismatch {
+        TrainError::Mismatch {
             path: file,
             detail: format!(
-                "--config {source} describes another model than --init's ({}); leave out \
-                 --config to take the initial run's",
-                differing_keys(&cfg, &stored).join("; ")
+                "--config {source} describes another model than --init's ({diff}); leave out \
+                 --config to take the initial run's"
             ),
-        });
+        }
+    })
+}
+
+/// `--config`'s configuration where it describes the `stored` run's model, else the keys that
+/// differ. Without `--dropout` the stored (possibly overridden) dropout stands.
+fn same_model(
+    mut cfg: Value,
+    stored: &Value,
+    args: &CommonArgs,
+) -> std::result::Result<Value, String> {
+    if args.overrides.dropout.is_none()
+        && let (Some(c), Some(d)) = (cfg.as_object_mut(), stored.get("dropout"))
+    {
+        c.insert("dropout".into(), d.clone());
+    }
+    if cfg != *stored {
+        return Err(differing_keys(&cfg, stored).join("; "));
     }
     Ok(cfg)
 }
