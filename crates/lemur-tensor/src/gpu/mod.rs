@@ -67,15 +67,15 @@ pub enum Polling {
 const UNIFORM_ALIGN: usize = 256;
 /// Dispatches per submission before the uniform arena forces a flush.
 const UNIFORM_SLOTS: usize = 4096;
-/// The most bind groups kept for reuse; the cache starts over when it is full. A training
-/// step of the issue-10 denoiser records about 1000 dispatches, and its buffers recur every
-/// step or two (the pool hands them out in the same order), so this holds a few steps' worth.
+/// The most bind groups kept for reuse; the cache starts over when it is full (a few
+/// inference calls' worth: the issue-10 denoiser's forward records about 250 dispatches).
 const BIND_GROUP_CACHE: usize = 8192;
 
 /// What a dispatch's bind group is made of: its pipeline, the uniform arena's slot and each
 /// buffer binding (buffer, bytes). The i-th dispatch of a submission uses slot i, and the pool
-/// returns buffers in the order they were freed, so a step that repeats the previous one's
-/// ops finds each bind group again instead of creating it.
+/// returns buffers in the order they were freed, so repeated inference calls find about half
+/// of their bind groups again. Training steps rarely do: the optimizer's new parameter and
+/// moment buffers shift what the pool hands out from one step to the next.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct BindKey {
     kernel: &'static str,
