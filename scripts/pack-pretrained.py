@@ -1,41 +1,170 @@
 #!/usr/bin/env python3
-"""Copies the latest checkpoint of trained runs into assets/pretrained/<name>/ (weights and
-metadata only, no optimizer state), as the embedded pretrained default.
+"""Packs trained runs as an embedded pretrained set: web/pretrained/SET/<run>/ with the latest
+checkpoint's weights in F16 and its metadata, no optimizer state.
 
-    scripts/pack-pretrained.py AUTOENCODER_RUN DIFFUSION_RUN SURROGATE_RUN [--name euler64]
+    scripts/pack-pretrained.py AUTOENCODER_RUN DIFFUSION_RUN SURROGATE_RUN --name SET
 
-See assets/pretrained/README.md for the commands that trained the embedded runs.
+SET is euler64 or rb128x32 (any name makes a directory; the binaries embed those two). The one
+stored copy serves everything: `lemur` and the native app embed it in the binary and the
+browser fetches it; all convert F16 to F32 on load. Every tensor is rounded to nearest even (a
+finite value beyond the F16 range or a non-finite value is an error), each file is written to a
+temporary name and renamed into place once all are converted, and the three model files must
+total at most 12 MB (the browser's budget). Python 3 standard library only. See
+web/pretrained/README.md for how the embedded sets were trained.
 """
+
 import json
+import math
 import os
-import shutil
+import struct
 import sys
 
+RUNS = ("autoencoder", "diffusion", "surrogate")
+LIMIT_BYTES = 12_000_000
+F16_MAX = 65504.0
+# Convert in slices so that memory stays bounded for big tensors.
+CHUNK = 1 << 20
 
-def pack(run, out):
-    pointer = json.load(open(os.path.join(run, "checkpoint.json")))
-    ckpt = os.path.join(run, pointer["dir"])
+
+def fail(msg):
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 8:
+        fail(f"{path}: too short for a safetensors file")
+    (n,) = struct.unpack("<Q", raw[:8])
+    if 8 + n > len(raw):
+        fail(f"{path}: header length {n} past the end of the file")
+    header = json.loads(raw[8 : 8 + n].decode("utf-8"))
+    return header, memoryview(raw)[8 + n :]
+
+
+def to_f16(name, data):
+    """F32 little-endian bytes -> F16 little-endian bytes (round to nearest even)."""
+    count = len(data) // 4
+    out = bytearray()
+    for start in range(0, count, CHUNK):
+        k = min(CHUNK, count - start)
+        values = struct.unpack(f"<{k}f", data[4 * start : 4 * (start + k)])
+        try:
+            # CPython's 'e' packing rounds to nearest even and raises OverflowError when the
+            # rounded value is beyond F16's range; it would pass inf/nan through, so check them.
+            out += struct.pack(f"<{k}e", *values)
+        except OverflowError:
+            worst = max(values, key=abs)
+            fail(f"tensor {name}: value {worst!r} overflows F16 (max {F16_MAX})")
+        for v in values:
+            if not math.isfinite(v):
+                fail(f"tensor {name}: non-finite value {v!r}")
+    return bytes(out)
+
+
+def convert(src, dst_tmp):
+    header, data = read_safetensors(src)
+    meta = header.pop("__metadata__", None)
+    # Keep the tensors in file order (by data offset) so that the layout stays the same.
+    names = sorted(header, key=lambda k: header[k]["data_offsets"][0])
+    out_header = {}
+    if meta is not None:
+        out_header["__metadata__"] = meta
+    chunks = []
+    offset = 0
+    max_abs = 0.0
+    for name in names:
+        info = header[name]
+        if info["dtype"] != "F32":
+            fail(f"{src}: tensor {name} is {info['dtype']}, expected F32")
+        begin, end = info["data_offsets"]
+        numel = math.prod(info["shape"])
+        if end - begin != 4 * numel:
+            fail(f"{src}: tensor {name}: {end - begin} bytes for shape {info['shape']}")
+        half = to_f16(name, data[begin:end])
+        if numel:
+            max_abs = max(max_abs, max(abs(v) for v in struct.unpack(f"<{numel}e", half)))
+        out_header[name] = {
+            "dtype": "F16",
+            "shape": info["shape"],
+            "data_offsets": [offset, offset + len(half)],
+        }
+        chunks.append(half)
+        offset += len(half)
+    hjson = json.dumps(out_header, separators=(",", ":")).encode("utf-8")
+    # Pad the header with spaces to a multiple of 8 bytes (so the data starts aligned).
+    hjson += b" " * (-len(hjson) % 8)
+    with open(dst_tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(hjson)))
+        f.write(hjson)
+        for c in chunks:
+            f.write(c)
+        f.flush()
+        os.fsync(f.fileno())
+    return len(names), max_abs
+
+
+def latest(run):
+    """(model.safetensors path, checkpoint metadata) of a run's latest checkpoint, or of a
+    packed run or checkpoint directory (model.safetensors beside checkpoint.json)."""
+    meta = json.load(open(os.path.join(run, "checkpoint.json")))
+    ckpt = run if os.path.isfile(os.path.join(run, "model.safetensors")) else os.path.join(run, meta["dir"])
     meta = json.load(open(os.path.join(ckpt, "checkpoint.json")))
     meta["dir"] = "."
-    os.makedirs(out, exist_ok=True)
-    shutil.copyfile(os.path.join(ckpt, "model.safetensors"), os.path.join(out, "model.safetensors"))
-    with open(os.path.join(out, "checkpoint.json"), "w") as f:
+    return os.path.join(ckpt, "model.safetensors"), meta
+
+
+def write_json(meta, tmp):
+    with open(tmp, "w") as f:
         json.dump(meta, f, indent=1)
-    print(f"{run} step {meta['step']} -> {out}")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def main():
     args = sys.argv[1:]
-    name = "euler64"
-    if "--name" in args:
-        i = args.index("--name")
-        name = args[i + 1]
-        del args[i : i + 2]
+    if "--name" not in args:
+        sys.exit(__doc__)
+    i = args.index("--name")
+    name = args[i + 1]
+    del args[i : i + 2]
     if len(args) != 3:
         sys.exit(__doc__)
-    root = os.path.join(os.path.dirname(__file__), "..", "assets", "pretrained", name)
-    for run, kind in zip(args, ["autoencoder", "diffusion", "surrogate"]):
-        pack(run, os.path.join(root, kind))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    dst = os.path.join(root, "web", "pretrained", name)
+    total = 0
+    pending = []  # (tmp, final): renamed only once every file converted and the size is within the limit
+    try:
+        for run, kind in zip(args, RUNS):
+            model_src, meta = latest(run)
+            out = os.path.join(dst, kind)
+            os.makedirs(out, exist_ok=True)
+            model_dst = os.path.join(out, "model.safetensors")
+            tmp = model_dst + f".{os.getpid()}.tmp"
+            pending.append((tmp, model_dst))
+            n, max_abs = convert(model_src, tmp)
+            size_in = os.path.getsize(model_src)
+            size_out = os.path.getsize(tmp)
+            total += size_out
+            print(
+                f"{run} step {meta['step']} -> {out}: {n} tensors, {size_in / 1e6:.3f} MB F32 -> "
+                f"{size_out / 1e6:.3f} MB F16 (max |w| {max_abs:.4g})"
+            )
+            ck_dst = os.path.join(out, "checkpoint.json")
+            tmp = ck_dst + f".{os.getpid()}.tmp"
+            pending.append((tmp, ck_dst))
+            write_json(meta, tmp)
+        print(f"total {total / 1e6:.3f} MB of models (limit {LIMIT_BYTES / 1e6:.0f} MB)")
+        if total > LIMIT_BYTES:
+            fail(f"the models total {total} bytes, over the {LIMIT_BYTES}-byte budget of the web app")
+        for tmp, final in pending:
+            os.replace(tmp, final)
+        pending = []
+    finally:
+        for tmp, _ in pending:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 if __name__ == "__main__":

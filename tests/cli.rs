@@ -937,6 +937,49 @@ fn rollouts(dir: &Path, ae: &Path) {
         &tensors(&out.join("prediction.safetensors")),
     );
 
+    // The embedded Rayleigh-Bénard run starts past the onset of convection, and its images
+    // put x across and the hot plate at the bottom.
+    let out = dir.join("rollout-pretrained-rb");
+    let o = Command::new(LEMUR)
+        .args([
+            "rollout",
+            "--run",
+            "pretrained-rb",
+            "--horizon",
+            "2",
+            "--steps",
+            "3",
+            "--out",
+            s(&out),
+            "--backend",
+            "cpu",
+        ])
+        .env("XDG_CACHE_HOME", &cache)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains("simulating Rayleigh-Bénard trajectory 0 (92 frames at 128x32)"),
+        "{log}"
+    );
+    let t = shapes(&out.join("prediction.safetensors"));
+    assert_eq!(t["prediction"], vec![1, 3, 4, 128, 32]);
+    assert_eq!(t["truth"], vec![3, 4, 128, 32]);
+    let png = std::fs::read(out.join("frames/buoyancy/t0000.png")).unwrap();
+    let dim = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    // Two panels of 128x32 cells at 4 pixels each, side by side.
+    assert!(
+        dim(16) > 2 * 4 * 128 && dim(20) < 4 * 128,
+        "{}x{}",
+        dim(16),
+        dim(20)
+    );
+    check_rollout_values(
+        "pretrained Rayleigh-Bénard rollout",
+        &tensors(&out.join("prediction.safetensors")),
+    );
+
     // Initial frames from a file.
     let init = dir.join("init.safetensors");
     write_init(&init, 2, 5);

@@ -128,3 +128,110 @@ fn train_config_takes_preset_names_and_files_alike() {
         assert!(!dir.join("bad").exists(), "--config {config} left --out");
     }
 }
+
+/// A preset is an architecture: trained on Rayleigh-Bénard data (4 fields, 4 labels), it takes
+/// the data's channels and labels, where a file is taken as written.
+#[test]
+fn presets_fit_the_channels_and_labels_of_the_data() {
+    let dir = scratch("rayleigh-benard");
+    ok(
+        &dir,
+        &[
+            "generate",
+            "rayleigh-benard",
+            "--trajectories",
+            "3",
+            "--frames",
+            "6",
+            "--size",
+            "32x16",
+            "--out",
+            "data",
+        ],
+    );
+    let train = |kind: &str, source: &str, config: &str, out: &str| {
+        lemur(
+            &dir,
+            &[
+                "train", kind, source, "data", "--config", config, "--out", out, "--steps", "1",
+                "--batch", "2",
+            ],
+        )
+    };
+    let out = train("autoencoder", "--data", "tiny", "ae");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(model_config(&dir.join("ae"))["pix_channels"], 4);
+    ok(
+        &dir,
+        &[
+            "train",
+            "autoencoder",
+            "--resume",
+            "ae",
+            "--config",
+            "tiny",
+            "--steps",
+            "2",
+        ],
+    );
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/presets/autoencoder-tiny.json");
+    let out = train("autoencoder", "--data", file.to_str().unwrap(), "file");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("the configuration's pix_channels is 5"),
+        "{stderr}"
+    );
+
+    ok(
+        &dir,
+        &[
+            "encode",
+            "--autoencoder",
+            "ae",
+            "--data",
+            "data",
+            "--out",
+            "lat",
+        ],
+    );
+    for kind in ["diffusion", "surrogate"] {
+        let out = lemur(
+            &dir,
+            &[
+                "train",
+                kind,
+                "--latents",
+                "lat",
+                "--config",
+                "tiny",
+                "--out",
+                kind,
+                "--steps",
+                "1",
+                "--batch",
+                "2",
+                "--window",
+                "2",
+                "--stride",
+                "1",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cfg = model_config(&dir.join(kind));
+        assert_eq!(cfg["label_features"], 4, "{cfg}");
+        assert_eq!(
+            cfg["channels"],
+            model_config(&dir.join("ae"))["lat_channels"],
+            "{cfg}"
+        );
+    }
+}

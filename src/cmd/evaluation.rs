@@ -19,7 +19,9 @@ use super::sampling::SamplerArgs;
 #[derive(clap::Args, Clone, Debug)]
 pub struct EvalArgs {
     /// A diffusion, surrogate or autoencoder run (or one of its checkpoint directories), or an
-    /// embedded one: `pretrained`, `pretrained-surrogate`, `pretrained-autoencoder`.
+    /// embedded one: `pretrained`, `pretrained-surrogate`, `pretrained-autoencoder` (Euler),
+    /// `pretrained-rb`, `pretrained-rb-surrogate`, `pretrained-rb-autoencoder`
+    /// (Rayleigh-Bénard).
     #[arg(long)]
     pub run: PathBuf,
     /// Dataset; defaults to the data the run's autoencoder was trained on.
@@ -36,9 +38,10 @@ pub struct EvalArgs {
     /// Scored frames after the context (default: as many as every trajectory allows).
     #[arg(long)]
     pub horizon: Option<usize>,
-    /// First physical frame of each rollout.
-    #[arg(long, default_value_t = 0)]
-    pub start: usize,
+    /// First physical frame of each rollout [default: 0, or 80 for Rayleigh-Bénard data: its
+    /// first frames are a motionless conduction state, where VRMSE divides by zero variance].
+    #[arg(long)]
+    pub start: Option<usize>,
     /// Physical steps between scored frames (default: the run's training stride; 1 for an
     /// autoencoder run). Give an autoencoder run its emulators' stride to score it on the same
     /// frames.
@@ -95,6 +98,9 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         );
     }
     let context = args.sampling.context;
+    let start = args
+        .start
+        .unwrap_or_else(|| super::common::default_start(&em.stats.dataset_name));
     let mut trajs = Vec::with_capacity(k);
     for i in 0..k {
         let t = read_trajectory(&root, &args.split, i)?;
@@ -111,7 +117,7 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
     let frame = em.stats.channels.len() * trajs[0].grid[0] * trajs[0].grid[1];
     let shortest = trajs
         .iter()
-        .map(|t| t.strided(args.start, stride, None).len() / frame)
+        .map(|t| t.strided(start, stride, None).len() / frame)
         .min()
         .unwrap_or(0);
     let horizon = match args.horizon {
@@ -119,7 +125,7 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
             "--horizon {h}: with --context {context} at stride {} from frame {}, the shortest \
              trajectory has {shortest} frames, so at most {} can be scored",
             stride,
-            args.start,
+            start,
             shortest.saturating_sub(context)
         ),
         Some(h) => h,
@@ -129,7 +135,7 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         bail!(
             "nothing to score: from --start {} at stride {stride} the shortest trajectory has \
              {shortest} frames, and --context {context} needs at least {}",
-            args.start,
+            start,
             context + 1
         );
     }
@@ -157,7 +163,7 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
                 grid
             );
         }
-        let frames = t.strided(args.start, stride, Some(context + horizon));
+        let frames = t.strided(start, stride, Some(context + horizon));
         let truth = &frames[context * frame..];
         let (ensemble, recon) = if em.kind == ModelKind::Autoencoder {
             let p = em.predict(truth, grid, &[], &opts)?;

@@ -1,57 +1,72 @@
-//! The pretrained default, embedded in the binary: the `small` presets trained on the built-in
-//! Euler data (`lemur generate euler` defaults: 40 trajectories of 101 frames at 64x64), so
-//! `lemur rollout` runs with no arguments. See `assets/pretrained/README.md` for how they were
-//! trained and what they score.
+//! The pretrained runs, embedded in the binary: the `small` presets trained on the built-in
+//! solvers' data, one set per system (`web/pretrained/<set>`, the same F16 files the browser
+//! fetches; they load as F32), so that `lemur rollout` runs with no arguments. See
+//! `web/pretrained/README.md` for how they were trained and what they score.
 //!
-//! The runs are written once to a cache directory keyed by a hash of their bytes, because
-//! every command reads runs from directories; the emulators' checkpoints are patched there to
-//! point at the cached autoencoder.
+//! A set is written once to a cache directory keyed by a hash of its bytes, because every
+//! command reads runs from directories; the emulators' checkpoints are patched there to point
+//! at the cached autoencoder.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+type Files = [(&'static str, &'static [u8]); 6];
+
 macro_rules! embed {
-    ($path:literal) => {
+    ($set:literal) => {
+        [
+            embed!($set, "autoencoder/checkpoint.json"),
+            embed!($set, "autoencoder/model.safetensors"),
+            embed!($set, "diffusion/checkpoint.json"),
+            embed!($set, "diffusion/model.safetensors"),
+            embed!($set, "surrogate/checkpoint.json"),
+            embed!($set, "surrogate/model.safetensors"),
+        ]
+    };
+    ($set:literal, $path:literal) => {
         (
             $path,
-            include_bytes!(concat!("../../assets/pretrained/euler64/", $path)).as_slice(),
+            include_bytes!(concat!("../../web/pretrained/", $set, "/", $path)).as_slice(),
         )
     };
 }
 
-const FILES: &[(&str, &[u8])] = &[
-    embed!("autoencoder/checkpoint.json"),
-    embed!("autoencoder/model.safetensors"),
-    embed!("diffusion/checkpoint.json"),
-    embed!("diffusion/model.safetensors"),
-    embed!("surrogate/checkpoint.json"),
-    embed!("surrogate/model.safetensors"),
+/// The embedded sets: (directory name, `--run` prefix, files).
+const SETS: [(&str, &str, Files); 2] = [
+    ("euler64", "pretrained", embed!("euler64")),
+    ("rb128x32", "pretrained-rb", embed!("rb128x32")),
 ];
 
-/// `--run` names of the embedded runs.
-pub const NAMES: [(&str, &str); 3] = [
-    ("pretrained", "diffusion"),
-    ("pretrained-surrogate", "surrogate"),
-    ("pretrained-autoencoder", "autoencoder"),
+/// The runs of a set, by the `--run` suffix after its prefix.
+const RUNS: [(&str, &str); 3] = [
+    ("", "diffusion"),
+    ("-surrogate", "surrogate"),
+    ("-autoencoder", "autoencoder"),
 ];
+
+/// The embedded set and run kind that `--run` names, if it names one.
+fn lookup(run: &Path) -> Option<(&'static str, &'static Files, &'static str)> {
+    let run = run.to_str()?;
+    SETS.iter().find_map(|(set, prefix, files)| {
+        let suffix = run.strip_prefix(prefix)?;
+        RUNS.iter()
+            .find(|(s, _)| *s == suffix)
+            .map(|(_, kind)| (*set, files, *kind))
+    })
+}
 
 /// The run directory for `--run`: an embedded run by name, else the path as given.
 pub fn resolve(run: &Path) -> Result<PathBuf> {
-    let Some(kind) = run
-        .to_str()
-        .and_then(|r| NAMES.iter().find(|(n, _)| *n == r))
-        .map(|(_, k)| *k)
-    else {
-        return Ok(run.to_path_buf());
-    };
-    Ok(materialise()?.join(kind))
+    match lookup(run) {
+        Some((set, files, kind)) => Ok(materialise(set, files)?.join(kind)),
+        None => Ok(run.to_path_buf()),
+    }
 }
 
 /// Whether `--run` names an embedded run.
 pub fn is_pretrained(run: &Path) -> bool {
-    run.to_str()
-        .is_some_and(|r| NAMES.iter().any(|(n, _)| *n == r))
+    lookup(run).is_some()
 }
 
 fn fnv(bytes: &[u8], mut h: u64) -> u64 {
@@ -61,9 +76,9 @@ fn fnv(bytes: &[u8], mut h: u64) -> u64 {
     h
 }
 
-/// Writes the embedded runs under the cache directory (once) and returns it.
-fn materialise() -> Result<PathBuf> {
-    let hash = FILES
+/// Writes an embedded set under the cache directory (once) and returns it.
+fn materialise(set: &str, files: &Files) -> Result<PathBuf> {
+    let hash = files
         .iter()
         .fold(0xcbf2_9ce4_8422_2325, |h, (name, bytes)| {
             fnv(bytes, fnv(name.as_bytes(), h))
@@ -73,7 +88,7 @@ fn materialise() -> Result<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir)
         .join("lemur");
-    let dir = base.join(format!("pretrained-euler64-{hash:016x}"));
+    let dir = base.join(format!("pretrained-{set}-{hash:016x}"));
     if dir.join("complete").is_file() {
         return Ok(dir);
     }
@@ -83,7 +98,7 @@ fn materialise() -> Result<PathBuf> {
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
-    for (name, bytes) in FILES {
+    for (name, bytes) in files {
         let path = tmp.join(name);
         std::fs::create_dir_all(path.parent().expect("files live in run directories"))
             .with_context(|| format!("{}", path.display()))?;

@@ -21,7 +21,8 @@ use super::visual;
 pub struct RolloutArgs {
     /// A diffusion, surrogate or autoencoder run (or one of its checkpoint directories), or an
     /// embedded pretrained run: `pretrained` (diffusion), `pretrained-surrogate`,
-    /// `pretrained-autoencoder`.
+    /// `pretrained-autoencoder` (Euler), `pretrained-rb`, `pretrained-rb-surrogate`,
+    /// `pretrained-rb-autoencoder` (Rayleigh-Bénard).
     #[arg(long, default_value = "pretrained")]
     pub run: PathBuf,
     /// Dataset to take the initial frames (and the truth) from; defaults to the data the
@@ -39,9 +40,10 @@ pub struct RolloutArgs {
     /// Trajectory of the split (counting across its files in order).
     #[arg(long, default_value_t = 0)]
     pub index: usize,
-    /// First physical frame of the rollout in the trajectory.
-    #[arg(long, default_value_t = 0)]
-    pub start: usize,
+    /// First physical frame of the rollout in the trajectory [default: 0, or 80 for
+    /// Rayleigh-Bénard runs: their first frames are a motionless conduction state].
+    #[arg(long)]
+    pub start: Option<usize>,
     /// Initial frames instead of a dataset: a safetensors file with `frames` [K, C, H, W] in
     /// physical units (K >= --context; the last --context are used) and, for models with
     /// labels, `labels` [F].
@@ -184,17 +186,17 @@ fn load_source<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Sour
             em.stats.channels
         );
     }
-    if args.start >= traj.steps {
+    if args.start() >= traj.steps {
         bail!(
             "--start {}: trajectory {} of {} has {} frames (0 to {})",
-            args.start,
+            args.start(),
             traj.index,
             traj.file.display(),
             traj.steps,
             traj.steps - 1
         );
     }
-    let truth = traj.strided(args.start, em.stride, None);
+    let truth = traj.strided(args.start(), em.stride, None);
     let frame = c * traj.grid[0] * traj.grid[1];
     let known = truth.len() / frame;
     if known < context + 1 {
@@ -204,7 +206,7 @@ fn load_source<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Sour
             traj.file.display(),
             traj.index,
             traj.steps,
-            args.start,
+            args.start(),
             em.stride,
         );
     }
@@ -216,7 +218,7 @@ fn load_source<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Sour
              --start {}, trajectory {} of {} has {known} frames ({} physical), so at most {} can \
              be predicted",
             em.stride,
-            args.start,
+            args.start(),
             traj.index,
             traj.file.display(),
             traj.steps,
@@ -238,14 +240,28 @@ fn load_source<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Sour
             "{} trajectory {} from frame {}",
             traj.file.display(),
             traj.index,
-            args.start
+            args.start()
         ),
         truth: Some(truth),
     })
 }
 
+impl RolloutArgs {
+    /// `--start`, once `run_on` has filled in the run's default.
+    fn start(&self) -> usize {
+        self.start.unwrap_or(0)
+    }
+}
+
 fn run_on<B: Backend>(backend: B, args: &RolloutArgs) -> Result<()> {
     let em = Emulation::open(backend, &pretrained::resolve(&args.run)?)?;
+    let args = &RolloutArgs {
+        start: Some(
+            args.start
+                .unwrap_or_else(|| super::common::default_start(&em.stats.dataset_name)),
+        ),
+        ..args.clone()
+    };
     let src = load_source(&em, args)?;
     let frame = em.stats.channels.len() * src.grid[0] * src.grid[1];
     let context = args.sampling.context;
@@ -399,7 +415,7 @@ fn write_well<B: Backend>(
         m.axis_boundary(axis)
             .unwrap_or(lemur_well::BoundaryType::Open)
     };
-    let t_start = m.time.get(args.start).copied().unwrap_or(0.0);
+    let t_start = m.time.get(args.start()).copied().unwrap_or(0.0);
     let trajectories: Vec<TrajectoryData> = (0..pred.members)
         .map(|n| {
             let member = pred.member(n);
@@ -456,33 +472,31 @@ fn read_indexed(root: &Path, args: &RolloutArgs) -> Result<Trajectory> {
 /// training data is not on this machine (the embedded pretrained runs).
 fn simulate<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Trajectory> {
     let name = &em.stats.dataset_name;
-    if !name.starts_with("euler") {
+    let system = if name.starts_with("euler") {
+        "Euler"
+    } else if name.starts_with("rayleigh_benard") {
+        "Rayleigh-Bénard"
+    } else {
         bail!(
-            "the run's data ({}, {name}) is not on this machine and only Euler data can be \
-             simulated on the fly: give --data DIR or --init FILE",
+            "the run's data ({}, {name}) is not on this machine and only Euler and \
+             Rayleigh-Bénard data can be simulated on the fly: give --data DIR or --init FILE",
             em.physical_data.root.display()
         );
-    }
+    };
     let horizon = args.horizon.unwrap_or(24);
     let context = args.sampling.context;
     check_unbounded(horizon, context, "on a simulated truth")?;
     let limit = MAX_FRAMES * em.stride;
-    if args.start > limit {
+    if args.start() > limit {
         bail!(
             "--start {}: a simulated truth starts at most {limit} frames in ({MAX_FRAMES} frames \
              at the run's stride {})",
-            args.start,
+            args.start(),
             em.stride
         );
     }
     let [nx, ny] = em.physical_data.grid;
-    let cfg = lemur_solvers::euler::EulerConfig {
-        nx,
-        ny,
-        frames: args.start + (context + horizon) * em.stride,
-        periodic: name.contains("periodic"),
-        ..Default::default()
-    };
+    let frames = args.start() + (context + horizon) * em.stride;
     // The embedded runs were trained elsewhere: their data is never here, and its path would
     // name a directory of the machine that trained them.
     if !args.simulate && !super::pretrained::is_pretrained(&args.run) {
@@ -493,10 +507,28 @@ fn simulate<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Traject
         );
     }
     eprintln!(
-        "lemur: simulating Euler trajectory {} ({} frames at {nx}x{ny})",
-        args.index, cfg.frames
+        "lemur: simulating {system} trajectory {} ({frames} frames at {nx}x{ny})",
+        args.index
     );
-    let t = lemur_solvers::euler::generate(&cfg, args.index as u64, &mut |_, _| {})?;
+    let seed = args.index as u64;
+    let t = if system == "Euler" {
+        let cfg = lemur_solvers::euler::EulerConfig {
+            nx,
+            ny,
+            frames,
+            periodic: name.contains("periodic"),
+            ..Default::default()
+        };
+        lemur_solvers::euler::generate(&cfg, seed, &mut |_, _| {})?
+    } else {
+        let cfg = lemur_solvers::rayleigh_benard::RbConfig {
+            nx,
+            nz: ny,
+            frames,
+            ..Default::default()
+        };
+        lemur_solvers::rayleigh_benard::generate(&cfg, seed, &mut |_, _| {})?
+    };
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
     let file = args.out.join("truth.hdf5");
     write_file(&file, &[&super::generate::to_well(t)])?;

@@ -68,7 +68,8 @@ pub struct TrainArgs {
     pub resume: Option<PathBuf>,
     /// Fine-tune: the new run (--out) starts from the weights of this run's latest checkpoint,
     /// of one checkpoint directory, or of an embedded run (pretrained-autoencoder, pretrained,
-    /// pretrained-surrogate), with a fresh optimizer and schedule. --config defaults to its
+    /// pretrained-surrogate; pretrained-rb-* for Rayleigh-Bénard), with a fresh optimizer and
+    /// schedule. --config defaults to its
     /// configuration.
     #[arg(long, conflicts_with = "resume")]
     pub init: Option<PathBuf>,
@@ -302,10 +303,13 @@ pub fn run(command: TrainCommand) -> Result<()> {
 fn run_command(command: TrainCommand) -> Result<()> {
     match command {
         TrainCommand::Autoencoder { data, common } => {
-            let args = lemur_train::autoencoder::AutoencoderArgs {
+            let mut args = lemur_train::autoencoder::AutoencoderArgs {
                 data,
                 common: common.common(ModelKind::Autoencoder)?,
             };
+            if let (Some(config), Some(data)) = (&mut args.common.config, &args.data) {
+                lemur_train::autoencoder::fit_preset_to_data(config, data)?;
+            }
             report(
                 "autoencoder",
                 &common,
@@ -324,10 +328,13 @@ fn run_command(command: TrainCommand) -> Result<()> {
 }
 
 fn emulator(kind: ModelKind, latents: Option<PathBuf>, common: &TrainArgs) -> Result<()> {
-    let args = lemur_train::emulator::EmulatorArgs {
+    let mut args = lemur_train::emulator::EmulatorArgs {
         latents,
         common: common.common(kind)?,
     };
+    if let (Some(config), Some(latents)) = (&mut args.common.config, &args.latents) {
+        lemur_train::emulator::fit_preset_to_latents(config, latents)?;
+    }
     let summary = lemur_train::emulator::train(kind, &args)?;
     report(&kind.to_string(), common, &summary)
 }

@@ -27,6 +27,17 @@ fn percentiles(mut v: Vec<f32>, lo: f64, hi: f64) -> (f32, f32) {
     (at(lo), at(hi))
 }
 
+/// A field `[H, W]` (H along x, W along y, as the Well stores it) as an image `[W, H]` with x
+/// to the right and y up, so that Rayleigh-Bénard's hot plate lies at the bottom of its wide
+/// box instead of along the left edge of a tall one.
+fn upright(v: &[f32], h: usize, w: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(h * w);
+    for r in 0..w {
+        out.extend((0..h).map(|x| v[x * w + (w - 1 - r)]));
+    }
+    out
+}
+
 /// Writes `OUT/frames/<field>/t0000.png ...` and `OUT/<field>.gif`; returns the number of
 /// files written. `truth` is `[T', C, H, W]` (T' may be shorter or longer than the prediction).
 pub fn rollout_images(
@@ -48,6 +59,7 @@ pub fn rollout_images(
     let mut written = 0;
     for (ci, name) in channels.iter().enumerate() {
         let at = |t: usize| (t * c + ci) * plane..(t * c + ci + 1) * plane;
+        let show = |v: &[f32]| upright(v, h, w);
         let all =
             |v: &[f32], n: usize| -> Vec<f32> { (0..n).flat_map(|t| v[at(t)].to_vec()).collect() };
         // The truth's range when known, so a prediction that drifts or blows up shows as
@@ -73,12 +85,18 @@ pub fn rollout_images(
         std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
         let mut frames = Vec::with_capacity(t_pred);
         for t in 0..t_pred {
+            let truth_t = truth.filter(|_| t < t_truth).map(|tr| show(&tr[at(t)]));
+            let (mean_t, member_t, spread_t) = (
+                show(&mean[at(t)]),
+                show(&member[at(t)]),
+                show(&spread[at(t)]),
+            );
+            let err_t = err.get(t).map(|e| show(e));
             let mut row = Vec::new();
-            if t < t_truth {
-                let tr = truth.expect("t_truth > 0 needs truth");
+            if let Some(tr) = &truth_t {
                 row.push(Panel {
                     title: "truth".into(),
-                    data: &tr[at(t)],
+                    data: tr,
                     cmap: Colormap::Viridis,
                     range: field_range,
                     colour_bar: false,
@@ -91,7 +109,7 @@ pub fn rollout_images(
                     "prediction"
                 }
                 .into(),
-                data: &mean[at(t)],
+                data: &mean_t,
                 cmap: Colormap::Viridis,
                 range: field_range,
                 colour_bar: pred.members == 1,
@@ -99,16 +117,16 @@ pub fn rollout_images(
             if pred.members > 1 {
                 row.push(Panel {
                     title: "member 0".into(),
-                    data: &member[at(t)],
+                    data: &member_t,
                     cmap: Colormap::Viridis,
                     range: field_range,
                     colour_bar: true,
                 });
             }
-            if t < t_truth {
+            if let Some(e_t) = &err_t {
                 row.push(Panel {
                     title: "error (mean - truth)".into(),
-                    data: &err[t],
+                    data: e_t,
                     cmap: Colormap::RdBu,
                     range: (-e, e),
                     colour_bar: true,
@@ -117,14 +135,14 @@ pub fn rollout_images(
             if pred.members > 1 {
                 row.push(Panel {
                     title: "ensemble spread".into(),
-                    data: &spread[at(t)],
+                    data: &spread_t,
                     cmap: Colormap::Magma,
                     range: (0.0, s_hi),
                     colour_bar: true,
                 });
             }
             let title = format!("{name}   frame {t} (step {})", t * stride);
-            let img = panels(&title, &row, h, w, scale);
+            let img = panels(&title, &row, w, h, scale);
             write_png(&dir.join(format!("t{t:04}.png")), &img)?;
             written += 1;
             frames.push(img);

@@ -13,7 +13,7 @@ use crate::error::{Result, TrainError};
 use crate::options::TrainOptions;
 use crate::provenance::{DataProvenance, FileEntry, absolute, git_revision};
 use crate::run::{CheckpointMeta, FORMAT, ModelKind};
-use crate::session::{self, CommonArgs, Start};
+use crate::session::{self, CommonArgs, ConfigSource, Start};
 use crate::trainer::{Objective, Summary, Trainer};
 
 /// Parses (and validates) a DCAE configuration, as the normalised JSON stored in checkpoints.
@@ -118,6 +118,25 @@ pub fn check_fit(root: &Path, stats: &Stats, grid: [usize; 2], cfg: &DcaeConfig)
             path: root.into(),
             detail: format!("grid {}x{}: {e}", grid[0], grid[1]),
         })?;
+    Ok(())
+}
+
+/// A built-in preset describes an architecture, not a dataset: its `pix_channels` becomes the
+/// channel count of the dataset at `data` (5 for Euler, 4 for Rayleigh-Bénard). A file given
+/// with `--config` is taken as written, and a dataset without readable statistics is left to
+/// the data check, which names it.
+pub fn fit_preset_to_data(config: &mut ConfigSource, data: &Path) -> Result<()> {
+    let ConfigSource::Preset { name, json } = config else {
+        return Ok(());
+    };
+    let Ok(stats) = Stats::load(data) else {
+        return Ok(());
+    };
+    let mut v: Value = serde_json::from_str(json).map_err(|e| {
+        TrainError::Options(format!("the built-in preset {name} does not parse: {e}"))
+    })?;
+    v["pix_channels"] = stats.channels.len().into();
+    *json = serde_json::to_string(&v).expect("a JSON value serialises");
     Ok(())
 }
 

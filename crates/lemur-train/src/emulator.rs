@@ -4,7 +4,7 @@
 //! `(B, C, L, H, W)` (channels first, as the ViT expects), with the trajectories' labels as
 //! `(B, n_labels)`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use lemur_tensor::{AnyBackend, Backend, ParamStore, Tensor};
 
@@ -14,7 +14,7 @@ use crate::latents::{LatentCache, LatentSet};
 use crate::options::TrainOptions;
 use crate::provenance::{DataProvenance, absolute, git_revision};
 use crate::run::{CheckpointMeta, FORMAT, ModelKind};
-use crate::session::{self, CommonArgs, Start};
+use crate::session::{self, CommonArgs, ConfigSource, Start};
 use crate::trainer::{Objective, Summary, Trainer};
 
 /// Arguments of `lemur train diffusion|surrogate`.
@@ -151,6 +151,26 @@ pub fn defaults(kind: ModelKind) -> TrainOptions {
         loss: loss.into(),
         ..TrainOptions::defaults()
     }
+}
+
+/// A built-in preset describes an architecture, not a latent cache: its `channels` and
+/// `label_features` become those of the latents at `latents` (Euler's and Rayleigh-Bénard's
+/// solvers label their trajectories with 3 and 4 numbers). A file given with `--config` is
+/// taken as written, and an unreadable cache is left to the data check, which names it.
+pub fn fit_preset_to_latents(config: &mut ConfigSource, latents: &Path) -> Result<()> {
+    let ConfigSource::Preset { name, json } = config else {
+        return Ok(());
+    };
+    let Ok(cache) = LatentCache::open(latents) else {
+        return Ok(());
+    };
+    let mut v: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+        TrainError::Options(format!("the built-in preset {name} does not parse: {e}"))
+    })?;
+    v["channels"] = cache.manifest.latent_shape[0].into();
+    v["label_features"] = cache.manifest.label_count.into();
+    *json = serde_json::to_string(&v).expect("a JSON value serialises");
+    Ok(())
 }
 
 /// Trains (or resumes) a diffusion or surrogate run.

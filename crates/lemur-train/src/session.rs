@@ -348,17 +348,32 @@ fn init_config(
     })
 }
 
+/// The keys of a model configuration that describe its data, not its architecture: a built-in
+/// preset takes them from the data of a new run (`autoencoder::fit_preset_to_data`,
+/// `emulator::fit_preset_to_latents`), or from the run it must match.
+const DATA_KEYS: [&str; 3] = ["pix_channels", "channels", "label_features"];
+
 /// `--config`'s configuration where it describes the `stored` run's model, else the keys that
-/// differ. Without `--dropout` the stored (possibly overridden) dropout stands.
+/// differ. Without `--dropout` the stored (possibly overridden) dropout stands, and a built-in
+/// preset takes the stored run's [`DATA_KEYS`].
 fn same_model(
     mut cfg: Value,
     stored: &Value,
     args: &CommonArgs,
 ) -> std::result::Result<Value, String> {
-    if args.overrides.dropout.is_none()
-        && let (Some(c), Some(d)) = (cfg.as_object_mut(), stored.get("dropout"))
-    {
-        c.insert("dropout".into(), d.clone());
+    let mut inherited: Vec<&str> = Vec::new();
+    if args.overrides.dropout.is_none() {
+        inherited.push("dropout");
+    }
+    if matches!(args.config, Some(ConfigSource::Preset { .. })) {
+        inherited.extend(DATA_KEYS);
+    }
+    if let Some(c) = cfg.as_object_mut() {
+        for key in inherited {
+            if let Some(v) = stored.get(key) {
+                c.insert(key.into(), v.clone());
+            }
+        }
     }
     if cfg != *stored {
         return Err(differing_keys(&cfg, stored).join("; "));
