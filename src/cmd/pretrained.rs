@@ -121,3 +121,22 @@ fn materialise(set: &str, files: &Files) -> Result<PathBuf> {
     }
     Ok(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_names_pick_a_set_and_a_kind() {
+        let pick = |name: &str| lookup(Path::new(name)).map(|(set, _, kind)| (set, kind));
+        assert_eq!(pick("pretrained"), Some(("euler64", "diffusion")));
+        assert_eq!(pick("pretrained-surrogate"), Some(("euler64", "surrogate")));
+        assert_eq!(pick("pretrained-autoencoder"), Some(("euler64", "autoencoder")));
+        assert_eq!(pick("pretrained-rb"), Some(("rb128x32", "diffusion")));
+        assert_eq!(pick("pretrained-rb-surrogate"), Some(("rb128x32", "surrogate")));
+        assert_eq!(pick("pretrained-rb-autoencoder"), Some(("rb128x32", "autoencoder")));
+        for path in ["pretrained-", "pretrained-rbx", "runs/pretrained", "pretrained-rb-"] {
+            assert_eq!(pick(path), None, "{path}");
+        }
+    }
+}
