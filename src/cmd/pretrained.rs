@@ -131,11 +131,25 @@ mod tests {
         let pick = |name: &str| lookup(Path::new(name)).map(|(set, _, kind)| (set, kind));
         assert_eq!(pick("pretrained"), Some(("euler64", "diffusion")));
         assert_eq!(pick("pretrained-surrogate"), Some(("euler64", "surrogate")));
-        assert_eq!(pick("pretrained-autoencoder"), Some(("euler64", "autoencoder")));
+        assert_eq!(
+            pick("pretrained-autoencoder"),
+            Some(("euler64", "autoencoder"))
+        );
         assert_eq!(pick("pretrained-rb"), Some(("rb128x32", "diffusion")));
-        assert_eq!(pick("pretrained-rb-surrogate"), Some(("rb128x32", "surrogate")));
-        assert_eq!(pick("pretrained-rb-autoencoder"), Some(("rb128x32", "autoencoder")));
-        for path in ["pretrained-", "pretrained-rbx", "runs/pretrained", "pretrained-rb-"] {
+        assert_eq!(
+            pick("pretrained-rb-surrogate"),
+            Some(("rb128x32", "surrogate"))
+        );
+        assert_eq!(
+            pick("pretrained-rb-autoencoder"),
+            Some(("rb128x32", "autoencoder"))
+        );
+        for path in [
+            "pretrained-",
+            "pretrained-rbx",
+            "runs/pretrained",
+            "pretrained-rb-",
+        ] {
             assert_eq!(pick(path), None, "{path}");
         }
     }
