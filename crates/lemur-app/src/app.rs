@@ -9,7 +9,7 @@ use lemur_tensor::gpu::ColormapParams;
 use lemur_tensor::{CpuBackend, GpuBackend, Tensor};
 use web_time::Instant;
 
-use crate::bundle::{Bundle, RunFiles};
+use crate::bundle::{Bundle, PretrainedSet, RunFiles};
 use crate::display::{
     DeviceTextures, HostTextures, MapChoice, PANELS, PanelView, colour_bar, panel_map,
 };
@@ -17,11 +17,11 @@ use crate::engine::{
     Compute, Job, ModelChoice, Models, Pending, SAMPLERS, Scores, Settings, Tick, method,
     method_name, poll_now,
 };
-use crate::error::Result;
+use crate::error::{AppError, Result};
 use crate::export::{Export, ExportKind};
 use crate::fields::Sign;
 use crate::platform;
-use crate::truth::{Initial, NAMED, Truth};
+use crate::truth::{Initial, NAMED, System, Truth};
 
 /// Which backend computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +44,8 @@ pub struct LaunchOptions {
     pub sampler: Option<String>,
     pub surrogate: bool,
     pub setup: Option<usize>,
+    /// The embedded runs to load (`--set`, `set=`).
+    pub set: PretrainedSet,
     /// Runs to load instead of the embedded ones (native: a directory).
     pub weights: Option<String>,
     /// Where exports are written natively (default `lemur-export/` in the working directory).
@@ -61,13 +63,98 @@ impl Default for LaunchOptions {
             sampler: None,
             surrogate: false,
             setup: None,
+            set: PretrainedSet::default(),
             weights: None,
             export_dir: None,
         }
     }
 }
 
+/// What the command line asks for.
+#[derive(Clone, Debug)]
+pub enum Command {
+    Help,
+    /// Open the window.
+    Window(LaunchOptions),
+    /// No window: print the first emulated frame's fingerprint.
+    FirstFrame(LaunchOptions),
+}
+
 impl LaunchOptions {
+    /// Parses the native command line (without the program name); see `main.rs`'s help.
+    pub fn from_args(args: &[String]) -> Result<Command> {
+        let mut opts = LaunchOptions::default();
+        let mut first_frame = false;
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let flag: &'static str = match arg.as_str() {
+                "-h" | "--help" => return Ok(Command::Help),
+                "--surrogate" => {
+                    opts.surrogate = true;
+                    continue;
+                }
+                "--first-frame" => {
+                    first_frame = true;
+                    continue;
+                }
+                "--backend" => "--backend",
+                "--ensemble" => "--ensemble",
+                "--steps" => "--steps",
+                "--horizon" => "--horizon",
+                "--seed" => "--seed",
+                "--setup" => "--setup",
+                "--sampler" => "--sampler",
+                "--set" => "--set",
+                "--weights" => "--weights",
+                other => {
+                    return Err(AppError::Setting {
+                        name: "option",
+                        value: other.into(),
+                        detail: "unknown (see --help)".into(),
+                    });
+                }
+            };
+            let value = it.next().ok_or_else(|| AppError::Setting {
+                name: flag,
+                value: String::new(),
+                detail: "needs a value (see --help)".into(),
+            })?;
+            let bad = |detail: &str| AppError::Setting {
+                name: flag,
+                value: value.clone(),
+                detail: detail.into(),
+            };
+            let number = || {
+                value
+                    .parse::<usize>()
+                    .map_err(|_| bad("not a whole number"))
+            };
+            match flag {
+                "--backend" => {
+                    opts.backend = match value.as_str() {
+                        "gpu" => BackendPref::Gpu,
+                        "cpu" => BackendPref::Cpu,
+                        "auto" => BackendPref::Auto,
+                        _ => return Err(bad("expected gpu, cpu or auto")),
+                    }
+                }
+                "--ensemble" => opts.ensemble = Some(number()?),
+                "--steps" => opts.steps = Some(number()?),
+                "--horizon" => opts.horizon = Some(number()?),
+                "--seed" => opts.seed = Some(number()? as u64),
+                "--setup" => opts.setup = Some(number()?),
+                "--sampler" => opts.sampler = Some(value.clone()),
+                "--set" => opts.set = PretrainedSet::parse(value)?,
+                _ => opts.weights = Some(value.clone()),
+            }
+        }
+        Ok(if first_frame {
+            Command::FirstFrame(opts)
+        } else {
+            Command::Window(opts)
+        })
+    }
+
     /// The first rollout's settings: the paper's sampler, and an ensemble sized for the
     /// backend (8 on a GPU, 2 on the CPU fallback), overridden by the options.
     pub fn settings(&self, on_gpu: bool, horizon_default: usize) -> Result<Settings> {
@@ -116,11 +203,11 @@ impl<B: Compute> Sim<B> {
     pub(crate) fn new(models: Models<B>, settings: Settings) -> Result<Self> {
         let truth = Truth::new(
             settings.initial,
+            models.system,
             models.grid,
             models.stride,
             settings.context + settings.horizon,
             &models.stats.channels,
-            models.dataset_name.contains("periodic"),
         )?;
         let job = Job::new(&models, settings)?;
         Ok(Self { models, truth, job })
@@ -136,11 +223,11 @@ impl<B: Compute> Sim<B> {
         {
             self.truth = Truth::new(
                 settings.initial,
+                self.models.system,
                 self.models.grid,
                 self.models.stride,
                 settings.context + settings.horizon,
                 &self.models.stats.channels,
-                self.models.dataset_name.contains("periodic"),
             )?;
         }
         self.job = job;
@@ -246,6 +333,8 @@ pub struct LemurApp {
     render_state: Option<egui_wgpu::RenderState>,
     /// Settings being edited; applied by "rerun" or any change.
     pub settings: Option<Settings>,
+    /// The last session's settings while another set loads, for the next session.
+    carry: Option<Settings>,
     pub view: ViewState,
     host_textures: HostTextures,
     device_textures: DeviceTextures,
@@ -316,6 +405,7 @@ impl LemurApp {
             session: None,
             render_state: cc.wgpu_render_state.clone(),
             settings: None,
+            carry: None,
             view: ViewState::default(),
             host_textures: HostTextures::default(),
             device_textures: DeviceTextures::default(),
@@ -379,9 +469,24 @@ impl LemurApp {
         }
     }
 
+    /// The first rollout's settings on `system`: those carried over from the last set, or
+    /// the launch options'.
+    fn first_settings(&mut self, on_gpu: bool, system: System) -> Result<Settings> {
+        match self.carry.take() {
+            Some(mut s) => {
+                if let (Initial::Named(_), false) = (s.initial, system.has_named_setups()) {
+                    s.initial = Initial::Random(s.seed);
+                }
+                Ok(s)
+            }
+            None => self.opts.settings(on_gpu, HORIZON),
+        }
+    }
+
     fn start(&mut self, files: [RunFiles; 3]) -> Result<()> {
         let bundle = Bundle::parse(&files)?;
         drop(files);
+        let system = System::of(&bundle.dataset_name)?;
         let session = match self.gpu_for() {
             Some(rs) => {
                 let polling = lemur_tensor::gpu::Polling::External;
@@ -391,12 +496,12 @@ impl LemurApp {
                     &rs.adapter.get_info(),
                     polling,
                 )?;
-                let settings = self.opts.settings(true, HORIZON)?;
+                let settings = self.first_settings(true, system)?;
                 Session::Gpu(Sim::new(Models::new(gpu, &bundle)?, settings)?)
             }
             None => {
                 self.note = Some(self.fallback_reason());
-                let settings = self.opts.settings(false, HORIZON)?;
+                let settings = self.first_settings(false, system)?;
                 #[cfg(not(target_arch = "wasm32"))]
                 {
                     self.worker = Some(crate::worker::Worker::spawn(bundle.clone(), settings));
@@ -546,14 +651,43 @@ impl LemurApp {
     }
 
     fn controls(&mut self, ui: &mut egui::Ui) {
-        let Some(mut s) = self.settings else {
-            return;
-        };
-        let before = s;
+        let before = self.settings;
+        let mut edit = before;
         let mut rerun = false;
+        let mut switch = None;
+        let (set, custom) = (self.opts.set, self.opts.weights.is_some());
+        let loading = matches!(self.loading, Loading::Waiting(_));
+        let (named, description) = self.session.as_ref().map_or((true, None), |s| {
+            with_sim!(s, s => (s.models.system.has_named_setups(), Some(s.truth.description.clone())))
+        });
         ui.horizontal_wrapped(|ui| {
             ui.strong("lemur");
             ui.separator();
+            let current = if custom {
+                "custom runs (weights)"
+            } else {
+                set.label()
+            };
+            // Not while a set loads: its downloads' callbacks must outlive them.
+            ui.add_enabled_ui(!loading, |ui| {
+                egui::ComboBox::new("set", "system")
+                    .selected_text(current)
+                    .show_ui(ui, |ui| {
+                        for other in PretrainedSet::ALL {
+                            if ui
+                                .selectable_label(!custom && other == set, other.label())
+                                .clicked()
+                                && (custom || other != set)
+                            {
+                                switch = Some(other);
+                            }
+                        }
+                    });
+            });
+            ui.separator();
+            let Some(s) = edit.as_mut() else {
+                return;
+            };
             ui.label("model");
             ui.selectable_value(&mut s.model, ModelChoice::Diffusion, "diffusion");
             ui.selectable_value(&mut s.model, ModelChoice::Surrogate, "surrogate");
@@ -581,27 +715,46 @@ impl LemurApp {
             ui.label("horizon");
             ui.add(egui::DragValue::new(&mut s.horizon).range(1..=96));
             ui.separator();
-            egui::ComboBox::new("initial", "initial condition")
-                .selected_text(s.initial.label())
-                .show_ui(ui, |ui| {
-                    let seed = match s.initial {
-                        Initial::Random(k) => k,
-                        Initial::Named(_) => s.seed,
-                    };
-                    ui.selectable_value(&mut s.initial, Initial::Random(seed), "random (IC seed)");
-                    for (i, (name, _)) in NAMED.iter().enumerate() {
-                        ui.selectable_value(&mut s.initial, Initial::Named(i), *name);
-                    }
-                });
+            // The named setups are Euler problems; other systems start from random ones.
+            if named {
+                egui::ComboBox::new("initial", "initial condition")
+                    .selected_text(s.initial.label())
+                    .show_ui(ui, |ui| {
+                        let seed = match s.initial {
+                            Initial::Random(k) => k,
+                            Initial::Named(_) => s.seed,
+                        };
+                        ui.selectable_value(
+                            &mut s.initial,
+                            Initial::Random(seed),
+                            "random (IC seed)",
+                        );
+                        for (i, (name, _)) in NAMED.iter().enumerate() {
+                            ui.selectable_value(&mut s.initial, Initial::Named(i), *name);
+                        }
+                    });
+            } else {
+                ui.label("initial condition: random");
+            }
             if let Initial::Random(k) = &mut s.initial {
                 ui.label("IC seed");
                 ui.add(egui::DragValue::new(k).range(0..=99999));
+            }
+            if let Some(d) = &description {
+                ui.label(RichText::new(d).weak());
             }
             if ui.button("Rerun").clicked() {
                 rerun = true;
             }
         });
-        if s != before {
+        if let Some(set) = switch {
+            self.switch_set(set);
+            return;
+        }
+        let Some(s) = edit else {
+            return;
+        };
+        if edit != before {
             if let Err(e) = s.validate(5) {
                 self.error = Some(e.to_string());
             }
@@ -611,6 +764,48 @@ impl LemurApp {
         if rerun {
             self.rerun();
         }
+    }
+
+    /// Loads the embedded runs of `set` (natively from the binary, in the browser by
+    /// fetching them, with the loading screen's progress) and starts a new session on them.
+    /// The sampler settings carry over.
+    pub fn switch_set(&mut self, set: PretrainedSet) {
+        self.carry = self.settings.or(self.carry);
+        self.opts.set = set;
+        self.opts.weights = None;
+        self.session = None;
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            // Dropping the worker's channel ends its thread after its current slice.
+            self.worker = None;
+        }
+        self.settings = None;
+        self.drawn = None;
+        self.display_flush = None;
+        self.fingerprint = None;
+        self.curves = [Vec::new(), Vec::new()];
+        self.error = None;
+        self.note = None;
+        self.view = ViewState {
+            playing: self.view.playing,
+            looping: self.view.looping,
+            speed: self.view.speed,
+            ..ViewState::default()
+        };
+        self.range_cache.set(None);
+        self.runs += 1;
+        self.reported.first_frame = false;
+        self.reported.state = "loading";
+        platform::report("state", "loading");
+        self.loading = match platform::load_runs(&self.opts) {
+            Ok(f) => Loading::Waiting(f),
+            Err(e) => Loading::Failed(e.to_string()),
+        };
+    }
+
+    /// The embedded set the app shows (`None` for runs from `--weights`).
+    pub fn set(&self) -> Option<PretrainedSet> {
+        self.opts.weights.is_none().then_some(self.opts.set)
     }
 
     fn view_controls(&mut self, ui: &mut egui::Ui, names: &[String], members: usize) {
@@ -864,16 +1059,17 @@ impl LemurApp {
             return;
         };
         let members = self.settings.map_or(1, |s| s.members());
-        // Five panels in a row, or three and two, whichever gives the larger panels.
-        let (w, h) = (ui.available_width(), ui.available_height());
-        let side_for =
-            |per_row: usize, rows: usize| (w / per_row as f32 - 92.0).min(h / rows as f32 - 48.0);
-        let per_row = if side_for(5, 1) >= side_for(3, 2) {
-            5
-        } else {
-            3
-        };
-        let side = side_for(per_row, if per_row == 5 { 1 } else { 2 }).clamp(96.0, 480.0);
+        let (orientation, grid) = self.session.as_ref().map_or(
+            (crate::display::Orientation::Rows, [1, 1]),
+            |s| with_sim!(s, s => (crate::display::Orientation::of(s.models.system), s.models.grid)),
+        );
+        // Room beside each panel for its colour bar, and below for its title and note.
+        let (per_row, size) = crate::display::panel_layout(
+            5,
+            orientation.aspect(grid),
+            ui.available_size(),
+            egui::vec2(92.0, 48.0),
+        );
         let mut rects = Vec::new();
         egui::Grid::new("panels")
             .spacing([8.0, 8.0])
@@ -886,19 +1082,11 @@ impl LemurApp {
                         };
                         ui.label(RichText::new(title).strong());
                         ui.horizontal(|ui| {
+                            let (r, _) = ui.allocate_exact_size(size, egui::Sense::hover());
+                            rects.push(r);
                             match ids[i] {
-                                Some(id) => {
-                                    let r = ui.image(egui::load::SizedTexture::new(
-                                        id,
-                                        egui::vec2(side, side),
-                                    ));
-                                    rects.push(r.rect);
-                                }
+                                Some(id) => orientation.paint(ui, id, r),
                                 None => {
-                                    let (r, _) = ui.allocate_exact_size(
-                                        egui::vec2(side, side),
-                                        egui::Sense::hover(),
-                                    );
                                     ui.painter().text(
                                         r.center(),
                                         egui::Align2::CENTER_CENTER,
@@ -906,11 +1094,10 @@ impl LemurApp {
                                         egui::FontId::proportional(13.0),
                                         ui.visuals().weak_text_color(),
                                     );
-                                    rects.push(r);
                                 }
                             }
                             let (lo, hi) = key.ranges[i];
-                            colour_bar(ui, key.maps[i], lo, hi, side);
+                            colour_bar(ui, key.maps[i], lo, hi, size.y.max(48.0));
                         });
                         let note = match i {
                             2 if members == 1 => "one member: the member is the mean",
@@ -921,7 +1108,7 @@ impl LemurApp {
                             ui.label(RichText::new(note).small().weak());
                         }
                     });
-                    if i + 1 == per_row {
+                    if (i + 1) % per_row == 0 {
                         ui.end_row();
                     }
                 }
@@ -1281,7 +1468,7 @@ impl eframe::App for LemurApp {
 pub fn headless_first_frame(opts: &LaunchOptions) -> Result<String> {
     let files = match &opts.weights {
         Some(dir) => Bundle::read_dir(std::path::Path::new(dir))?,
-        None => Bundle::embedded_files(),
+        None => Bundle::embedded_files(opts.set),
     };
     let bundle = Bundle::parse(&files)?;
     let settings = opts.settings(false, HORIZON)?;

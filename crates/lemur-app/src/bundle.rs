@@ -1,8 +1,8 @@
 //! The pretrained runs the app emulates with: an autoencoder, a diffusion run and a surrogate
 //! run, each as the two files of a lemur checkpoint (`checkpoint.json` and
-//! `model.safetensors`). Natively they are the runs embedded in `assets/pretrained` (f32, the
-//! same bytes `lemur rollout` uses); the browser fetches the f16 copies in `web/pretrained`
-//! (half the download, converted to f32 on load).
+//! `model.safetensors`). There is one stored copy per [`PretrainedSet`], in
+//! `web/pretrained/<set>` (F16, converted to f32 on load): natively it is embedded in the
+//! binary, the browser fetches the same files.
 
 use std::path::Path;
 
@@ -15,6 +15,87 @@ use crate::error::{AppError, Result};
 
 /// The three runs, by the names of their directories.
 pub const RUNS: [&str; 3] = ["autoencoder", "diffusion", "surrogate"];
+
+/// The embedded sets of pretrained runs, each in `web/pretrained/<dir>`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PretrainedSet {
+    /// Euler, periodic boundaries, 64x64 (`euler_multi_quadrants_periodicBC`).
+    #[default]
+    Euler64,
+    /// Rayleigh-Bénard convection, 128x32 (`rayleigh_benard`).
+    Rb128x32,
+}
+
+impl PretrainedSet {
+    pub const ALL: [PretrainedSet; 2] = [PretrainedSet::Euler64, PretrainedSet::Rb128x32];
+
+    /// The directory under `web/pretrained` (and the value of `--set` and `set=`).
+    pub fn dir(self) -> &'static str {
+        match self {
+            PretrainedSet::Euler64 => "euler64",
+            PretrainedSet::Rb128x32 => "rb128x32",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PretrainedSet::Euler64 => "Euler, periodic 64x64",
+            PretrainedSet::Rb128x32 => "Rayleigh-Bénard 128x32",
+        }
+    }
+
+    /// The set named `name` (its directory); the error names the accepted values.
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.dir() == name)
+            .ok_or_else(|| AppError::Setting {
+                name: "set",
+                value: name.into(),
+                detail: format!("expected one of {}", Self::ALL.map(Self::dir).join(", ")),
+            })
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn files(self) -> [RunFiles; 3] {
+        macro_rules! run {
+            ($set:literal, $name:literal) => {
+                RunFiles {
+                    source: concat!("web/pretrained/", $set, "/", $name).into(),
+                    checkpoint: include_bytes!(concat!(
+                        "../../../web/pretrained/",
+                        $set,
+                        "/",
+                        $name,
+                        "/checkpoint.json"
+                    ))
+                    .to_vec(),
+                    weights: include_bytes!(concat!(
+                        "../../../web/pretrained/",
+                        $set,
+                        "/",
+                        $name,
+                        "/model.safetensors"
+                    ))
+                    .to_vec(),
+                }
+            };
+        }
+        macro_rules! set {
+            ($set:literal) => {
+                [
+                    run!($set, "autoencoder"),
+                    run!($set, "diffusion"),
+                    run!($set, "surrogate"),
+                ]
+            };
+        }
+        match self {
+            PretrainedSet::Euler64 => set!("euler64"),
+            PretrainedSet::Rb128x32 => set!("rb128x32"),
+        }
+    }
+}
 
 /// One run's two files.
 #[derive(Clone)]
@@ -251,34 +332,15 @@ impl Bundle {
         })
     }
 
-    /// The runs embedded in the binary: `assets/pretrained/euler64`, as `lemur rollout` uses.
+    /// The runs of `set` embedded in the binary (`web/pretrained/<set>`).
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn embedded_files() -> [RunFiles; 3] {
-        macro_rules! run {
-            ($name:literal) => {
-                RunFiles {
-                    source: concat!("assets/pretrained/euler64/", $name).into(),
-                    checkpoint: include_bytes!(concat!(
-                        "../../../assets/pretrained/euler64/",
-                        $name,
-                        "/checkpoint.json"
-                    ))
-                    .to_vec(),
-                    weights: include_bytes!(concat!(
-                        "../../../assets/pretrained/euler64/",
-                        $name,
-                        "/model.safetensors"
-                    ))
-                    .to_vec(),
-                }
-            };
-        }
-        [run!("autoencoder"), run!("diffusion"), run!("surrogate")]
+    pub fn embedded_files(set: PretrainedSet) -> [RunFiles; 3] {
+        set.files()
     }
 
     /// Reads the runs from a directory holding `autoencoder/`, `diffusion/` and `surrogate/`:
-    /// packed runs (the two files side by side, e.g. `web/pretrained/euler64`, the browser's
-    /// f16 copies) or run directories as `lemur train` and `lemur import` write them (the
+    /// packed runs (the two files side by side, e.g. `web/pretrained/euler64`) or run
+    /// directories as `lemur train` and `lemur import` write them (the
     /// pointer `checkpoint.json` naming the checkpoint directory that holds the weights).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn read_dir(dir: &Path) -> Result<[RunFiles; 3]> {

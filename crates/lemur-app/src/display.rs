@@ -8,6 +8,7 @@ use lemur_plot::Colormap;
 use lemur_tensor::gpu::{ColormapParams, colormap_cpu};
 
 use crate::fields::Sign;
+use crate::truth::System;
 
 /// The five panels, left to right.
 pub const PANELS: [&str; 5] = [
@@ -77,6 +78,109 @@ pub fn lut(cmap: Colormap) -> [u32; 256] {
 pub fn unpack(c: u32) -> Color32 {
     let [r, g, b, a] = c.to_le_bytes();
     Color32::from_rgba_unmultiplied(r, g, b, a)
+}
+
+/// How a field's `[H, W]` grid (H along x) is laid on the screen. The textures always hold
+/// H rows of W texels (as the colour-map kernel writes them); the panel's texture
+/// coordinates turn them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Orientation {
+    /// H down the screen, W across: the Euler panels (a square, periodic domain).
+    Rows,
+    /// H (x) across, W (z) up: Rayleigh-Bénard with its hot wall at the bottom and its
+    /// wide periodic direction across.
+    Upright,
+}
+
+impl Orientation {
+    pub fn of(system: System) -> Self {
+        match system {
+            System::Euler { .. } => Orientation::Rows,
+            System::RayleighBenard => Orientation::Upright,
+        }
+    }
+
+    /// Texels across and down the screen of an `[h, w]` grid.
+    pub fn screen(self, [h, w]: [usize; 2]) -> [usize; 2] {
+        match self {
+            Orientation::Rows => [w, h],
+            Orientation::Upright => [h, w],
+        }
+    }
+
+    /// Width over height of a panel.
+    pub fn aspect(self, grid: [usize; 2]) -> f32 {
+        let [across, down] = self.screen(grid);
+        across as f32 / down.max(1) as f32
+    }
+
+    /// Texture coordinates at the panel's top-left, top-right, bottom-right and bottom-left.
+    fn uvs(self) -> [egui::Pos2; 4] {
+        let p = egui::pos2;
+        match self {
+            Orientation::Rows => [p(0.0, 0.0), p(1.0, 0.0), p(1.0, 1.0), p(0.0, 1.0)],
+            // Across the screen walks the texture's rows; up walks its columns.
+            Orientation::Upright => [p(1.0, 0.0), p(1.0, 1.0), p(0.0, 1.0), p(0.0, 0.0)],
+        }
+    }
+
+    /// Paints texture `id` into `rect`, turned to this orientation.
+    pub fn paint(self, ui: &egui::Ui, id: TextureId, rect: egui::Rect) {
+        let corners = [
+            rect.left_top(),
+            rect.right_top(),
+            rect.right_bottom(),
+            rect.left_bottom(),
+        ];
+        let mut mesh = egui::Mesh::with_texture(id);
+        for (pos, uv) in corners.into_iter().zip(self.uvs()) {
+            mesh.vertices.push(egui::epaint::Vertex {
+                pos,
+                uv,
+                color: Color32::WHITE,
+            });
+        }
+        mesh.indices = vec![0, 1, 2, 0, 2, 3];
+        ui.painter().add(egui::Shape::mesh(mesh));
+    }
+
+    /// An `[h, w]` plane as the screen shows it, row-major, and its (rows, columns).
+    pub fn plane(self, data: &[f32], [h, w]: [usize; 2]) -> (Vec<f32>, [usize; 2]) {
+        match self {
+            Orientation::Rows => (data.to_vec(), [h, w]),
+            Orientation::Upright => {
+                let out = (0..w)
+                    .flat_map(|r| (0..h).map(move |c| data[c * w + (w - 1 - r)]))
+                    .collect();
+                (out, [w, h])
+            }
+        }
+    }
+}
+
+/// Panels per row and each panel's size (points) for `n` panels of aspect `aspect` (width
+/// over height) in `avail` points: the layout with the largest panels, leaving `extra`
+/// points beside (colour bar) and below (title, note) each panel.
+pub fn panel_layout(
+    n: usize,
+    aspect: f32,
+    avail: egui::Vec2,
+    extra: egui::Vec2,
+) -> (usize, egui::Vec2) {
+    let width_for = |per_row: usize| {
+        let rows = n.div_ceil(per_row);
+        let by_width = avail.x / per_row as f32 - extra.x;
+        let by_height = (avail.y / rows as f32 - extra.y) * aspect;
+        by_width.min(by_height)
+    };
+    // Ties go to fewer panels per row (3 + 2 rather than 4 + 1).
+    let per_row = (1..=n)
+        .max_by(|&a, &b| width_for(a).total_cmp(&width_for(b)).then(b.cmp(&a)))
+        .unwrap_or(n);
+    // Between 96 and 480 points square in area: legible, and never a poster.
+    let root = aspect.sqrt();
+    let width = width_for(per_row).clamp(96.0 * root, 480.0 * root);
+    (per_row, egui::vec2(width, width / aspect))
 }
 
 /// What one panel shows: a channel of a buffer, an offset into it, a range and a map.
@@ -241,6 +345,32 @@ pub fn fmt_tick(v: f32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn orientations_turn_the_grid() {
+        // x (H) = 3 across, z (W) = 2 up: the top row is z = 1, the bottom row z = 0.
+        let data = [0.0, 1.0, 10.0, 11.0, 20.0, 21.0];
+        assert_eq!(
+            Orientation::Upright.plane(&data, [3, 2]),
+            (vec![1.0, 11.0, 21.0, 0.0, 10.0, 20.0], [2, 3])
+        );
+        assert_eq!(Orientation::Rows.plane(&data, [3, 2]).1, [3, 2]);
+        assert_eq!(Orientation::Upright.aspect([128, 32]), 4.0);
+        assert_eq!(Orientation::Rows.aspect([64, 64]), 1.0);
+    }
+
+    #[test]
+    fn panels_keep_their_aspect_and_fill_the_space() {
+        let extra = egui::vec2(92.0, 48.0);
+        let (per_row, size) = panel_layout(5, 1.0, egui::vec2(1100.0, 700.0), extra);
+        assert_eq!(size.x, size.y);
+        assert!(per_row == 3 || per_row == 5, "{per_row}");
+        // Wide panels stack: two or fewer per row, four times wider than high.
+        let (per_row, size) = panel_layout(5, 4.0, egui::vec2(1100.0, 700.0), extra);
+        assert!(per_row <= 2, "{per_row}");
+        assert!((size.x / size.y - 4.0).abs() < 1e-4, "{size:?}");
+        assert!(size.x * per_row as f32 <= 1100.0);
+    }
 
     #[test]
     fn lut_matches_the_plot_colours_and_ticks_read_well() {

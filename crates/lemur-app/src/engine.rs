@@ -24,7 +24,7 @@ use web_time::Instant;
 use crate::bundle::{Bundle, HostTensors};
 use crate::error::{AppError, Result};
 use crate::fields::FieldLayout;
-use crate::truth::{Initial, Truth};
+use crate::truth::{Initial, System, Truth};
 
 /// A future the app polls once per frame (never blocking on it).
 pub type Pending<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -171,6 +171,8 @@ pub struct Models<B: Compute> {
     pub stride: usize,
     pub grid: [usize; 2],
     pub dataset_name: String,
+    /// What the truth's solver simulates, from the dataset name.
+    pub system: System,
     /// (1, C, 1, 1): std, mean and 1 where the channel was log1p-transformed.
     denorm: [Tensor<B>; 3],
     _params: [ParamStore<B>; 3],
@@ -188,6 +190,7 @@ fn load<B: Backend>(params: &ParamStore<B>, weights: &HostTensors, source: &str)
 
 impl<B: Compute> Models<B> {
     pub fn new(backend: B, bundle: &Bundle) -> Result<Self> {
+        let system = System::of(&bundle.dataset_name)?;
         let mut ps: [ParamStore<B>; 3] = Default::default();
         let [pa, pd, psur] = &mut ps;
         let autoencoder = Dcae::new(
@@ -220,6 +223,7 @@ impl<B: Compute> Models<B> {
             stride: bundle.stride,
             grid: bundle.grid,
             dataset_name: bundle.dataset_name.clone(),
+            system,
             backend,
             autoencoder,
             denoiser,

@@ -10,7 +10,7 @@ use lemur_plot::{Colormap, Panel, encode_png, panels};
 use lemur_tensor::Tensor;
 
 use crate::app::Sim;
-use crate::display::PANELS;
+use crate::display::{Orientation, PANELS};
 use crate::engine::{Compute, Pending, poll_now};
 use crate::error::{AppError, Result};
 use crate::platform;
@@ -35,6 +35,8 @@ pub struct Export {
     panels: Vec<(String, Colormap, (f32, f32))>,
     field: usize,
     grid: [usize; 2],
+    /// The PNG shows the panels as the window does.
+    orientation: Orientation,
     /// Safetensors: N, T, C, D and the metadata.
     dims: [usize; 4],
     meta: HashMap<String, String>,
@@ -151,6 +153,7 @@ impl Export {
             panels,
             field,
             grid: [h, w],
+            orientation: Orientation::of(s.models.system),
             dims: [n, frames.len(), c, d],
             meta,
             name,
@@ -187,15 +190,22 @@ impl Export {
         let plane = h * w;
         let f = self.field;
         let empty = vec![f32::NAN; plane];
+        let shown: Vec<(Vec<f32>, [usize; 2])> = (0..self.panels.len())
+            .map(|i| {
+                let data = self.parts[i]
+                    .as_ref()
+                    .map_or(&empty[..], |v| &v[f * plane..(f + 1) * plane]);
+                self.orientation.plane(data, self.grid)
+            })
+            .collect();
+        let [w, h] = self.orientation.screen(self.grid);
         let row: Vec<Panel<'_>> = self
             .panels
             .iter()
-            .enumerate()
-            .map(|(i, (title, cmap, range))| Panel {
+            .zip(&shown)
+            .map(|((title, cmap, range), (data, _))| Panel {
                 title: title.clone(),
-                data: self.parts[i]
-                    .as_ref()
-                    .map_or(&empty[..], |v| &v[f * plane..(f + 1) * plane]),
+                data,
                 cmap: *cmap,
                 range: *range,
                 colour_bar: true,

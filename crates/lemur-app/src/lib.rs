@@ -1,5 +1,5 @@
 //! lemur's visualiser: live latent rollouts of the pretrained emulators beside the built-in
-//! Euler solver, natively (eframe on wgpu) and in the browser (wasm, WebGPU or the CPU
+//! solvers (Euler, Rayleigh-Bénard), natively (eframe on wgpu) and in the browser (wasm, WebGPU or the CPU
 //! backend). The app is a library (`LemurApp`); `main.rs` holds the native and web entry
 //! points.
 

@@ -25,12 +25,12 @@ mod imp {
         static REPORTED: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
     }
 
-    /// The embedded runs, or those in `--weights DIR`.
+    /// The embedded runs of `--set`, or those in `--weights DIR`.
     pub fn load_runs(opts: &LaunchOptions) -> Result<Pending<Result<[RunFiles; 3]>>> {
         START.get_or_init(Instant::now);
         let files = match &opts.weights {
             Some(dir) => Bundle::read_dir(std::path::Path::new(dir)),
-            None => Ok(Bundle::embedded_files()),
+            None => Ok(Bundle::embedded_files(opts.set)),
         };
         Ok(Box::pin(std::future::ready(files)))
     }
@@ -72,7 +72,7 @@ mod imp {
 #[cfg(target_arch = "wasm32")]
 mod imp {
     use super::*;
-    use crate::bundle::RUNS;
+    use crate::bundle::{PretrainedSet, RUNS};
     use crate::error::AppError;
     use std::cell::RefCell;
     use wasm_bindgen::JsCast;
@@ -84,17 +84,39 @@ mod imp {
         static PROGRESS: RefCell<Vec<(f64, f64)>> = const { RefCell::new(Vec::new()) };
     }
 
-    /// The checkpoints travel inside the wasm (24 KB); they also name the browser cache, so a
-    /// retrained run is never served from a stale cache.
-    const CHECKPOINTS: [&str; 3] = [
-        include_str!("../../../web/pretrained/euler64/autoencoder/checkpoint.json"),
-        include_str!("../../../web/pretrained/euler64/diffusion/checkpoint.json"),
-        include_str!("../../../web/pretrained/euler64/surrogate/checkpoint.json"),
-    ];
+    /// The checkpoints of a set's runs. They travel inside the wasm (a few KB each); they
+    /// also name the browser cache, so a retrained run is never served from a stale cache.
+    fn checkpoints(set: PretrainedSet) -> [&'static str; 3] {
+        macro_rules! set {
+            ($set:literal) => {
+                [
+                    include_str!(concat!(
+                        "../../../web/pretrained/",
+                        $set,
+                        "/autoencoder/checkpoint.json"
+                    )),
+                    include_str!(concat!(
+                        "../../../web/pretrained/",
+                        $set,
+                        "/diffusion/checkpoint.json"
+                    )),
+                    include_str!(concat!(
+                        "../../../web/pretrained/",
+                        $set,
+                        "/surrogate/checkpoint.json"
+                    )),
+                ]
+            };
+        }
+        match set {
+            PretrainedSet::Euler64 => set!("euler64"),
+            PretrainedSet::Rb128x32 => set!("rb128x32"),
+        }
+    }
 
-    fn cache_name() -> String {
+    fn cache_name(checkpoints: &[&str; 3]) -> String {
         let mut h = 0xcbf2_9ce4_8422_2325u64;
-        for c in CHECKPOINTS {
+        for c in checkpoints {
             for b in c.bytes() {
                 h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
             }
@@ -109,26 +131,29 @@ mod imp {
         }
     }
 
-    /// Fetches the f16 weights of the three runs (from the browser's cache when it has them),
-    /// reporting progress for the loading bar.
+    /// Fetches the f16 weights of the three runs of the chosen set, `pretrained/<set>/<run>/`
+    /// (from the browser's cache when it has them), reporting progress for the loading bar.
+    /// `weights=URL` replaces the base URL; its runs must have the set's checkpoints.
     pub fn load_runs(opts: &LaunchOptions) -> Result<Pending<Result<[RunFiles; 3]>>> {
         let base = opts
             .weights
             .clone()
-            .unwrap_or_else(|| "pretrained/euler64".into());
+            .unwrap_or_else(|| format!("pretrained/{}", opts.set.dir()));
+        let checkpoints = checkpoints(opts.set);
+        let cache = cache_name(&checkpoints);
         PROGRESS.with(|p| *p.borrow_mut() = vec![(0.0, 0.0); RUNS.len()]);
         Ok(Box::pin(async move {
             let mut out = Vec::new();
             let futures: Vec<_> = RUNS
                 .iter()
                 .enumerate()
-                .map(|(i, run)| fetch(format!("{base}/{run}/model.safetensors"), i))
+                .map(|(i, run)| fetch(&cache, format!("{base}/{run}/model.safetensors"), i))
                 .collect();
             for (i, f) in futures.into_iter().enumerate() {
                 let weights = f.await?;
                 out.push(RunFiles {
                     source: format!("{base}/{}", RUNS[i]),
-                    checkpoint: CHECKPOINTS[i].as_bytes().to_vec(),
+                    checkpoint: checkpoints[i].as_bytes().to_vec(),
                     weights,
                 });
             }
@@ -138,9 +163,9 @@ mod imp {
         }))
     }
 
-    async fn cached(url: &str) -> Option<(web_sys::Cache, Option<Vec<u8>>)> {
+    async fn cached(name: &str, url: &str) -> Option<(web_sys::Cache, Option<Vec<u8>>)> {
         let caches = web_sys::window()?.caches().ok()?;
-        let cache: web_sys::Cache = JsFuture::from(caches.open(&cache_name()))
+        let cache: web_sys::Cache = JsFuture::from(caches.open(name))
             .await
             .ok()?
             .dyn_into()
@@ -156,8 +181,8 @@ mod imp {
         Some((cache, bytes))
     }
 
-    async fn fetch(url: String, slot: usize) -> Result<Vec<u8>> {
-        let cache = cached(&url).await;
+    async fn fetch(cache: &str, url: String, slot: usize) -> Result<Vec<u8>> {
+        let cache = cached(cache, &url).await;
         if let Some((_, Some(bytes))) = &cache {
             let n = bytes.len() as f64;
             PROGRESS.with(|p| p.borrow_mut()[slot] = (n, n));
@@ -316,16 +341,20 @@ mod imp {
         Ok(format!("downloaded {name}"))
     }
 
-    /// Launch options from the page's query string: `ensemble`, `seed`, `steps`, `horizon`,
-    /// `sampler`, `model=surrogate`, `setup`, `backend=gpu|cpu`, `weights` (a base URL).
-    pub fn url_options() -> LaunchOptions {
+    /// Launch options from the page's query string: `set`, `ensemble`, `seed`, `steps`,
+    /// `horizon`, `sampler`, `model=surrogate`, `setup`, `backend=gpu|cpu`, `weights` (a base
+    /// URL). An unknown `set` is an error on the page that names the accepted values.
+    pub fn url_options() -> Result<LaunchOptions> {
         let mut o = LaunchOptions::default();
         let Some(search) = web_sys::window().and_then(|w| w.location().search().ok()) else {
-            return o;
+            return Ok(o);
         };
         let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else {
-            return o;
+            return Ok(o);
         };
+        if let Some(set) = params.get("set") {
+            o.set = PretrainedSet::parse(&set)?;
+        }
         let num = |k: &str| params.get(k).and_then(|v| v.parse::<usize>().ok());
         o.ensemble = num("ensemble");
         o.steps = num("steps");
@@ -340,6 +369,6 @@ mod imp {
             Some("gpu") => crate::BackendPref::Gpu,
             _ => crate::BackendPref::Auto,
         };
-        o
+        Ok(o)
     }
 }

@@ -276,3 +276,140 @@ fn corrupt_weights_name_the_file() {
     assert!(err.contains("diffusion/model.safetensors"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Both embedded sets parse into bundles of their system's channels and grid.
+#[test]
+fn both_embedded_sets_parse() {
+    use lemur_app::bundle::{Bundle, PretrainedSet};
+    let want: [(&str, &[&str], [usize; 2], usize); 2] = [
+        (
+            "euler_multi_quadrants_periodicBC",
+            &["energy", "density", "pressure", "momentum_x", "momentum_y"],
+            [64, 64],
+            3,
+        ),
+        (
+            "rayleigh_benard",
+            &["buoyancy", "pressure", "velocity_x", "velocity_y"],
+            [128, 32],
+            4,
+        ),
+    ];
+    for (set, (name, channels, grid, labels)) in PretrainedSet::ALL.into_iter().zip(want) {
+        let b = Bundle::parse(&Bundle::embedded_files(set)).unwrap();
+        assert_eq!(b.dataset_name, name, "{set:?}");
+        assert_eq!(b.stats.channels, channels, "{set:?}");
+        assert_eq!(b.grid, grid, "{set:?}");
+        assert_eq!(b.diffusion.config.label_features, labels, "{set:?}");
+        assert_eq!((b.window, b.stride), (5, 4), "{set:?}");
+        assert!(
+            b.autoencoder.source.starts_with("web/pretrained/"),
+            "{}",
+            b.autoencoder.source
+        );
+    }
+}
+
+/// `--set` chooses the embedded runs; a bad value names the accepted ones.
+#[test]
+fn the_set_option_is_parsed() {
+    use lemur_app::app::Command;
+    use lemur_app::bundle::PretrainedSet;
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let Command::Window(o) = LaunchOptions::from_args(&args(&["--set", "rb128x32"])).unwrap()
+    else {
+        panic!("a window")
+    };
+    assert_eq!(o.set, PretrainedSet::Rb128x32);
+    let Command::FirstFrame(o) =
+        LaunchOptions::from_args(&args(&["--first-frame", "--ensemble", "3"])).unwrap()
+    else {
+        panic!("the first frame")
+    };
+    assert_eq!((o.set, o.ensemble), (PretrainedSet::Euler64, Some(3)));
+    let err = LaunchOptions::from_args(&args(&["--set", "navier"]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("navier") && err.contains("euler64, rb128x32"),
+        "{err}"
+    );
+    let err = LaunchOptions::from_args(&args(&["--set"]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--set") && err.contains("needs a value"),
+        "{err}"
+    );
+    let err = LaunchOptions::from_args(&args(&["--steps", "x"]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--steps") && err.contains("whole number"),
+        "{err}"
+    );
+}
+
+/// A Rayleigh-Bénard session on the CPU backend rolls out finite 128x32 frames in wide
+/// panels, the worker computes what the headless path does, and the set picker switches
+/// to the Euler runs and back to a new session.
+#[test]
+fn rayleigh_benard_session_and_switching_sets() {
+    use lemur_app::app::Session;
+    use lemur_app::bundle::PretrainedSet;
+    let opts = LaunchOptions {
+        set: PretrainedSet::Rb128x32,
+        ..small(BackendPref::Cpu)
+    };
+    let mut h = Harness::builder().with_size([1500.0, 950.0]).build_eframe({
+        let opts = opts.clone();
+        move |cc| LemurApp::new(cc, opts)
+    });
+    let t0 = std::time::Instant::now();
+    run_until(&mut h, 40_000, "the Rayleigh-Bénard rollout", |a| {
+        a.progress() == (5, 5) && !a.rolling_out() && a.panel_rects.len() == 5
+    });
+    eprintln!(
+        "Rayleigh-Bénard rollout: {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let app = h.state();
+    assert_eq!(app.set(), Some(PretrainedSet::Rb128x32));
+    let Some(Session::Cpu(sim)) = &app.session else {
+        panic!("a CPU session")
+    };
+    assert_eq!(sim.models.grid, [128, 32]);
+    assert_eq!(sim.truth.labels.len(), 4);
+    assert!(sim.truth.computed() > 80, "the truth starts past the onset");
+    for f in &sim.job.frames {
+        assert_eq!(f.members.shape(), &[2, 4, 128, 32]);
+        assert!(f.members.to_vec().unwrap().iter().all(|v| v.is_finite()));
+        let truth = f.truth.as_ref().expect("the truth of every frame");
+        assert!(truth.to_vec().unwrap().iter().all(|v| v.is_finite()));
+    }
+    // The panels keep the grid's aspect (128 across, 32 up) and stay left of the plots
+    // (at most 340 points wide on the right).
+    for r in &app.panel_rects {
+        assert!((r.width() / r.height() - 4.0).abs() < 0.05, "{r:?}");
+        assert!(r.max.x <= 1500.0 - 340.0, "{r:?}");
+    }
+    let fp = lemur_app::platform::reported("first-frame").expect("the first frame is reported");
+    assert_eq!(fp, lemur_app::app::headless_first_frame(&opts).unwrap());
+
+    h.get_by_label("system").click();
+    h.run_steps(2);
+    h.get_by_label("Euler, periodic 64x64").click();
+    h.run_steps(2);
+    run_until(&mut h, 40_000, "the Euler rollout", |a| {
+        a.set() == Some(PretrainedSet::Euler64)
+            && a.progress() == (5, 5)
+            && !a.rolling_out()
+            && a.panel_rects.len() == 5
+    });
+    let app = h.state();
+    let Some(Session::Cpu(sim)) = &app.session else {
+        panic!("a CPU session")
+    };
+    assert_eq!(sim.models.grid, [64, 64]);
+    assert_eq!(app.settings.unwrap().ensemble, 2, "the settings carry over");
+}
