@@ -29,7 +29,7 @@ fn percentiles(mut v: Vec<f32>, lo: f64, hi: f64) -> (f32, f32) {
 
 /// A field `[H, W]` (H along x, W along y, as the Well stores it) as an image `[W, H]` with x
 /// to the right and y up, so that Rayleigh-Bénard's hot plate lies at the bottom of its wide
-/// box instead of along the left edge of a tall one.
+/// box instead of along the left edge of a tall one (the app's `Orientation::Upright`).
 fn upright(v: &[f32], h: usize, w: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(h * w);
     for r in 0..w {
@@ -40,6 +40,7 @@ fn upright(v: &[f32], h: usize, w: usize) -> Vec<f32> {
 
 /// Writes `OUT/frames/<field>/t0000.png ...` and `OUT/<field>.gif`; returns the number of
 /// files written. `truth` is `[T', C, H, W]` (T' may be shorter or longer than the prediction).
+/// `upright` draws x across and y up; else H runs down the image and W across.
 pub fn rollout_images(
     out: &Path,
     channels: &[String],
@@ -47,6 +48,7 @@ pub fn rollout_images(
     pred: &Prediction,
     scale: usize,
     stride: usize,
+    upright_frames: bool,
 ) -> Result<usize> {
     let [c, h, w] = pred.shape;
     let plane = h * w;
@@ -59,7 +61,13 @@ pub fn rollout_images(
     let mut written = 0;
     for (ci, name) in channels.iter().enumerate() {
         let at = |t: usize| (t * c + ci) * plane..(t * c + ci + 1) * plane;
-        let show = |v: &[f32]| upright(v, h, w);
+        let show = |v: &[f32]| {
+            if upright_frames {
+                upright(v, h, w)
+            } else {
+                v.to_vec()
+            }
+        };
         let all =
             |v: &[f32], n: usize| -> Vec<f32> { (0..n).flat_map(|t| v[at(t)].to_vec()).collect() };
         // The truth's range when known, so a prediction that drifts or blows up shows as
@@ -142,7 +150,8 @@ pub fn rollout_images(
                 });
             }
             let title = format!("{name}   frame {t} (step {})", t * stride);
-            let img = panels(&title, &row, w, h, scale);
+            let (rows, cols) = if upright_frames { (w, h) } else { (h, w) };
+            let img = panels(&title, &row, rows, cols, scale);
             write_png(&dir.join(format!("t{t:04}.png")), &img)?;
             written += 1;
             frames.push(img);
@@ -163,4 +172,17 @@ pub fn rollout_images(
         written += 1;
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upright_puts_x_across_and_y_up() {
+        // [H = 2 (x), W = 3 (y)]: v[x * 3 + y] = 10 x + y.
+        let v = [0.0, 1.0, 2.0, 10.0, 11.0, 12.0];
+        // Rows from the top are y = 2, 1, 0; columns are x = 0, 1.
+        assert_eq!(upright(&v, 2, 3), vec![2.0, 12.0, 1.0, 11.0, 0.0, 10.0]);
+    }
 }
