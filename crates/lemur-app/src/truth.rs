@@ -6,8 +6,7 @@
 
 use lemur_solvers::Boundary;
 use lemur_solvers::euler::{EulerConfig, EulerSolver, Primitive, QuadrantIc};
-use lemur_solvers::rayleigh_benard::{DB0S, PRANDTLS, RAYLEIGHS, RbConfig, RbParams, RbSolver};
-use lemur_solvers::rng::SplitMix64;
+use lemur_solvers::rayleigh_benard::{RbConfig, RbParams, RbSolver};
 use web_time::Instant;
 
 use crate::error::{AppError, Result};
@@ -197,31 +196,12 @@ fn code(b: Boundary) -> f32 {
 }
 
 /// The Rayleigh-Bénard solver `rayleigh_benard::generate(cfg, seed)` starts from, its
-/// labels and a description. The draws are the generator's, in its order: Ra, Pr, the
-/// contrast db0, then the noise cell by cell (z outer, x inner).
+/// labels and a description.
 fn rayleigh_benard(cfg: &RbConfig, seed: u64) -> Result<(RbSolver, Vec<f32>, String)> {
-    let mut rng = SplitMix64::new(seed);
-    let rayleigh = RAYLEIGHS[rng.index(RAYLEIGHS.len())];
-    let prandtl = PRANDTLS[rng.index(PRANDTLS.len())];
-    let db0 = DB0S[rng.index(DB0S.len())];
-    let params = RbParams {
-        nx: cfg.nx,
-        nz: cfg.nz,
-        rayleigh,
-        prandtl,
-        cfl: cfg.cfl,
-        max_dt: cfg.max_dt,
-    };
-    // The cell centres, exactly as the generator's grid places them.
-    let zc = RbSolver::new(params.clone(), |_, _| 0.0)?
-        .z_coords()
-        .to_vec();
-    let b0: Vec<f64> = zc
-        .iter()
-        .flat_map(|&z| (0..cfg.nx).map(move |_| z))
-        .map(|z| db0 * (1.0 - z) + z * (1.0 - z) * 1e-3 * rng.range(-1.0, 1.0))
-        .collect();
-    let solver = RbSolver::with_buoyancy(params, &b0)?;
+    let solver = lemur_solvers::rayleigh_benard::initial(cfg, seed)?;
+    let RbParams {
+        rayleigh, prandtl, ..
+    } = *solver.params();
     // The file's scalars are `rayleigh` and `prandtl`, its boundaries periodic in x and
     // walls in z; `labels` takes the logarithm of Rayleigh and Prandtl numbers.
     let labels = vec![

@@ -847,22 +847,11 @@ fn upwind_face_b(phys: &[f64], g: &Grid, nx: usize, k: usize, i: usize) -> f64 {
     up + slope * half
 }
 
-/// Simulates one trajectory. Rayleigh and Prandtl numbers left `None` in the
-/// config, the initial contrast `db0` and the noise all come from `seed`.
-///
-/// Frames are stored at `k * frame_dt`. Fields: buoyancy, pressure (zero mean,
-/// hydrostatic part included), velocity (x, z); scalars `rayleigh`, `prandtl`.
-pub fn generate(
-    cfg: &RbConfig,
-    seed: u64,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Trajectory, Error> {
-    if cfg.frames == 0 {
-        return Err(invalid("frames", cfg.frames, "need at least 1 frame"));
-    }
-    if !(cfg.frame_dt > 0.0 && cfg.frame_dt.is_finite()) {
-        return Err(invalid("frame_dt", cfg.frame_dt, "must be positive"));
-    }
+/// The solver at time 0 of [`generate`]'s trajectory `seed`: Rayleigh and Prandtl numbers
+/// left `None` in the config, the initial contrast `db0` and the noise all come from `seed`
+/// (drawn in that order, the noise cell by cell with z outer). A frame-by-frame viewer starts
+/// here to show the same trajectory.
+pub fn initial(cfg: &RbConfig, seed: u64) -> Result<RbSolver, Error> {
     let mut rng = SplitMix64::new(seed);
     // Draw everything unconditionally so a fixed Ra or Pr leaves the other draws unchanged.
     let ra_drawn = RAYLEIGHS[rng.index(RAYLEIGHS.len())];
@@ -884,7 +873,26 @@ pub fn generate(
         .flat_map(|&z| (0..cfg.nx).map(move |_| z))
         .map(|z| db0 * (1.0 - z) + z * (1.0 - z) * 1e-3 * rng.range(-1.0, 1.0))
         .collect();
-    let mut solver = RbSolver::with_buoyancy(params.clone(), &b0)?;
+    RbSolver::with_buoyancy(params, &b0)
+}
+
+/// Simulates one trajectory from [`initial`]`(cfg, seed)`.
+///
+/// Frames are stored at `k * frame_dt`. Fields: buoyancy, pressure (zero mean,
+/// hydrostatic part included), velocity (x, z); scalars `rayleigh`, `prandtl`.
+pub fn generate(
+    cfg: &RbConfig,
+    seed: u64,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Trajectory, Error> {
+    if cfg.frames == 0 {
+        return Err(invalid("frames", cfg.frames, "need at least 1 frame"));
+    }
+    if !(cfg.frame_dt > 0.0 && cfg.frame_dt.is_finite()) {
+        return Err(invalid("frame_dt", cfg.frame_dt, "must be positive"));
+    }
+    let mut solver = initial(cfg, seed)?;
+    let params = solver.params().clone();
     let (nx, nz) = (cfg.nx, cfg.nz);
     let mut data = Vec::with_capacity(cfg.frames * nx * nz * 4);
     let mut times = Vec::with_capacity(cfg.frames);
