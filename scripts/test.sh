@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the native workspace (CPU backend and the GPU backend, on lavapipe where
 # there is no GPU), the WebGPU kernel test in headless Chromium, and the web app (built with
-# Trunk) end to end in Chromium under Xvfb, on WebGPU and on the CPU fallback.
+# Trunk) end to end in Chromium under Xvfb, on WebGPU and on the CPU fallback (Euler), and on
+# WebGPU with the Rayleigh-Bénard set.
 #   LEMUR_TEST_CPU_ONLY=1  skips the GPU backend (and the browser tests) explicitly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,3 +69,7 @@ fi
     --weights web/pretrained/euler64 > target/native-first-frame.json
 xvfb-run -a -s "-screen 0 1280x1024x24" python3 scripts/browser-app-test.py dist \
     --native-first-frame target/native-first-frame.json --screenshot target/app-browser.png
+# The Rayleigh-Bénard set: the page fetches the other set's files and runs its solver.
+xvfb-run -a -s "-screen 0 1280x1024x24" python3 scripts/browser-app-test.py dist \
+    --query "set=rb128x32&ensemble=2&steps=4&horizon=4&seed=0" --runs webgpu \
+    --screenshot target/app-browser-rb.png
