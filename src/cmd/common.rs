@@ -27,13 +27,11 @@ pub fn backend_kind(flag: Option<&str>) -> Result<BackendKind> {
     }
 }
 
-/// The first frame of a rollout or an evaluation when `--start` is not given. Rayleigh-Bénard
-/// trajectories (built-in and The Well's) begin with a motionless conduction state, about 50
-/// frames of zero velocity before convection sets in (later at low Rayleigh numbers): a rollout
-/// from there shows nothing, and VRMSE divides by a spatial variance of 0.
+/// The first frame of a rollout or an evaluation when `--start` is not given: Rayleigh-Bénard
+/// trajectories (built-in and The Well's) begin with a motionless conduction state.
 pub fn default_start(dataset_name: &str) -> usize {
     if dataset_name.starts_with("rayleigh_benard") {
-        80
+        lemur_solvers::rayleigh_benard::CONVECTION_FRAME
     } else {
         0
     }

@@ -18,9 +18,9 @@ pub enum System {
     RayleighBenard,
 }
 
-/// Solver frames the Rayleigh-Bénard truth runs before its first kept frame: the first 50-80
-/// frames of a trajectory are a motionless conduction state (as `lemur rollout` starts).
-pub const RB_START: usize = 80;
+/// Solver frames the Rayleigh-Bénard truth runs before its first kept frame (as `lemur
+/// rollout` starts).
+pub const RB_START: usize = lemur_solvers::rayleigh_benard::CONVECTION_FRAME;
 
 impl System {
     /// `euler_multi_quadrants_{open,periodic}BC` or `rayleigh_benard`.

@@ -36,6 +36,12 @@ pub const PRANDTLS: [f64; 7] = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0];
 /// Initial buoyancy contrasts `db0` of the linear initial profile.
 pub const DB0S: [f64; 5] = [0.2, 0.4, 0.6, 0.8, 1.0];
 
+/// The first frame of [`generate`]'s trajectories (at the default `frame_dt`) past the onset
+/// of convection: before it they hold a motionless conduction state, 50-80 frames of zero
+/// velocity (later at low Rayleigh numbers), where a rollout shows nothing and VRMSE divides
+/// by a spatial variance of 0. Viewers and evaluations start here.
+pub const CONVECTION_FRAME: usize = 80;
+
 /// Settings of [`generate`].
 ///
 /// The default 128 x 32 grid with 200 frames every 0.25 free-fall times
