@@ -13,6 +13,7 @@ Chromium through chromedriver (W3C WebDriver over HTTP) and checks the contract 
     data-lemur-panels       JSON array of [x, y, w, h] (CSS pixels) of the field panels
     data-lemur-ttff-ms      time to the first emulated frame (ms since the page started)
     data-lemur-fps          UI frames/s while the rollout ran
+    data-lemur-dataset      the dataset the loaded runs were trained on
 
 Run 1 (WebGPU on SwiftShader) must reach `done` with backend `webgpu` and non-blank panels in a
 screenshot. The fallback runs, each in a fresh browser without WebGPU (`no-adapter`: without the
@@ -107,7 +108,7 @@ const b = document.body;
 if (!b) return null;
 const d = b.dataset;
 return {state: d.lemurState || null, error: d.lemurError || null, backend: d.lemurBackend || null,
-        firstFrame: d.lemurFirstFrame || null, panels: d.lemurPanels || null,
+        dataset: d.lemurDataset || null, firstFrame: d.lemurFirstFrame || null, panels: d.lemurPanels || null,
         ttff: d.lemurTtffMs || null, fps: d.lemurFps || null,
         dpr: window.devicePixelRatio, inner: [window.innerWidth, window.innerHeight]};
 """
@@ -520,6 +521,9 @@ def run_once(opts, driver, url, label, args, expect_backend, screenshot_path, pr
         result["fps"] = st.get("fps")
         if st.get("backend") != expect_backend:
             raise Failure(f"data-lemur-backend is {st.get('backend')!r}, expected {expect_backend!r}")
+        result["dataset"] = st.get("dataset")
+        if opts.expect_dataset and st.get("dataset") != opts.expect_dataset:
+            raise Failure(f"data-lemur-dataset is {st.get('dataset')!r}, expected {opts.expect_dataset!r}")
         frame = as_numbers("data-lemur-first-frame", parse_json_attr("first-frame", st.get("firstFrame")))
         result["first_frame"] = frame
         panels = parse_json_attr("panels", st.get("panels"))
@@ -598,7 +602,7 @@ def error_run(opts, driver, base):
         if st.get("state") != "error":
             raise Failure("the page reports done without its weights")
         err = st.get("error") or ""
-        if "missing-runs/autoencoder/model.safetensors" not in err:
+        if "missing-runs/autoencoder/checkpoint.json" not in err:
             raise Failure(f"the error does not name the file: {err!r}")
         shown = driver.execute(
             "var t = document.getElementById('lemur_loading_text'); return t ? t.textContent : null;")
@@ -622,6 +626,8 @@ def main():
                    help="a panel whose luminance (0-255) std is below this is blank (default 3)")
     p.add_argument("--native-first-frame", metavar="FILE",
                    help="JSON array (the native app's first-frame fingerprint) to compare against too")
+    p.add_argument("--expect-dataset", metavar="NAME",
+                   help="the dataset the loaded runs must name (data-lemur-dataset)")
     p.add_argument("--screenshot", metavar="PATH", help="save the WebGPU run's screenshot (PNG)")
     p.add_argument("--screenshot-cpu", metavar="PATH",
                    help="save the CPU runs' screenshots (PNG; -absent added to the name of the second)")

@@ -2,7 +2,7 @@
 # Runs every test: the native workspace (CPU backend and the GPU backend, on lavapipe where
 # there is no GPU), the WebGPU kernel test in headless Chromium, and the web app (built with
 # Trunk) end to end in Chromium under Xvfb, on WebGPU and on the CPU fallback (Euler), and on
-# WebGPU with the Rayleigh-Bénard set.
+# WebGPU with the Rayleigh-Bénard set and with runs from a `?weights=` URL.
 #   LEMUR_TEST_CPU_ONLY=1  skips the GPU backend (and the browser tests) explicitly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,3 +73,22 @@ xvfb-run -a -s "-screen 0 1280x1024x24" python3 scripts/browser-app-test.py dist
 xvfb-run -a -s "-screen 0 1280x1024x24" python3 scripts/browser-app-test.py dist \
     --query "set=rb128x32&ensemble=2&steps=4&horizon=4&seed=0" --runs webgpu \
     --screenshot target/app-browser-rb.png
+# Runs from `?weights=URL` bring their own checkpoints: the Euler runs, laid out as
+# `lemur train` writes a run (the weights in the checkpoint directory `checkpoint.json` names)
+# and loaded under the Rayleigh-Bénard set's name, must load as Euler and reproduce the
+# native first frame.
+python3 - <<'EOF_PY'
+import json, os, shutil
+for run in ("autoencoder", "diffusion", "surrogate"):
+    src = f"web/pretrained/euler64/{run}"
+    ckpt = json.load(open(f"{src}/checkpoint.json"))
+    ckpt["dir"] = "step-00000001"
+    os.makedirs(f"dist/test-runs/{run}/step-00000001", exist_ok=True)
+    json.dump(ckpt, open(f"dist/test-runs/{run}/checkpoint.json", "w"))
+    shutil.copy(f"{src}/checkpoint.json", f"dist/test-runs/{run}/step-00000001/checkpoint.json")
+    shutil.copy(f"{src}/model.safetensors", f"dist/test-runs/{run}/step-00000001/model.safetensors")
+EOF_PY
+xvfb-run -a -s "-screen 0 1280x1024x24" python3 scripts/browser-app-test.py dist \
+    --query "set=rb128x32&weights=test-runs/&ensemble=2&steps=4&horizon=4&seed=0" \
+    --runs webgpu --expect-dataset euler_multi_quadrants_periodicBC \
+    --native-first-frame target/native-first-frame.json

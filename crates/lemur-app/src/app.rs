@@ -511,6 +511,7 @@ impl LemurApp {
         };
         self.settings = Some(with_sim!(&session, s => s.job.settings));
         self.session = Some(session);
+        platform::report("dataset", &bundle.dataset_name);
         platform::report("backend", self.backend_kind());
         platform::report("state", "running");
         Ok(())
@@ -905,7 +906,7 @@ impl LemurApp {
             let f = self.view.field.min(s.models.layout.len() - 1);
             let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
             for frame in &s.truth.frames {
-                let d = s.models.layout.derive_host(frame, h, w);
+                let d = s.models.layout.derive_host(frame);
                 for &v in &d[f * plane..(f + 1) * plane] {
                     if v.is_finite() {
                         lo = lo.min(v);

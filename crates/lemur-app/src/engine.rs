@@ -218,7 +218,7 @@ impl<B: Compute> Models<B> {
                 .collect())?,
         ];
         Ok(Self {
-            layout: FieldLayout::new(&stats.channels),
+            layout: FieldLayout::new(&stats.channels, system, bundle.grid),
             window: bundle.window,
             stride: bundle.stride,
             grid: bundle.grid,
@@ -556,7 +556,7 @@ impl<B: Compute> Job<B> {
             if self.frames[t].truth.is_some() {
                 continue;
             }
-            let host = models.layout.derive_host(&truth.frames[t], h, w);
+            let host = models.layout.derive_host(&truth.frames[t]);
             let plane = h * w;
             let var: Vec<f64> = host
                 .chunks_exact(plane)

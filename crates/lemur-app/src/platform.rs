@@ -114,10 +114,10 @@ mod imp {
         }
     }
 
-    fn cache_name(checkpoints: &[&str; 3]) -> String {
+    fn cache_name(checkpoints: &[Vec<u8>]) -> String {
         let mut h = 0xcbf2_9ce4_8422_2325u64;
         for c in checkpoints {
-            for b in c.bytes() {
+            for &b in c {
                 h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
             }
         }
@@ -133,27 +133,53 @@ mod imp {
 
     /// Fetches the f16 weights of the three runs of the chosen set, `pretrained/<set>/<run>/`
     /// (from the browser's cache when it has them), reporting progress for the loading bar.
-    /// `weights=URL` replaces the base URL; its runs must have the set's checkpoints.
+    ///
+    /// `weights=URL` loads other runs instead: `URL/<run>/checkpoint.json` first (its own
+    /// configuration and statistics, so the runs may be of any system and size), then the
+    /// weights beside it (packed runs, as `scripts/pack-pretrained.py` writes them) or, where
+    /// there are none, in the checkpoint directory it names (a run as `lemur train` writes it).
     pub fn load_runs(opts: &LaunchOptions) -> Result<Pending<Result<[RunFiles; 3]>>> {
+        let custom = opts.weights.is_some();
         let base = opts
             .weights
-            .clone()
+            .as_deref()
+            .map(|b| b.trim_end_matches('/').to_string())
             .unwrap_or_else(|| format!("pretrained/{}", opts.set.dir()));
-        let checkpoints = checkpoints(opts.set);
-        let cache = cache_name(&checkpoints);
+        let embedded = checkpoints(opts.set);
         PROGRESS.with(|p| *p.borrow_mut() = vec![(0.0, 0.0); RUNS.len()]);
         Ok(Box::pin(async move {
-            let mut out = Vec::new();
+            let mut checkpoints = Vec::new();
+            for (i, run) in RUNS.iter().enumerate() {
+                checkpoints.push(if custom {
+                    download(&format!("{base}/{run}/checkpoint.json"), i).await?
+                } else {
+                    embedded[i].as_bytes().to_vec()
+                });
+            }
+            // The checkpoints name the cache, so a retrained run is never served stale.
+            let cache = cache_name(&checkpoints);
             let futures: Vec<_> = RUNS
                 .iter()
                 .enumerate()
                 .map(|(i, run)| fetch(&cache, format!("{base}/{run}/model.safetensors"), i))
                 .collect();
-            for (i, f) in futures.into_iter().enumerate() {
-                let weights = f.await?;
+            let mut out = Vec::new();
+            for ((i, f), checkpoint) in futures.into_iter().enumerate().zip(checkpoints) {
+                let mut source = format!("{base}/{}", RUNS[i]);
+                let weights = match f.await? {
+                    Some(w) => w,
+                    None if custom => {
+                        source = format!("{source}/{}", checkpoint_dir(&source, &checkpoint)?);
+                        let url = format!("{source}/model.safetensors");
+                        fetch(&cache, url.clone(), i)
+                            .await?
+                            .ok_or_else(|| not_found(&url))?
+                    }
+                    None => return Err(not_found(&format!("{source}/model.safetensors"))),
+                };
                 out.push(RunFiles {
-                    source: format!("{base}/{}", RUNS[i]),
-                    checkpoint: checkpoints[i].as_bytes().to_vec(),
+                    source,
+                    checkpoint,
                     weights,
                 });
             }
@@ -161,6 +187,32 @@ mod imp {
             let [a, b, c]: [RunFiles; 3] = out.try_into().expect("three runs");
             Ok([a, b, c])
         }))
+    }
+
+    fn not_found(url: &str) -> AppError {
+        AppError::Download {
+            url: url.into(),
+            detail: "HTTP status 404 (not found)".into(),
+        }
+    }
+
+    /// The checkpoint directory a run's `checkpoint.json` names: one plain name inside the run.
+    fn checkpoint_dir(run: &str, checkpoint: &[u8]) -> Result<String> {
+        let file = format!("{run}/checkpoint.json");
+        let v: serde_json::Value =
+            serde_json::from_slice(checkpoint).map_err(|e| AppError::Weights {
+                file: file.clone(),
+                detail: format!("not a JSON checkpoint: {e}"),
+            })?;
+        v.get("dir")
+            .and_then(serde_json::Value::as_str)
+            .filter(|d| !d.is_empty() && !d.contains(['/', '\\']) && *d != "..")
+            .map(str::to_string)
+            .ok_or_else(|| AppError::Checkpoint {
+                file,
+                field: "dir",
+                detail: "no model.safetensors beside it and no checkpoint directory named".into(),
+            })
     }
 
     async fn cached(name: &str, url: &str) -> Option<(web_sys::Cache, Option<Vec<u8>>)> {
@@ -181,14 +233,18 @@ mod imp {
         Some((cache, bytes))
     }
 
-    async fn fetch(cache: &str, url: String, slot: usize) -> Result<Vec<u8>> {
+    /// The file at `url`, from the cache `cache` or downloaded into it; `None` when the server
+    /// has no such file.
+    async fn fetch(cache: &str, url: String, slot: usize) -> Result<Option<Vec<u8>>> {
         let cache = cached(cache, &url).await;
         if let Some((_, Some(bytes))) = &cache {
             let n = bytes.len() as f64;
             PROGRESS.with(|p| p.borrow_mut()[slot] = (n, n));
-            return Ok(bytes.clone());
+            return Ok(Some(bytes.clone()));
         }
-        let bytes = download(&url, slot).await?;
+        let Some(bytes) = request(&url, slot).await? else {
+            return Ok(None);
+        };
         if let Some((cache, None)) = cache {
             let arr = js_sys::Uint8Array::from(bytes.as_slice());
             if let Ok(resp) = web_sys::Response::new_with_opt_buffer_source(Some(&arr)) {
@@ -196,10 +252,15 @@ mod imp {
                 let _ = JsFuture::from(cache.put_with_str(&url, &resp)).await;
             }
         }
-        Ok(bytes)
+        Ok(Some(bytes))
     }
 
     async fn download(url: &str, slot: usize) -> Result<Vec<u8>> {
+        request(url, slot).await?.ok_or_else(|| not_found(url))
+    }
+
+    /// GET `url`, reporting progress in `slot`; `None` for HTTP 404.
+    async fn request(url: &str, slot: usize) -> Result<Option<Vec<u8>>> {
         let xhr = web_sys::XmlHttpRequest::new().map_err(|e| js_err(url, e))?;
         xhr.open("GET", url).map_err(|e| js_err(url, e))?;
         xhr.set_response_type(web_sys::XmlHttpRequestResponseType::Arraybuffer);
@@ -241,6 +302,9 @@ mod imp {
             detail,
         })?;
         let status = xhr.status().unwrap_or(0);
+        if status == 404 {
+            return Ok(None);
+        }
         if status != 200 {
             return Err(AppError::Download {
                 url: url.into(),
@@ -248,7 +312,7 @@ mod imp {
             });
         }
         let buf = xhr.response().map_err(|e| js_err(url, e))?;
-        Ok(js_sys::Uint8Array::new(&buf).to_vec())
+        Ok(Some(js_sys::Uint8Array::new(&buf).to_vec()))
     }
 
     fn element(id: &str) -> Option<web_sys::Element> {

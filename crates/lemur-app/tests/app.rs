@@ -381,8 +381,20 @@ fn rayleigh_benard_session_and_switching_sets() {
     assert_eq!(sim.models.grid, [128, 32]);
     assert_eq!(sim.truth.labels.len(), 4);
     assert!(sim.truth.computed() > 80, "the truth starts past the onset");
+    // The 4 stored fields and the speed and vorticity derived from the velocity.
+    assert_eq!(
+        sim.models.layout.names,
+        [
+            "buoyancy",
+            "pressure",
+            "velocity_x",
+            "velocity_y",
+            "speed",
+            "vorticity"
+        ]
+    );
     for f in &sim.job.frames {
-        assert_eq!(f.members.shape(), &[2, 4, 128, 32]);
+        assert_eq!(f.members.shape(), &[2, 6, 128, 32]);
         assert!(f.members.to_vec().unwrap().iter().all(|v| v.is_finite()));
         let truth = f.truth.as_ref().expect("the truth of every frame");
         assert!(truth.to_vec().unwrap().iter().all(|v| v.is_finite()));

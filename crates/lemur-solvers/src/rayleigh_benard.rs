@@ -267,6 +267,12 @@ impl Grid {
     }
 }
 
+/// Cell-centre heights of an `nz`-cell grid (what [`RbSolver::z_coords`] returns), for readers
+/// of stored fields that need their coordinates without a solver.
+pub fn z_centres(nz: usize) -> Vec<f64> {
+    Grid::new(nz).zc
+}
+
 /// The Rayleigh-Bénard solver; see the module documentation for the scheme.
 #[derive(Clone, Debug)]
 pub struct RbSolver {
