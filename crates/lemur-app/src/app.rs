@@ -4,7 +4,7 @@
 //! kernel (GPU) or on the host (CPU fallback), and plots the scores read back so far.
 
 use egui::{Key, RichText};
-use egui_plot::{Legend, Line, Plot, PlotPoints};
+use egui_plot::{AxisHints, Legend, Line, Plot, PlotPoints};
 use lemur_tensor::gpu::ColormapParams;
 use lemur_tensor::{CpuBackend, GpuBackend, Tensor};
 use web_time::Instant;
@@ -19,7 +19,7 @@ use crate::engine::{
 };
 use crate::error::{AppError, Result};
 use crate::export::{Export, ExportKind};
-use crate::fields::Sign;
+use crate::fields::{FieldLayout, Sign};
 use crate::platform;
 use crate::truth::{Initial, NAMED, System, Truth};
 
@@ -46,6 +46,8 @@ pub struct LaunchOptions {
     pub setup: Option<usize>,
     /// The embedded runs to load (`--set`, `set=`).
     pub set: PretrainedSet,
+    /// The field shown first, by name (`--field`, `field=`), e.g. `vorticity`.
+    pub field: Option<String>,
     /// Runs to load instead of the embedded ones (native: a directory).
     pub weights: Option<String>,
     /// Where exports are written natively (default `lemur-export/` in the working directory).
@@ -64,6 +66,7 @@ impl Default for LaunchOptions {
             surrogate: false,
             setup: None,
             set: PretrainedSet::default(),
+            field: None,
             weights: None,
             export_dir: None,
         }
@@ -105,6 +108,7 @@ impl LaunchOptions {
                 "--setup" => "--setup",
                 "--sampler" => "--sampler",
                 "--set" => "--set",
+                "--field" => "--field",
                 "--weights" => "--weights",
                 other => {
                     return Err(AppError::Setting {
@@ -145,6 +149,7 @@ impl LaunchOptions {
                 "--setup" => opts.setup = Some(number()?),
                 "--sampler" => opts.sampler = Some(value.clone()),
                 "--set" => opts.set = PretrainedSet::parse(value)?,
+                "--field" => opts.field = Some(value.clone()),
                 _ => opts.weights = Some(value.clone()),
             }
         }
@@ -487,6 +492,20 @@ impl LemurApp {
         let bundle = Bundle::parse(&files)?;
         drop(files);
         let system = System::of(&bundle.dataset_name)?;
+        // Only the first session takes `--field`: a later one (another set) keeps the view.
+        if let Some(name) = &self.opts.field {
+            let names = FieldLayout::new(&bundle.stats.channels, system, bundle.grid).names;
+            self.view.field =
+                names
+                    .iter()
+                    .position(|n| n == name)
+                    .ok_or_else(|| AppError::Setting {
+                        name: "field",
+                        value: name.clone(),
+                        detail: format!("these runs show {}", names.join(", ")),
+                    })?;
+            self.opts.field = None;
+        }
         let session = match self.gpu_for() {
             Some(rs) => {
                 let polling = lemur_tensor::gpu::Polling::External;
@@ -1118,6 +1137,15 @@ impl LemurApp {
     }
 
     fn plots(&mut self, ui: &mut egui::Ui) {
+        // Lead times are short integers: egui_plot's default spacing for x labels (60-80
+        // points, for wide numbers) hid every label but 0 on a narrow plot of 6 leads.
+        fn lead_time_axis() -> Vec<AxisHints<'static>> {
+            vec![
+                AxisHints::new_x()
+                    .label("lead time (frames)")
+                    .label_spacing(18.0..=24.0),
+            ]
+        }
         let Some(session) = &self.session else {
             return;
         };
@@ -1145,7 +1173,7 @@ impl LemurApp {
         Plot::new("vrmse")
             .height(ui.available_height() * 0.45)
             .legend(Legend::default())
-            .x_axis_label("lead time (frames)")
+            .custom_x_axes(lead_time_axis())
             .show(ui, |p| {
                 for (m, name) in [(0, "diffusion (ensemble mean)"), (1, "surrogate")] {
                     let pts = curve(series(m), &|s| s.vrmse[field]);
@@ -1158,7 +1186,7 @@ impl LemurApp {
         Plot::new("spread_skill")
             .height(ui.available_height() * 0.9)
             .legend(Legend::default())
-            .x_axis_label("lead time (frames)")
+            .custom_x_axes(lead_time_axis())
             .show(ui, |p| {
                 let pts = curve(series(0), &|s| s.spread_skill[field]);
                 if !pts.is_empty() {

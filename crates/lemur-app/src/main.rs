@@ -54,6 +54,8 @@ options (all optional; every one can be changed in the window):
   --seed N                 sampler seed and random initial condition
   --setup K                a named initial condition (0-3, Euler only) instead of a random one
   --surrogate              start with the deterministic surrogate
+  --field NAME             the field shown first: a stored channel (e.g. pressure) or the
+                           derived speed or vorticity
   --weights DIR            runs to load instead of the embedded ones (e.g. web/pretrained/euler64)
   --first-frame            no window: emulate on the CPU backend and print the fingerprint of
                            the first emulated frame (JSON), as the web page reports it";

@@ -406,8 +406,8 @@ mod imp {
     }
 
     /// Launch options from the page's query string: `set`, `ensemble`, `seed`, `steps`,
-    /// `horizon`, `sampler`, `model=surrogate`, `setup`, `backend=gpu|cpu`, `weights` (a base
-    /// URL). An unknown `set` is an error on the page that names the accepted values.
+    /// `horizon`, `sampler`, `model=surrogate`, `setup`, `field`, `backend=gpu|cpu`, `weights`
+    /// (a base URL). An unknown `set` is an error on the page that names the accepted values.
     pub fn url_options() -> Result<LaunchOptions> {
         let mut o = LaunchOptions::default();
         let Some(search) = web_sys::window().and_then(|w| w.location().search().ok()) else {
@@ -427,6 +427,7 @@ mod imp {
         o.seed = params.get("seed").and_then(|v| v.parse().ok());
         o.sampler = params.get("sampler");
         o.surrogate = params.get("model").as_deref() == Some("surrogate");
+        o.field = params.get("field");
         o.weights = params.get("weights");
         o.backend = match params.get("backend").as_deref() {
             Some("cpu") => crate::BackendPref::Cpu,

@@ -255,6 +255,34 @@ fn missing_weights_are_a_clear_error() {
     h.get_by_label("the pretrained runs could not be loaded");
 }
 
+/// `--field` names a field the runs do not have: the error lists those they have.
+#[test]
+fn an_unknown_field_is_a_clear_error() {
+    use lemur_app::app::Command;
+    let args: Vec<String> = ["--field", "buoyancy", "--backend", "cpu"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let Command::Window(o) = LaunchOptions::from_args(&args).unwrap() else {
+        panic!("a window")
+    };
+    assert_eq!(o.field.as_deref(), Some("buoyancy"));
+    let opts = LaunchOptions {
+        field: o.field,
+        ..small(BackendPref::Cpu)
+    };
+    let mut h = Harness::builder()
+        .with_size([1200.0, 800.0])
+        .build_eframe(move |cc| LemurApp::new(cc, opts));
+    h.run_steps(3);
+    let err = h.state().load_error().expect("an error").to_string();
+    assert!(
+        err.contains("field") && err.contains("buoyancy") && err.contains("vorticity"),
+        "{err}"
+    );
+    assert!(h.state().session.is_none(), "no session starts");
+}
+
 /// A truncated weight file is an error naming it.
 #[test]
 fn corrupt_weights_name_the_file() {
@@ -359,6 +387,7 @@ fn rayleigh_benard_session_and_switching_sets() {
     use lemur_app::bundle::PretrainedSet;
     let opts = LaunchOptions {
         set: PretrainedSet::Rb128x32,
+        field: Some("vorticity".into()),
         ..small(BackendPref::Cpu)
     };
     let mut h = Harness::builder().with_size([1500.0, 950.0]).build_eframe({
@@ -393,6 +422,7 @@ fn rayleigh_benard_session_and_switching_sets() {
             "vorticity"
         ]
     );
+    assert_eq!(app.view.field, 5, "--field vorticity");
     for f in &sim.job.frames {
         assert_eq!(f.members.shape(), &[2, 6, 128, 32]);
         assert!(f.members.to_vec().unwrap().iter().all(|v| v.is_finite()));
