@@ -547,6 +547,11 @@ fn bad_inputs_fail_fast_and_clearly() {
             ],
             &["--trajectories"],
         ),
+        case(
+            "eval without the run's data",
+            &["eval", "--run", "pretrained-rb", "--out", &out],
+            &["lemur generate rayleigh-benard --out DIR", "--data"],
+        ),
         // Outputs.
         case(
             "rollout --out an existing file",

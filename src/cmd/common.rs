@@ -27,14 +27,10 @@ pub fn backend_kind(flag: Option<&str>) -> Result<BackendKind> {
     }
 }
 
-/// The first frame of a rollout or an evaluation when `--start` is not given: Rayleigh-Bénard
-/// trajectories (built-in and The Well's) begin with a motionless conduction state.
+/// The first frame of a rollout or an evaluation when `--start` is not given
+/// ([`lemur_solvers::System::start_frame`]; 0 for data of other systems).
 pub fn default_start(dataset_name: &str) -> usize {
-    if dataset_name.starts_with("rayleigh_benard") {
-        lemur_solvers::rayleigh_benard::CONVECTION_FRAME
-    } else {
-        0
-    }
+    lemur_solvers::System::of(dataset_name).map_or(0, |s| s.start_frame())
 }
 
 /// Says once on stderr which backend (and adapter) a command computes on.

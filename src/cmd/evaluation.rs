@@ -66,17 +66,34 @@ pub fn run(args: EvalArgs) -> Result<()> {
 
 fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
     let em = Emulation::open(backend, &super::pretrained::resolve(&args.run)?)?;
-    let root = args
-        .data
-        .clone()
-        .unwrap_or_else(|| em.physical_data.root.clone());
+    let root = match &args.data {
+        Some(d) => d.clone(),
+        // The embedded runs were trained elsewhere: the data path they record names a
+        // directory of the machine that trained them.
+        None if super::pretrained::is_pretrained(&args.run) => PathBuf::new(),
+        None => em.physical_data.root.clone(),
+    };
     if !root.exists() {
-        bail!(
-            "{}: the run's dataset is not on this machine; make one like it with `{}` and pass \
-             --data DIR",
-            root.display(),
-            generate_hint(&em.stats.dataset_name)
-        );
+        let make = match lemur_solvers::System::of(&em.stats.dataset_name) {
+            Some(system) => format!("make one like it with `{}`", system.generate_command()),
+            None => format!(
+                "no built-in solver makes {} data: fetch it from The Well",
+                em.stats.dataset_name
+            ),
+        };
+        let what = if root.as_os_str().is_empty() {
+            format!(
+                "{}: the {} data this embedded run was trained on is not on this machine",
+                args.run.display(),
+                em.stats.dataset_name
+            )
+        } else {
+            format!(
+                "{}: the run's dataset is not on this machine",
+                root.display()
+            )
+        };
+        bail!("{what}; {make} and pass --data DIR");
     }
     let available = super::common::data_trajectories(&root, &args.split)?.len();
     let stride = match args.stride {
@@ -401,36 +418,4 @@ fn plots(
     }
     write_png(&out.join("spectrum.png"), &spec.render(720, 420))?;
     Ok(())
-}
-
-/// The `lemur generate` command that makes data like a run's, from its dataset name.
-fn generate_hint(dataset_name: &str) -> &'static str {
-    if dataset_name.starts_with("rayleigh") {
-        "lemur generate rayleigh-benard --out DIR"
-    } else if dataset_name.contains("periodic") {
-        "lemur generate euler --periodic --out DIR"
-    } else {
-        "lemur generate euler --out DIR"
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::generate_hint;
-
-    #[test]
-    fn the_generate_hint_matches_the_runs_data() {
-        assert_eq!(
-            generate_hint("euler_multi_quadrants_periodicBC"),
-            "lemur generate euler --periodic --out DIR"
-        );
-        assert_eq!(
-            generate_hint("euler_multi_quadrants_openBC"),
-            "lemur generate euler --out DIR"
-        );
-        assert_eq!(
-            generate_hint("rayleigh_benard"),
-            "lemur generate rayleigh-benard --out DIR"
-        );
-    }
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use lemur_solvers::System;
 use lemur_tensor::params::{read_safetensors, write_safetensors};
 use lemur_tensor::{AnyBackend, Backend};
 use lemur_train::ModelKind;
@@ -303,7 +304,7 @@ fn run_on<B: Backend>(backend: B, args: &RolloutArgs) -> Result<()> {
             args.pixel_scale,
             em.stride,
             // As the app draws it: the hot plate at the bottom of the wide box.
-            em.stats.dataset_name.starts_with("rayleigh_benard"),
+            System::of(&em.stats.dataset_name) == Some(System::RayleighBenard),
         )?
     };
     let total = pred.encode_s + pred.emulate_s + pred.decode_s;
@@ -474,11 +475,7 @@ fn read_indexed(root: &Path, args: &RolloutArgs) -> Result<Trajectory> {
 /// training data is not on this machine (the embedded pretrained runs).
 fn simulate<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Trajectory> {
     let name = &em.stats.dataset_name;
-    let system = if name.starts_with("euler") {
-        "Euler"
-    } else if name.starts_with("rayleigh_benard") {
-        "Rayleigh-Bénard"
-    } else {
+    let Some(system) = System::of(name) else {
         bail!(
             "the run's data ({}, {name}) is not on this machine and only Euler and \
              Rayleigh-Bénard data can be simulated on the fly: give --data DIR or --init FILE",
@@ -509,16 +506,17 @@ fn simulate<B: Backend>(em: &Emulation<B>, args: &RolloutArgs) -> Result<Traject
         );
     }
     eprintln!(
-        "lemur: simulating {system} trajectory {} ({frames} frames at {nx}x{ny})",
+        "lemur: simulating {} trajectory {} ({frames} frames at {nx}x{ny})",
+        system.title(),
         args.index
     );
     let seed = args.index as u64;
-    let t = if system == "Euler" {
+    let t = if let System::Euler { periodic } = system {
         let cfg = lemur_solvers::euler::EulerConfig {
             nx,
             ny,
             frames,
-            periodic: name.contains("periodic"),
+            periodic,
             ..Default::default()
         };
         lemur_solvers::euler::generate(&cfg, seed, &mut |_, _| {})?

@@ -479,7 +479,9 @@ impl LemurApp {
     fn first_settings(&mut self, on_gpu: bool, system: System) -> Result<Settings> {
         match self.carry.take() {
             Some(mut s) => {
-                if let (Initial::Named(_), false) = (s.initial, system.has_named_setups()) {
+                if let (Initial::Named(_), false) =
+                    (s.initial, crate::truth::has_named_setups(system))
+                {
                     s.initial = Initial::Random(s.seed);
                 }
                 Ok(s)
@@ -491,7 +493,7 @@ impl LemurApp {
     fn start(&mut self, files: [RunFiles; 3]) -> Result<()> {
         let bundle = Bundle::parse(&files)?;
         drop(files);
-        let system = System::of(&bundle.dataset_name)?;
+        let system = crate::truth::system_of(&bundle.dataset_name)?;
         // Only the first session takes `--field`: a later one (another set) keeps the view.
         if let Some(name) = &self.opts.field {
             let names = FieldLayout::new(&bundle.stats.channels, system, bundle.grid).names;
@@ -678,7 +680,7 @@ impl LemurApp {
         let (set, custom) = (self.opts.set, self.opts.weights.is_some());
         let loading = matches!(self.loading, Loading::Waiting(_));
         let (named, description) = self.session.as_ref().map_or((true, None), |s| {
-            with_sim!(s, s => (s.models.system.has_named_setups(), Some(s.truth.description.clone())))
+            with_sim!(s, s => (crate::truth::has_named_setups(s.models.system), Some(s.truth.description.clone())))
         });
         ui.horizontal_wrapped(|ui| {
             ui.strong("lemur");

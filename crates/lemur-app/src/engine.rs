@@ -190,7 +190,7 @@ fn load<B: Backend>(params: &ParamStore<B>, weights: &HostTensors, source: &str)
 
 impl<B: Compute> Models<B> {
     pub fn new(backend: B, bundle: &Bundle) -> Result<Self> {
-        let system = System::of(&bundle.dataset_name)?;
+        let system = crate::truth::system_of(&bundle.dataset_name)?;
         let mut ps: [ParamStore<B>; 3] = Default::default();
         let [pa, pd, psur] = &mut ps;
         let autoencoder = Dcae::new(

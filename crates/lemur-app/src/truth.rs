@@ -11,56 +11,30 @@ use web_time::Instant;
 
 use crate::error::{AppError, Result};
 
-/// The physics a set of runs emulates, from its dataset name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum System {
-    Euler { periodic: bool },
-    RayleighBenard,
+pub use lemur_solvers::System;
+
+/// The physics a set of runs emulates, from its dataset name: data no built-in solver makes
+/// cannot be shown beside its truth.
+pub fn system_of(dataset_name: &str) -> Result<System> {
+    System::of(dataset_name).ok_or_else(|| AppError::Setting {
+        name: "dataset",
+        value: dataset_name.into(),
+        detail: "the app's built-in solvers simulate Euler (`euler_*`) and \
+                 `rayleigh_benard` data only"
+            .into(),
+    })
 }
 
-/// Solver frames the Rayleigh-Bénard truth runs before its first kept frame (as `lemur
-/// rollout` starts).
-pub const RB_START: usize = lemur_solvers::rayleigh_benard::CONVECTION_FRAME;
+/// Whether the named Euler setups ([`NAMED`]) apply.
+pub fn has_named_setups(system: System) -> bool {
+    matches!(system, System::Euler { .. })
+}
 
-impl System {
-    /// `euler_multi_quadrants_{open,periodic}BC` or `rayleigh_benard`.
-    pub fn of(dataset_name: &str) -> Result<Self> {
-        if dataset_name.starts_with("euler") {
-            Ok(System::Euler {
-                periodic: dataset_name.contains("periodic"),
-            })
-        } else if dataset_name == "rayleigh_benard" {
-            Ok(System::RayleighBenard)
-        } else {
-            Err(AppError::Setting {
-                name: "dataset",
-                value: dataset_name.into(),
-                detail: "the app's built-in solvers simulate Euler (`euler_*`) and \
-                         `rayleigh_benard` data only"
-                    .into(),
-            })
-        }
-    }
-
-    /// Solver frames before the first kept frame (the emulator's first context frame).
-    pub fn start_frame(self) -> usize {
-        match self {
-            System::Euler { .. } => 0,
-            System::RayleighBenard => RB_START,
-        }
-    }
-
-    /// Whether the named Euler setups ([`NAMED`]) apply.
-    pub fn has_named_setups(self) -> bool {
-        matches!(self, System::Euler { .. })
-    }
-
-    /// The solver's fields, in the order it writes them.
-    fn channels(self) -> &'static [&'static str] {
-        match self {
-            System::Euler { .. } => &EULER_CHANNELS,
-            System::RayleighBenard => &RB_CHANNELS,
-        }
+/// The solver's fields, in the order it writes them.
+fn solver_channels(system: System) -> &'static [&'static str] {
+    match system {
+        System::Euler { .. } => &EULER_CHANNELS,
+        System::RayleighBenard => &RB_CHANNELS,
     }
 }
 
@@ -245,7 +219,7 @@ impl Truth {
         wanted: usize,
         channels: &[String],
     ) -> Result<Self> {
-        let fields = system.channels();
+        let fields = solver_channels(system);
         let order = channels
             .iter()
             .map(|c| {
@@ -415,7 +389,10 @@ mod tests {
     use lemur_solvers::Trajectory;
 
     fn names(system: System) -> Vec<String> {
-        system.channels().iter().map(|s| s.to_string()).collect()
+        solver_channels(system)
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     fn run(mut t: Truth) -> Truth {
@@ -535,14 +512,14 @@ mod tests {
     #[test]
     fn systems_follow_the_dataset_and_rb_refuses_named_setups() {
         assert_eq!(
-            System::of("euler_multi_quadrants_periodicBC").unwrap(),
+            system_of("euler_multi_quadrants_periodicBC").unwrap(),
             System::Euler { periodic: true }
         );
         assert_eq!(
-            System::of("rayleigh_benard").unwrap().start_frame(),
-            RB_START
+            system_of("rayleigh_benard").unwrap().start_frame(),
+            lemur_solvers::rayleigh_benard::CONVECTION_FRAME
         );
-        let err = System::of("shear_flow").unwrap_err().to_string();
+        let err = system_of("shear_flow").unwrap_err().to_string();
         assert!(err.contains("shear_flow"), "{err}");
         let rb = System::RayleighBenard;
         let err = Truth::new(Initial::Named(0), rb, [16, 8], 4, 2, &names(rb))

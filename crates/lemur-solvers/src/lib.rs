@@ -41,6 +41,57 @@ pub(crate) fn invalid(name: &'static str, value: impl ToString, reason: &'static
     }
 }
 
+/// The physics of a dataset the built-in solvers can produce, read from its Well name: what
+/// a run's truth is simulated with when its data is not at hand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum System {
+    /// `euler_multi_quadrants_openBC` or `euler_multi_quadrants_periodicBC`.
+    Euler { periodic: bool },
+    /// `rayleigh_benard`.
+    RayleighBenard,
+}
+
+impl System {
+    /// The system of a dataset name, `None` for data no built-in solver makes.
+    pub fn of(dataset_name: &str) -> Option<Self> {
+        if dataset_name.starts_with("euler") {
+            Some(System::Euler {
+                periodic: dataset_name.contains("periodic"),
+            })
+        } else if dataset_name.starts_with("rayleigh_benard") {
+            Some(System::RayleighBenard)
+        } else {
+            None
+        }
+    }
+
+    /// The name people call it by.
+    pub fn title(self) -> &'static str {
+        match self {
+            System::Euler { .. } => "Euler",
+            System::RayleighBenard => "Rayleigh-Bénard",
+        }
+    }
+
+    /// The first frame worth starting a rollout or an evaluation from: Rayleigh-Bénard
+    /// trajectories (built-in and The Well's) begin with a motionless conduction state.
+    pub fn start_frame(self) -> usize {
+        match self {
+            System::Euler { .. } => 0,
+            System::RayleighBenard => rayleigh_benard::CONVECTION_FRAME,
+        }
+    }
+
+    /// The `lemur generate` command that makes data of this system.
+    pub fn generate_command(self) -> &'static str {
+        match self {
+            System::Euler { periodic: true } => "lemur generate euler --periodic --out DIR",
+            System::Euler { periodic: false } => "lemur generate euler --out DIR",
+            System::RayleighBenard => "lemur generate rayleigh-benard --out DIR",
+        }
+    }
+}
+
 /// Boundary condition type along one axis, as in The Well's `bc_type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Boundary {
@@ -98,5 +149,35 @@ impl Trajectory {
     pub fn frame(&self, t: usize) -> &[f32] {
         let n = self.nx() * self.ny() * self.channels();
         &self.data[t * n..(t + 1) * n]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::System;
+
+    #[test]
+    fn systems_are_read_from_dataset_names() {
+        let cases = [
+            (
+                "euler_multi_quadrants_periodicBC",
+                Some(System::Euler { periodic: true }),
+            ),
+            (
+                "euler_multi_quadrants_openBC",
+                Some(System::Euler { periodic: false }),
+            ),
+            ("rayleigh_benard", Some(System::RayleighBenard)),
+            ("shear_flow", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(System::of(name), want, "{name}");
+        }
+        assert_eq!(System::RayleighBenard.start_frame(), 80);
+        assert_eq!(System::Euler { periodic: true }.start_frame(), 0);
+        assert_eq!(
+            System::Euler { periodic: true }.generate_command(),
+            "lemur generate euler --periodic --out DIR"
+        );
     }
 }
