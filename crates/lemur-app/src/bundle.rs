@@ -358,25 +358,7 @@ impl Bundle {
                 root
             } else {
                 let file = root.join("checkpoint.json");
-                let v: Value =
-                    serde_json::from_slice(&checkpoint).map_err(|e| AppError::Weights {
-                        file: file.display().to_string(),
-                        detail: format!("not a JSON checkpoint: {e}"),
-                    })?;
-                // The checkpoint directory is one plain name inside the run.
-                let sub = v
-                    .get("dir")
-                    .and_then(Value::as_str)
-                    .filter(|d| {
-                        !d.is_empty() && Path::new(d).file_name() == Some(std::ffi::OsStr::new(d))
-                    })
-                    .ok_or_else(|| AppError::Checkpoint {
-                        file: file.display().to_string(),
-                        field: "dir",
-                        detail: "no model.safetensors beside it and no checkpoint directory named"
-                            .into(),
-                    })?;
-                root.join(sub)
+                root.join(checkpoint_dir(&file.display().to_string(), &checkpoint)?)
             };
             Ok(RunFiles {
                 weights: read(&source.join("model.safetensors"))?,
@@ -385,5 +367,46 @@ impl Bundle {
             })
         };
         Ok([one(RUNS[0])?, one(RUNS[1])?, one(RUNS[2])?])
+    }
+}
+
+/// The checkpoint directory a run's pointer `checkpoint.json` (`file`) names, where its weights
+/// are: one plain name inside the run, never a path out of it.
+pub fn checkpoint_dir(file: &str, checkpoint: &[u8]) -> Result<String> {
+    let v: Value = serde_json::from_slice(checkpoint).map_err(|e| AppError::Weights {
+        file: file.into(),
+        detail: format!("not a JSON checkpoint: {e}"),
+    })?;
+    v.get("dir")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty() && !d.contains(['/', '\\']) && !matches!(*d, "." | ".."))
+        .map(str::to_string)
+        .ok_or_else(|| AppError::Checkpoint {
+            file: file.into(),
+            field: "dir",
+            detail: "no model.safetensors beside it and no checkpoint directory named".into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checkpoint_dir;
+
+    #[test]
+    fn checkpoint_dirs_stay_inside_the_run() {
+        let dir = |json: &str| checkpoint_dir("run/checkpoint.json", json.as_bytes());
+        assert_eq!(dir(r#"{"dir": "step-00000010"}"#).unwrap(), "step-00000010");
+        for bad in [r#"{"dir": "../x"}"#, r#"{"dir": "a/b"}"#, r#"{"dir": ""}"#] {
+            let err = dir(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("run/checkpoint.json") && err.contains("`dir`"),
+                "{err}"
+            );
+        }
+        for bad in [r#"{"dir": "."}"#, r#"{"dir": ".."}"#, r#"{"step": 3}"#] {
+            assert!(dir(bad).is_err(), "{bad}");
+        }
+        let err = dir("{").unwrap_err().to_string();
+        assert!(err.contains("not a JSON checkpoint"), "{err}");
     }
 }

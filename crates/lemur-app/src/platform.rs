@@ -72,7 +72,7 @@ mod imp {
 #[cfg(target_arch = "wasm32")]
 mod imp {
     use super::*;
-    use crate::bundle::{PretrainedSet, RUNS};
+    use crate::bundle::{PretrainedSet, RUNS, checkpoint_dir};
     use crate::error::AppError;
     use std::cell::RefCell;
     use wasm_bindgen::JsCast;
@@ -169,7 +169,8 @@ mod imp {
                 let weights = match f.await? {
                     Some(w) => w,
                     None if custom => {
-                        source = format!("{source}/{}", checkpoint_dir(&source, &checkpoint)?);
+                        let file = format!("{source}/checkpoint.json");
+                        source = format!("{source}/{}", checkpoint_dir(&file, &checkpoint)?);
                         let url = format!("{source}/model.safetensors");
                         fetch(&cache, url.clone(), i)
                             .await?
@@ -194,25 +195,6 @@ mod imp {
             url: url.into(),
             detail: "HTTP status 404 (not found)".into(),
         }
-    }
-
-    /// The checkpoint directory a run's `checkpoint.json` names: one plain name inside the run.
-    fn checkpoint_dir(run: &str, checkpoint: &[u8]) -> Result<String> {
-        let file = format!("{run}/checkpoint.json");
-        let v: serde_json::Value =
-            serde_json::from_slice(checkpoint).map_err(|e| AppError::Weights {
-                file: file.clone(),
-                detail: format!("not a JSON checkpoint: {e}"),
-            })?;
-        v.get("dir")
-            .and_then(serde_json::Value::as_str)
-            .filter(|d| !d.is_empty() && !d.contains(['/', '\\']) && *d != "..")
-            .map(str::to_string)
-            .ok_or_else(|| AppError::Checkpoint {
-                file,
-                field: "dir",
-                detail: "no model.safetensors beside it and no checkpoint directory named".into(),
-            })
     }
 
     async fn cached(name: &str, url: &str) -> Option<(web_sys::Cache, Option<Vec<u8>>)> {

@@ -305,6 +305,43 @@ fn corrupt_weights_name_the_file() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `--weights` takes runs as `lemur train` writes them: the pointer `checkpoint.json` names
+/// the checkpoint directory that holds the weights.
+#[test]
+fn runs_as_training_writes_them_load() {
+    let dir = std::env::temp_dir().join(format!("lemur-app-runs-{}", std::process::id()));
+    let src =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/pretrained/rb128x32");
+    for run in lemur_app::bundle::RUNS {
+        let step = dir.join(run).join("step-00000007");
+        std::fs::create_dir_all(&step).unwrap();
+        for f in ["checkpoint.json", "model.safetensors"] {
+            std::fs::copy(src.join(run).join(f), step.join(f)).unwrap();
+        }
+        let mut pointer: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(src.join(run).join("checkpoint.json")).unwrap())
+                .unwrap();
+        pointer["dir"] = "step-00000007".into();
+        std::fs::write(
+            dir.join(run).join("checkpoint.json"),
+            serde_json::to_vec(&pointer).unwrap(),
+        )
+        .unwrap();
+    }
+    let files = lemur_app::bundle::Bundle::read_dir(&dir).unwrap();
+    assert!(
+        files[1].source.ends_with("diffusion/step-00000007"),
+        "{}",
+        files[1].source
+    );
+    let b = lemur_app::bundle::Bundle::parse(&files).unwrap();
+    assert_eq!(
+        (b.dataset_name.as_str(), b.grid),
+        ("rayleigh_benard", [128, 32])
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Both embedded sets parse into bundles of their system's channels and grid.
 #[test]
 fn both_embedded_sets_parse() {
