@@ -66,35 +66,34 @@ pub fn run(args: EvalArgs) -> Result<()> {
 
 fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
     let em = Emulation::open(backend, &super::pretrained::resolve(&args.run)?)?;
+    // The embedded runs were trained elsewhere: the data path they record names a directory
+    // of the machine that trained them, so they look only at --data.
     let root = match &args.data {
-        Some(d) => d.clone(),
-        // The embedded runs were trained elsewhere: the data path they record names a
-        // directory of the machine that trained them.
-        None if super::pretrained::is_pretrained(&args.run) => PathBuf::new(),
-        None => em.physical_data.root.clone(),
+        Some(d) => Some(d.clone()),
+        None if super::pretrained::is_pretrained(&args.run) => None,
+        None => Some(em.physical_data.root.clone()),
     };
-    if !root.exists() {
-        let make = match lemur_solvers::System::of(&em.stats.dataset_name) {
-            Some(system) => format!("make one like it with `{}`", system.generate_command()),
-            None => format!(
-                "no built-in solver makes {} data: fetch it from The Well",
-                em.stats.dataset_name
-            ),
-        };
-        let what = if root.as_os_str().is_empty() {
-            format!(
-                "{}: the {} data this embedded run was trained on is not on this machine",
-                args.run.display(),
-                em.stats.dataset_name
-            )
-        } else {
-            format!(
-                "{}: the run's dataset is not on this machine",
-                root.display()
-            )
-        };
-        bail!("{what}; {make} and pass --data DIR");
-    }
+    let root = match root {
+        Some(r) if r.exists() => r,
+        missing => {
+            let make = match lemur_solvers::System::of(&em.stats.dataset_name) {
+                Some(system) => format!("make one like it with `{}`", system.generate_command()),
+                None => format!(
+                    "no built-in solver makes {} data: fetch it from The Well",
+                    em.stats.dataset_name
+                ),
+            };
+            let what = match missing {
+                Some(r) => format!("{}: the run's dataset is not on this machine", r.display()),
+                None => format!(
+                    "{}: the {} data this embedded run was trained on is not on this machine",
+                    args.run.display(),
+                    em.stats.dataset_name
+                ),
+            };
+            bail!("{what}; {make} and pass --data DIR");
+        }
+    };
     let available = super::common::data_trajectories(&root, &args.split)?.len();
     let stride = match args.stride {
         Some(0) => bail!("--stride must be at least 1"),

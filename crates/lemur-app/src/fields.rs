@@ -49,25 +49,16 @@ impl Stencil {
     /// periodic axis.
     fn new(centres: &[f64], period: Option<f64>) -> Self {
         let n = centres.len();
-        let scale = (0..n)
-            .map(|i| {
-                let (a, b) = match period {
-                    _ if n == 1 => return 0.0,
-                    Some(l) => (
-                        if i + 1 < n {
-                            centres[i + 1]
-                        } else {
-                            centres[0] + l
-                        },
-                        if i > 0 {
-                            centres[i - 1]
-                        } else {
-                            centres[n - 1] - l
-                        },
-                    ),
-                    None => (centres[(i + 1).min(n - 1)], centres[i.saturating_sub(1)]),
-                };
-                (1.0 / (a - b)) as f32
+        // Coordinates one step past either end: wrapped, or the end point itself at a wall.
+        let at = |i: isize| match period {
+            Some(l) if i < 0 => centres[n - 1] - l,
+            Some(l) if i as usize >= n => centres[0] + l,
+            _ => centres[i.clamp(0, n as isize - 1) as usize],
+        };
+        let scale = (0..n as isize)
+            .map(|i| match at(i + 1) - at(i - 1) {
+                0.0 => 0.0,
+                d => (1.0 / d) as f32,
             })
             .collect();
         Self {
