@@ -30,14 +30,6 @@ pub fn has_named_setups(system: System) -> bool {
     matches!(system, System::Euler { .. })
 }
 
-/// The solver's fields, in the order it writes them.
-fn solver_channels(system: System) -> &'static [&'static str] {
-    match system {
-        System::Euler { .. } => &EULER_CHANNELS,
-        System::RayleighBenard => &RB_CHANNELS,
-    }
-}
-
 /// Where the initial condition comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Initial {
@@ -153,12 +145,9 @@ pub struct Truth {
     pub description: String,
     /// Seconds spent in the solver and solver frames computed, for its speed.
     pub busy_s: f64,
-    /// Channel order: indices into the solver's fields ([`System::channels`]).
+    /// Channel order: indices into the solver's fields ([`System::channel_names`]).
     order: Vec<usize>,
 }
-
-const EULER_CHANNELS: [&str; 5] = ["energy", "density", "pressure", "momentum_x", "momentum_y"];
-const RB_CHANNELS: [&str; 4] = ["buoyancy", "pressure", "velocity_x", "velocity_y"];
 
 /// Boundary codes of `lemur_well`'s `BoundaryType::code`.
 fn code(b: Boundary) -> f32 {
@@ -219,7 +208,7 @@ impl Truth {
         wanted: usize,
         channels: &[String],
     ) -> Result<Self> {
-        let fields = solver_channels(system);
+        let fields = system.channel_names();
         let order = channels
             .iter()
             .map(|c| {
@@ -388,13 +377,6 @@ mod tests {
     use super::*;
     use lemur_solvers::Trajectory;
 
-    fn names(system: System) -> Vec<String> {
-        solver_channels(system)
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    }
-
     fn run(mut t: Truth) -> Truth {
         while !t.done() {
             t.advance(0.0).unwrap();
@@ -450,8 +432,15 @@ mod tests {
     #[test]
     fn truth_matches_the_generator() {
         let system = System::Euler { periodic: false };
-        let t =
-            run(Truth::new(Initial::Random(3), system, [12, 10], 2, 4, &names(system)).unwrap());
+        let t = run(Truth::new(
+            Initial::Random(3),
+            system,
+            [12, 10],
+            2,
+            4,
+            &system.channel_names(),
+        )
+        .unwrap());
         let cfg = EulerConfig {
             nx: 12,
             ny: 10,
@@ -477,7 +466,7 @@ mod tests {
             stride,
             start,
             wanted,
-            &names(system),
+            &system.channel_names(),
         )
         .unwrap();
         let t = run(t);
@@ -522,7 +511,7 @@ mod tests {
         let err = system_of("shear_flow").unwrap_err().to_string();
         assert!(err.contains("shear_flow"), "{err}");
         let rb = System::RayleighBenard;
-        let err = Truth::new(Initial::Named(0), rb, [16, 8], 4, 2, &names(rb))
+        let err = Truth::new(Initial::Named(0), rb, [16, 8], 4, 2, &rb.channel_names())
             .err()
             .unwrap()
             .to_string();
@@ -533,7 +522,7 @@ mod tests {
             [16, 8],
             4,
             2,
-            &names(System::Euler { periodic: true }),
+            &System::Euler { periodic: true }.channel_names(),
         )
         .err()
         .unwrap()
@@ -544,7 +533,7 @@ mod tests {
     #[test]
     fn named_setups_run() {
         let system = System::Euler { periodic: false };
-        let names = names(system);
+        let names = system.channel_names();
         for i in 0..NAMED.len() {
             let t = run(Truth::new(Initial::Named(i), system, [16, 16], 4, 3, &names).unwrap());
             assert!(t.frames.iter().flatten().all(|v| v.is_finite()));

@@ -605,6 +605,10 @@ pub fn generate(
         times.push(t);
         progress(k + 1, cfg.frames);
     }
+    let fields = crate::System::Euler {
+        periodic: cfg.periodic,
+    }
+    .fields();
     let name = if cfg.periodic {
         "euler_multi_quadrants_periodicBC"
     } else {
@@ -615,8 +619,8 @@ pub fn generate(
         x: centres(cfg.nx),
         y: centres(cfg.ny),
         times,
-        t0_fields: vec!["energy".into(), "density".into(), "pressure".into()],
-        t1_fields: vec!["momentum".into()],
+        t0_fields: crate::owned(fields.0),
+        t1_fields: crate::owned(fields.1),
         data,
         scalars: vec![("gamma".into(), ic.gamma)],
         boundaries: cfg.boundaries(),

@@ -41,6 +41,10 @@ pub(crate) fn invalid(name: &'static str, value: impl ToString, reason: &'static
     }
 }
 
+pub(crate) fn owned(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
 /// The physics of a dataset the built-in solvers can produce, read from its Well name: what
 /// a run's truth is simulated with when its data is not at hand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +84,25 @@ impl System {
             System::Euler { .. } => 0,
             System::RayleighBenard => rayleigh_benard::CONVECTION_FRAME,
         }
+    }
+
+    /// The fields its solver writes: scalar fields, then vector fields (two channels each,
+    /// x then y; for Rayleigh-Bénard y is the vertical).
+    pub fn fields(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            System::Euler { .. } => (&["energy", "density", "pressure"], &["momentum"]),
+            System::RayleighBenard => (&["buoyancy", "pressure"], &["velocity"]),
+        }
+    }
+
+    /// Its channel names in the order the solver writes them, as The Well names them
+    /// (`momentum_x`, `momentum_y`).
+    pub fn channel_names(self) -> Vec<String> {
+        let (scalars, vectors) = self.fields();
+        let components = vectors
+            .iter()
+            .flat_map(|v| [format!("{v}_x"), format!("{v}_y")]);
+        owned(scalars).into_iter().chain(components).collect()
     }
 
     /// The `lemur generate` command that makes data of this system.
@@ -178,6 +201,14 @@ mod tests {
         assert_eq!(
             System::Euler { periodic: true }.generate_command(),
             "lemur generate euler --periodic --out DIR"
+        );
+        assert_eq!(
+            System::Euler { periodic: false }.channel_names(),
+            ["energy", "density", "pressure", "momentum_x", "momentum_y"]
+        );
+        assert_eq!(
+            System::RayleighBenard.channel_names(),
+            ["buoyancy", "pressure", "velocity_x", "velocity_y"]
         );
     }
 }

@@ -927,13 +927,14 @@ pub fn generate(
             reason: "non-finite field".into(),
         });
     }
+    let fields = crate::System::RayleighBenard.fields();
     Ok(Trajectory {
         dataset_name: "rayleigh_benard".into(),
         x: solver.x_coords(),
         y: solver.z_coords().to_vec(),
         times,
-        t0_fields: vec!["buoyancy".into(), "pressure".into()],
-        t1_fields: vec!["velocity".into()],
+        t0_fields: crate::owned(fields.0),
+        t1_fields: crate::owned(fields.1),
         data,
         scalars: vec![
             ("rayleigh".into(), params.rayleigh),
