@@ -14,7 +14,8 @@
 #   scripts/pack-pretrained.py WORKDIR/ae WORKDIR/dif WORKDIR/sur --name SET
 #
 # Environment: LEMUR (the binary; default target/release/lemur, else `lemur` on PATH),
-# BACKEND (cpu or gpu; default auto), AE_STEPS, DIF_STEPS, SUR_STEPS, TRAJECTORIES.
+# BACKEND (cpu or gpu; default auto), AE_STEPS, DIF_STEPS, SUR_STEPS, TRAJECTORIES,
+# AE_OPTIMIZER (adamw or soap, for a new autoencoder run; a resumed one keeps its own).
 set -euo pipefail
 
 set=${1:?usage: scripts/pretrain.sh euler64|rb128x32 WORKDIR}
@@ -27,6 +28,7 @@ ae_steps=${AE_STEPS:-3000}
 dif_steps=${DIF_STEPS:-1500}
 sur_steps=${SUR_STEPS:-1000}
 trajectories=${TRAJECTORIES:-64}
+ae_optimizer=${AE_OPTIMIZER:-adamw}
 
 case $set in
   # Periodic boundaries: with open ones the waves leave the domain and late frames empty.
@@ -65,7 +67,8 @@ train() {
 }
 
 train autoencoder ae "$ae_steps" "${ae_from[@]}" -- --data data \
-  --batch 16 --lr "$lr" --warmup 100 --checkpoint-every 250 --log-every 50
+  --batch 16 --lr "$lr" --warmup 100 --optimizer "$ae_optimizer" --checkpoint-every 250 \
+  --log-every 50
 
 # The latents belong to one autoencoder checkpoint: encode again whenever it moved on.
 ae_step=$(python3 -c 'import json; print(json.load(open("ae/checkpoint.json"))["step"])')
