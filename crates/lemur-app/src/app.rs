@@ -1148,6 +1148,11 @@ impl LemurApp {
                     .label_spacing(18.0..=24.0),
             ]
         }
+        // Scores often span less than one decade step (0.28-0.33): at the default 20-30
+        // points between labels, a short plot labelled a single value.
+        fn score_axis() -> Vec<AxisHints<'static>> {
+            vec![AxisHints::new_y().label_spacing(14.0..=20.0)]
+        }
         let Some(session) = &self.session else {
             return;
         };
@@ -1176,6 +1181,7 @@ impl LemurApp {
             .height(ui.available_height() * 0.45)
             .legend(Legend::default())
             .custom_x_axes(lead_time_axis())
+            .custom_y_axes(score_axis())
             .show(ui, |p| {
                 for (m, name) in [(0, "diffusion (ensemble mean)"), (1, "surrogate")] {
                     let pts = curve(series(m), &|s| s.vrmse[field]);
@@ -1189,6 +1195,7 @@ impl LemurApp {
             .height(ui.available_height() * 0.9)
             .legend(Legend::default())
             .custom_x_axes(lead_time_axis())
+            .custom_y_axes(score_axis())
             .show(ui, |p| {
                 let pts = curve(series(0), &|s| s.spread_skill[field]);
                 if !pts.is_empty() {
