@@ -11,7 +11,8 @@ use web_time::Instant;
 
 use crate::bundle::{Bundle, PretrainedSet, RunFiles};
 use crate::display::{
-    DeviceTextures, HostTextures, MapChoice, PANELS, PanelView, colour_bar, panel_map,
+    DeviceTextures, HostTextures, MapChoice, PANELS, PanelView, colour_bar, panel_map, score_label,
+    score_steps,
 };
 use crate::engine::{
     Compute, Job, ModelChoice, Models, Pending, SAMPLERS, Scores, Settings, Tick, method,
@@ -1148,10 +1149,11 @@ impl LemurApp {
                     .label_spacing(18.0..=24.0),
             ]
         }
-        // Scores often span less than one decade step (0.28-0.33): at the default 20-30
-        // points between labels, a short plot labelled a single value.
         fn score_axis() -> Vec<AxisHints<'static>> {
-            vec![AxisHints::new_y().label_spacing(14.0..=20.0)]
+            vec![AxisHints::new_y().formatter(|mark, _| score_label(mark.value, mark.step_size))]
+        }
+        fn score_grid() -> impl Fn(egui_plot::GridInput) -> Vec<egui_plot::GridMark> {
+            egui_plot::uniform_grid_spacer(|input| score_steps(input.base_step_size))
         }
         let Some(session) = &self.session else {
             return;
@@ -1181,6 +1183,7 @@ impl LemurApp {
             .height(ui.available_height() * 0.45)
             .legend(Legend::default())
             .custom_x_axes(lead_time_axis())
+            .y_grid_spacer(score_grid())
             .custom_y_axes(score_axis())
             .show(ui, |p| {
                 for (m, name) in [(0, "diffusion (ensemble mean)"), (1, "surrogate")] {
@@ -1195,6 +1198,7 @@ impl LemurApp {
             .height(ui.available_height() * 0.9)
             .legend(Legend::default())
             .custom_x_axes(lead_time_axis())
+            .y_grid_spacer(score_grid())
             .custom_y_axes(score_axis())
             .show(ui, |p| {
                 let pts = curve(series(0), &|s| s.spread_skill[field]);

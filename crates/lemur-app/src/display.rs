@@ -342,9 +342,79 @@ pub fn fmt_tick(v: f32) -> String {
     if v < 0.0 { format!("\u{2212}{s}") } else { s }
 }
 
+/// The three grid steps of a score plot (fine, labelled, coarse), from egui_plot's smallest
+/// step worth drawing (`base`, the value 8 points span). egui_plot's default decade grid labels
+/// marks 10x apart: a range such as 0.22-0.40 then showed one label. Here the labelled step is
+/// the smallest of 1, 2, 5 x 10^k spanning 4 `base` (32 points); the fine and coarse steps
+/// divide it and are its multiples, so every mark falls on the finest grid.
+pub fn score_steps(base: f64) -> [f64; 3] {
+    let want = 4.0 * base.abs();
+    if !(want.is_finite() && want > 0.0) {
+        return [0.2, 1.0, 5.0];
+    }
+    let decade = 10f64.powf(want.log10().floor());
+    let m = want / decade;
+    // A mantissa past 5 rounds up to the next decade's 1.
+    let (label, fine, coarse) = if m <= 1.0 {
+        (1.0, 0.2, 5.0)
+    } else if m <= 2.0 {
+        (2.0, 0.5, 10.0)
+    } else if m <= 5.0 {
+        (5.0, 1.0, 10.0)
+    } else {
+        (10.0, 2.0, 50.0)
+    };
+    [fine * decade, label * decade, coarse * decade]
+}
+
+/// A score axis label: as many decimals as the mark's step needs (0.25 on a 0.05 grid, 0.5 on
+/// a 0.5 one; egui_plot's default rounds the step's digits, which printed 0.5 as "0").
+pub fn score_label(value: f64, step: f64) -> String {
+    let decimals = (-step.abs().log10()).ceil().clamp(0.0, 12.0) as usize;
+    format!("{value:.decimals$}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn close(a: [f64; 3], b: [f64; 3]) -> bool {
+        a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= 1e-12 * y.abs())
+    }
+
+    #[test]
+    fn score_grids_label_several_values_on_narrow_ranges() {
+        // 0.22-0.40 over 250 points: base 0.0058, labels every 0.05 (43 points).
+        let base = 0.18 / 250.0 * 8.0;
+        let steps = score_steps(base);
+        assert!(close(steps, [0.01, 0.05, 0.1]), "{steps:?}");
+        // 0-1 over 250 points: labels every 0.2; 0-40 over 100: every 20.
+        assert!(close(score_steps(0.032), [0.05, 0.2, 1.0]));
+        assert!(close(score_steps(3.2), [5.0, 20.0, 100.0]));
+        assert!(close(score_steps(0.25), [0.2, 1.0, 5.0]));
+        for base in [1e-5, 3.3e-3, 0.07, 0.9, 4.0, 123.0] {
+            let [fine, label, coarse] = score_steps(base);
+            // Labels at least 32 points apart, at most 80 (4 base is never past 2.5 steps).
+            assert!(
+                label >= 4.0 * base && label <= 10.0 * base,
+                "{base} {label}"
+            );
+            for multiple in [label / fine, coarse / label] {
+                assert!(
+                    (multiple - multiple.round()).abs() < 1e-9,
+                    "{base}: {multiple}"
+                );
+            }
+        }
+        assert!(close(score_steps(0.0), [0.2, 1.0, 5.0]));
+        assert_eq!(score_label(0.5, 0.5), "0.5");
+        assert_eq!(score_label(0.25, 0.05), "0.25");
+        assert_eq!(score_label(0.3, 0.1), "0.3");
+        assert_eq!(score_label(20.0, 20.0), "20");
+        assert_eq!(score_label(1.0, 1.0), "1");
+    }
 
     #[test]
     fn orientations_turn_the_grid() {
