@@ -396,7 +396,7 @@ mod tests {
         assert!(close(score_steps(0.25), [0.2, 1.0, 5.0]));
         for base in [1e-5, 3.3e-3, 0.07, 0.9, 4.0, 123.0] {
             let [fine, label, coarse] = score_steps(base);
-            // Labels at least 32 points apart, at most 80 (4 base is never past 2.5 steps).
+            // Labels 32 to 80 points apart: the labelled step is at most 2.5 times 4 base.
             assert!(
                 label >= 4.0 * base && label <= 10.0 * base,
                 "{base} {label}"
