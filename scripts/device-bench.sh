@@ -17,36 +17,15 @@ if [ ! -e "$dir/bin/lemur.xz" ]; then
     exit 1
 fi
 
-# The Vulkan loader, when the machine has none (unpacked from Debian's libvulkan1 .deb).
-if ! ldconfig -p | grep -q 'libvulkan\.so\.1'; then
-    for f in "$dir"/*.deb; do
-        [ -e "$f" ] && dpkg -x "$f" /
-    done
-    ldconfig
-fi
-# The NVIDIA driver's ICD where the container has it but the loader does not look.
-nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-if [ -z "${VK_DRIVER_FILES:-}" ] && [ -e "$nvidia_icd" ]; then
-    export VK_DRIVER_FILES="$nvidia_icd"
-fi
-export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+. "$(dirname "$0")/device-lib.sh"
+device_setup "$dir"
 
 work=$(mktemp -d /tmp/lemur-device-bench.XXXXXX)
 log="${OUT:-$work}/device-bench.log"
 mkdir -p "$(dirname "$log")"
 cd "$work"
 
-# Unpacks DIR/bin/NAME.xz into the scratch directory (xz, else Python's lzma).
-unpack() {
-    if command -v xz >/dev/null; then
-        xz -dc "$dir/bin/$1.xz" >"$work/$1"
-    else
-        python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' \
-            "$dir/bin/$1.xz" >"$work/$1"
-    fi
-    chmod +x "$work/$1"
-}
-unpack lemur
+device_unpack "$dir" lemur "$work"
 lemur="$work/lemur"
 
 step() {
@@ -86,7 +65,7 @@ fi
 for t in "$dir"/bin/test-*.xz; do
     [ -e "$t" ] || continue
     name=$(basename "$t" .xz)
-    unpack "$name"
+    device_unpack "$dir" "$name" "$work"
     step 60 "$work/$name" -q
 done
 echo

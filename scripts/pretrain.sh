@@ -15,7 +15,10 @@
 #
 # Environment: LEMUR (the binary; default target/release/lemur, else `lemur` on PATH),
 # BACKEND (cpu or gpu; default auto), AE_STEPS, DIF_STEPS, SUR_STEPS, TRAJECTORIES,
-# AE_OPTIMIZER (adamw or soap, for a new autoencoder run; a resumed one keeps its own).
+# AE_OPTIMIZER (adamw or soap, for a new autoencoder run; a resumed one keeps its own),
+# AE_BATCH (16), EMU_BATCH (8: diffusion and surrogate) for new runs, and AE_TIME, DIF_TIME,
+# SUR_TIME: a stage's time limit (`lemur train --time-limit`, e.g. 45m): its steps are then
+# fitted to the time, so set its *_STEPS high (scripts/device-train.sh does this on a GPU).
 set -euo pipefail
 
 set=${1:?usage: scripts/pretrain.sh euler64|rb128x32 WORKDIR}
@@ -29,6 +32,8 @@ dif_steps=${DIF_STEPS:-1500}
 sur_steps=${SUR_STEPS:-1000}
 trajectories=${TRAJECTORIES:-64}
 ae_optimizer=${AE_OPTIMIZER:-adamw}
+ae_batch=${AE_BATCH:-16}
+emu_batch=${EMU_BATCH:-8}
 
 case $set in
   # Periodic boundaries: with open ones the waves leave the domain and late frames empty.
@@ -49,25 +54,27 @@ cd "$work"
 [ -f data/stats.json ] || "$lemur" generate "${generate[@]}" --trajectories "$trajectories" \
   --seed 0 --out data
 
-# train KIND RUN STEPS FROM... -- ARGS...: a new run (FROM: --init RUN or --config PRESET), or
-# the run resumed.
+# train KIND RUN STEPS TIME FROM... -- ARGS...: a new run (FROM: --init RUN or --config PRESET),
+# or the run resumed; TIME (may be empty) is the session's --time-limit.
 train() {
-  local kind=$1 run=$2 steps=$3 from=()
-  shift 3
+  local kind=$1 run=$2 steps=$3 limit=() from=()
+  [ -n "$4" ] && limit=(--time-limit "$4")
+  shift 4
   while [ "$1" != -- ]; do from+=("$1"); shift; done
   shift
   if [ -f "$run/checkpoint.json" ]; then
     local done
     done=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["step"])' "$run/checkpoint.json")
     [ "$done" -ge "$steps" ] && return 0
-    "$lemur" train "$kind" --resume "$run" --steps "$steps" --backend "$backend"
+    "$lemur" train "$kind" --resume "$run" --steps "$steps" --backend "$backend" "${limit[@]}"
   else
-    "$lemur" train "$kind" "${from[@]}" --out "$run" --steps "$steps" --backend "$backend" "$@"
+    "$lemur" train "$kind" "${from[@]}" --out "$run" --steps "$steps" --backend "$backend" \
+      "${limit[@]}" "$@"
   fi
 }
 
-train autoencoder ae "$ae_steps" "${ae_from[@]}" -- --data data \
-  --batch 16 --lr "$lr" --warmup 100 --optimizer "$ae_optimizer" --checkpoint-every 250 \
+train autoencoder ae "$ae_steps" "${AE_TIME:-}" "${ae_from[@]}" -- --data data \
+  --batch "$ae_batch" --lr "$lr" --warmup 100 --optimizer "$ae_optimizer" --checkpoint-every 250 \
   --log-every 50
 
 # The latents belong to one autoencoder checkpoint: encode again whenever it moved on.
@@ -84,7 +91,7 @@ fi
 [ -d dif.prev ] && dif_from=(--init dif.prev)
 [ -d sur.prev ] && sur_from=(--init sur.prev)
 
-train diffusion dif "$dif_steps" "${dif_from[@]}" -- --latents lat \
-  --batch 8 --lr "$lr" --warmup 50 --checkpoint-every 250 --log-every 50
-train surrogate sur "$sur_steps" "${sur_from[@]}" -- --latents lat \
-  --batch 8 --lr "$lr" --warmup 50 --checkpoint-every 250 --log-every 50
+train diffusion dif "$dif_steps" "${DIF_TIME:-}" "${dif_from[@]}" -- --latents lat \
+  --batch "$emu_batch" --lr "$lr" --warmup 50 --checkpoint-every 250 --log-every 50
+train surrogate sur "$sur_steps" "${SUR_TIME:-}" "${sur_from[@]}" -- --latents lat \
+  --batch "$emu_batch" --lr "$lr" --warmup 50 --checkpoint-every 250 --log-every 50

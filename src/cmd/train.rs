@@ -136,6 +136,28 @@ pub struct TrainArgs {
     /// Stop after this step with a checkpoint, as if interrupted (resume continues the run).
     #[arg(long)]
     pub stop_after: Option<u32>,
+    /// Fit this session into a time: 90s, 45m, 8h (a bare number is seconds). Once the rate is
+    /// measured, --steps is lowered to the steps that fit, so the cosine schedule still ends at
+    /// the last step; the run also stops with a checkpoint at the limit (resume continues it).
+    #[arg(long, value_parser = parse_duration)]
+    pub time_limit: Option<f64>,
+}
+
+/// Seconds from `90`, `90s`, `45m` or `8h`.
+fn parse_duration(text: &str) -> std::result::Result<f64, String> {
+    let t = text.trim();
+    let (number, scale) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1.0),
+        Some((i, 'm')) => (&t[..i], 60.0),
+        Some((i, 'h')) => (&t[..i], 3600.0),
+        _ => (t, 1.0),
+    };
+    match number.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v * scale),
+        _ => Err(format!(
+            "'{text}' is not a positive duration (seconds, or a number with s, m or h: 90s, 45m, 8h)"
+        )),
+    }
 }
 
 impl TrainArgs {
@@ -178,6 +200,7 @@ impl TrainArgs {
             },
             backend: super::common::backend_kind(self.backend.as_deref())?,
             stop_after: self.stop_after,
+            time_limit: self.time_limit,
             stop: Some(super::interrupt::install(
                 "finishing the current step, then saving a checkpoint",
             )?),

@@ -243,6 +243,14 @@ impl<B: Backend> Optimizer<B> {
         }
     }
 
+    /// Moves the end of the cosine schedule (a run fitted to a time limit ends earlier).
+    pub fn set_total_steps(&mut self, total: u32) {
+        match self {
+            Optimizer::AdamW(o) => o.config.schedule.total = total,
+            Optimizer::Soap(o) => o.config.schedule.total = total,
+        }
+    }
+
     /// The suffixes after `<param>.` that this optimizer's state keys may have.
     pub fn state_suffixes(&self) -> &'static [&'static str] {
         match self {

@@ -54,6 +54,8 @@ pub struct CommonArgs {
     pub backend: BackendKind,
     /// Stop after this step (with a checkpoint), as if interrupted there.
     pub stop_after: Option<u32>,
+    /// Fit this session into this many seconds (see `trainer::fit_steps`).
+    pub time_limit: Option<f64>,
     /// Set on an interrupt (the binary's Ctrl-C handler): training checkpoints the step in
     /// progress and returns.
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,

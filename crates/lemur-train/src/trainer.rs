@@ -46,6 +46,9 @@ pub struct Trainer<'a, B: Backend> {
     /// Stop (with a checkpoint) after this step instead of `options.steps`: as if the run had
     /// been interrupted there.
     pub stop_after: Option<u32>,
+    /// Fit this session into this many seconds: see [`fit_steps`]; the run also stops (with a
+    /// checkpoint, as if interrupted) at the first step that ends past it.
+    pub time_limit: Option<f64>,
     /// Describes the latest complete checkpoint, for error messages.
     pub last_good: String,
     /// Set by an interrupt (Ctrl-C): the step in progress is finished and checkpointed, then
@@ -127,6 +130,28 @@ impl<B: Backend> PendingLosses<B> {
     }
 }
 
+/// A time-limited session measures its rate until this share of the limit (at most
+/// [`FIT_AFTER_MAX_S`]) has passed, then fits its schedule once.
+const FIT_AFTER_SHARE: f64 = 0.1;
+const FIT_AFTER_MAX_S: f64 = 60.0;
+/// The share of the remaining time the fitted steps may fill: validation and checkpoints come
+/// on top of the measured steps.
+const FIT_MARGIN: f64 = 0.95;
+
+/// The last step of a session limited to `limit` seconds that has run steps `first..=step` in
+/// `spent` seconds: the steps that fit in the rest of the limit at the rate so far, never past
+/// `end`. The cosine schedule is moved to end there, so that a run cut short by the clock still
+/// anneals instead of stopping at a high learning rate. `None` until the rate has been measured
+/// long enough (a share of the limit) to be trusted.
+pub fn fit_steps(first: u32, step: u32, end: u32, spent: f64, limit: f64) -> Option<u32> {
+    if step < first || spent < (limit * FIT_AFTER_SHARE).min(FIT_AFTER_MAX_S) {
+        return None;
+    }
+    let rate = f64::from(step - first + 1) / spent.max(1e-9);
+    let more = (rate * (limit - spent).max(0.0) * FIT_MARGIN).floor();
+    Some(end.min(step.saturating_add(more.min(f64::from(u32::MAX)) as u32)))
+}
+
 fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -138,7 +163,8 @@ impl<B: Backend> Trainer<'_, B> {
     pub fn train(&mut self, objective: &mut dyn Objective<B>) -> Result<Summary> {
         let o = self.options.clone();
         let start = self.optimizer.steps();
-        let end = self.stop_after.map_or(o.steps, |s| s.min(o.steps));
+        let mut end = self.stop_after.map_or(o.steps, |s| s.min(o.steps));
+        let mut fitted = self.time_limit.is_none();
         let terminal = std::io::stderr().is_terminal();
         let bar = if terminal {
             let bar = ProgressBar::new(u64::from(end));
@@ -166,8 +192,11 @@ impl<B: Backend> Trainer<'_, B> {
         };
         let samples = o.samples_per_step() as f64;
 
-        for step in start + 1..=end {
-            let lr = o.adamw().schedule.lr(step);
+        // `end` can move (a time limit), so the bound is read on every pass.
+        let mut step = start;
+        while step < end {
+            step += 1;
+            let lr = self.options.adamw().schedule.lr(step);
             if let Err(e) = self.step(objective, step, &mut pending) {
                 // A non-finite loss earlier in the interval may be what made the step fail
                 // (an optimizer or a model refusing NaNs): it is the error to report.
@@ -178,8 +207,11 @@ impl<B: Backend> Trainer<'_, B> {
 
             // An interrupt is only looked at between steps, so the checkpoint it writes is of
             // a whole step, exactly what an uninterrupted run had at that point.
-            let interrupted =
-                step < end && self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+            let out_of_time = self
+                .time_limit
+                .is_some_and(|limit| session_start.elapsed().as_secs_f64() >= limit);
+            let interrupted = step < end
+                && (out_of_time || self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)));
             // The last step always checkpoints, so a finished (or stopped) run is resumable.
             let checkpoint = step % o.checkpoint_every == 0 || step == end || interrupted;
             if step % o.log_every == 0 || checkpoint {
@@ -236,6 +268,27 @@ impl<B: Backend> Trainer<'_, B> {
                 }
                 if checkpoint {
                     self.checkpoint(step, Some(loss), val_loss, elapsed)?;
+                }
+                if !fitted && !interrupted && step < end {
+                    let spent = session_start.elapsed().as_secs_f64();
+                    let limit = self.time_limit.unwrap_or(f64::INFINITY);
+                    if let Some(last) = fit_steps(start + 1, step, end, spent, limit) {
+                        fitted = true;
+                        if last < end {
+                            let note = format!(
+                                "{}: --time-limit {limit:.0}s: {} steps fit at {:.2} steps/s; the schedule now ends at step {last} (was {})",
+                                self.template.kind,
+                                last - start,
+                                f64::from(step - start) / spent,
+                                self.options.steps
+                            );
+                            bar.suspend(|| eprintln!("{note}"));
+                            end = last;
+                            self.options.steps = last;
+                            self.optimizer.set_total_steps(last);
+                            bar.set_length(u64::from(end));
+                        }
+                    }
                 }
                 interval_start = Instant::now();
             }
@@ -381,12 +434,15 @@ mod tests {
         nan_at: Option<(u32, usize)>,
         fail_at: Option<u32>,
         syncs: Vec<(u32, usize, u64)>,
+        /// Wall time each micro-batch takes (a slow model, for time limits).
+        delay: std::time::Duration,
     }
 
     impl<B: Backend> Objective<B> for Toy<B> {
         fn train_loss(&mut self, step: u32, micro: usize) -> Result<Tensor<B>> {
             let b = self.w.backend().clone();
             self.syncs.push((step, micro, b.counters().syncs));
+            std::thread::sleep(self.delay);
             if self.fail_at == Some(step) {
                 return Err(TrainError::Options("toy failure".into()));
             }
@@ -435,6 +491,7 @@ mod tests {
             nan_at,
             fail_at,
             syncs: Vec::new(),
+            delay: std::time::Duration::ZERO,
         };
         (toy, params)
     }
@@ -445,6 +502,17 @@ mod tests {
         o: TrainOptions,
         toy: &mut Toy<B>,
         params: &ParamStore<B>,
+    ) -> Result<Summary> {
+        train_limited(dir, o, toy, params, None)
+    }
+
+    /// [`train`] with a time limit in seconds.
+    fn train_limited<B: Backend>(
+        dir: &std::path::Path,
+        o: TrainOptions,
+        toy: &mut Toy<B>,
+        params: &ParamStore<B>,
+        time_limit: Option<f64>,
     ) -> Result<Summary> {
         let stats = Stats {
             dataset_name: "toy".into(),
@@ -486,6 +554,7 @@ mod tests {
             template,
             elapsed_before: 0.0,
             stop_after: None,
+            time_limit,
             last_good: "none".into(),
             stop: None,
         };
@@ -613,6 +682,67 @@ mod tests {
         let (mut toy, params) = new_toy(&CpuBackend, None, Some(7));
         let e = train(&dir2, options(1), &mut toy, &params).unwrap_err();
         assert!(e.to_string().contains("toy failure"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir2);
+    }
+
+    #[test]
+    fn fitted_steps_fill_the_rest_of_the_limit_at_the_measured_rate() {
+        // 10 steps (11..=20) in 60 s of a 600 s limit: 1/6 steps/s, 540 s left, 5% margin.
+        assert_eq!(fit_steps(11, 20, 10_000, 60.0, 600.0), Some(20 + 85));
+        // Never past the run's own end.
+        assert_eq!(fit_steps(11, 20, 100, 60.0, 600.0), Some(100));
+        // The rate is trusted only after a tenth of the limit, at most 60 s.
+        assert_eq!(fit_steps(11, 20, 10_000, 50.0, 600.0), None);
+        assert_eq!(fit_steps(1, 30, 100_000, 59.0, 36_000.0), None);
+        assert_eq!(fit_steps(1, 30, 100_000, 60.0, 36_000.0), Some(30 + 17_071));
+        // Past the limit already: stop at this step.
+        assert_eq!(fit_steps(1, 20, 10_000, 700.0, 600.0), Some(20));
+    }
+
+    /// The step and the schedule's end (`--steps`) of the latest checkpoint (read as JSON: the
+    /// toy's statistics have no channels, which a real run's reader refuses).
+    fn latest(dir: &std::path::Path) -> (u32, u32) {
+        let text = std::fs::read_to_string(dir.join("checkpoint.json")).unwrap();
+        let meta: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let step = meta["step"].as_u64().unwrap();
+        (
+            step as u32,
+            meta["options"]["steps"].as_u64().unwrap() as u32,
+        )
+    }
+
+    #[test]
+    fn a_time_limit_ends_the_schedule_early_or_stops_the_run() {
+        let o = TrainOptions {
+            steps: 100_000,
+            checkpoint_every: 1_000,
+            ..options(1)
+        };
+        // A 1 s limit at 20 ms a step: the steps are fitted once a tenth of it has passed,
+        // and the checkpoint records the schedule's new end.
+        let dir = scratch("time-fit");
+        let (mut toy, params) = new_toy(&CpuBackend, None, None);
+        toy.delay = std::time::Duration::from_millis(20);
+        let summary = train_limited(&dir, o.clone(), &mut toy, &params, Some(1.0)).unwrap();
+        let (step, steps) = latest(&dir);
+        assert!(steps < 60, "{steps}");
+        assert_eq!(step, summary.step);
+        if !summary.interrupted {
+            // The run ended where the fitted schedule does, at its final learning rate.
+            assert_eq!(summary.step, steps);
+            let log = RunDir::open(&dir).unwrap().read_log().unwrap();
+            assert_eq!(log.last().unwrap().lr, o.min_lr);
+        }
+        // A limit shorter than one step: the first step is checkpointed and the run stops,
+        // resumable, with its schedule untouched.
+        let dir2 = scratch("time-stop");
+        let (mut toy, params) = new_toy(&CpuBackend, None, None);
+        toy.delay = std::time::Duration::from_millis(20);
+        let summary = train_limited(&dir2, o.clone(), &mut toy, &params, Some(0.001)).unwrap();
+        assert!(summary.interrupted);
+        assert_eq!(summary.step, 1);
+        assert_eq!(latest(&dir2), (1, 100_000));
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&dir2);
     }

@@ -81,6 +81,7 @@ fn args(
             },
             backend,
             stop_after,
+            time_limit: None,
             stop: None,
         },
     }
