@@ -1,16 +1,15 @@
 # Sourced by scripts/device-bench.sh and scripts/device-train.sh, which run from the binaries
 # scripts/device-prepare.sh put in a directory, on a GPU machine without a Rust toolchain.
 
-# device_setup DIR: Vulkan for a container that has the NVIDIA driver but not the loader
-# (unpacked from the libvulkan1 .deb in DIR), or whose loader does not look where the
-# driver's ICD file is.
+# device_setup DIR: Vulkan for a container that has the NVIDIA driver but not the Vulkan
+# loader or the GL dispatch libraries its ICD needs (unpacked from the .debs in DIR, whatever
+# the machine has: its own loader finds the ICD but cannot start it without libglvnd), or
+# whose loader does not look where the driver's ICD file is.
 device_setup() {
-    if ! ldconfig -p | grep -q 'libvulkan\.so\.1'; then
-        for f in "$1"/*.deb; do
-            [ -e "$f" ] && dpkg -x "$f" /
-        done
-        ldconfig
-    fi
+    for f in "$1"/*.deb; do
+        [ -e "$f" ] && dpkg -x "$f" /
+    done
+    ldconfig
     local nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
     if [ -z "${VK_DRIVER_FILES:-}" ] && [ -e "$nvidia_icd" ]; then
         export VK_DRIVER_FILES="$nvidia_icd"

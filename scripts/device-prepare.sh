@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prepares .device/ (git-ignored) for scripts/device-bench.sh on a machine with a discrete GPU
 # that has no Rust toolchain: the stripped release binary (xz-compressed: it embeds the
-# pretrained weights, 23 MB, so it stays about 25 MB), Debian's Vulkan loader (libvulkan1,
-# unpacked there with dpkg -x) and, with --tests, GPU-vs-CPU kernel test binaries (also
+# pretrained weights, 23 MB, so it stays about 25 MB), Debian's Vulkan loader and GL
+# dispatch libraries (libvulkan1, libglvnd0 and friends, unpacked there with dpkg -x) and, with --tests, GPU-vs-CPU kernel test binaries (also
 # compressed; they read no fixtures: tests that do take them from LEMUR_FIXTURES_DIR).
 #   scripts/device-prepare.sh            # the benches only
 #   scripts/device-prepare.sh --tests    # also the GPU-vs-CPU tests (a long release build)
@@ -32,13 +32,16 @@ pack() { # pack SRC NAME: a stripped, xz-compressed copy as $dest/bin/NAME.xz
 }
 pack target/release/lemur lemur
 
-# The Vulkan loader (the GPU machine has the NVIDIA driver and its ICD file, not always the
-# loader). amd64, whatever this machine is.
+# The Vulkan loader and the GL vendor-neutral libraries the NVIDIA driver's Vulkan ICD
+# (libGLX_nvidia.so.0) needs (the GPU machine has the driver and its ICD file, not always
+# these: without libglvnd the ICD gives the loader no vkCreateInstance). amd64, whatever this
+# machine is.
+debs=(libvulkan1 libglvnd0 libglx0 libgl1 libegl1 libopengl0 libgles2)
 mkdir -p /tmp/lemur-apt-amd64/partial
 apt_opts=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/lemur-apt-amd64)
-if ! (cd "$dest" && apt-get "${apt_opts[@]}" download libvulkan1 2>/dev/null); then
+if ! (cd "$dest" && apt-get "${apt_opts[@]}" download "${debs[@]}" 2>/dev/null); then
     apt-get "${apt_opts[@]}" update >/dev/null
-    (cd "$dest" && apt-get "${apt_opts[@]}" download libvulkan1)
+    (cd "$dest" && apt-get "${apt_opts[@]}" download "${debs[@]}")
 fi
 
 # What a device run carries: the tracked files and $dest, in MiB (rounded up).

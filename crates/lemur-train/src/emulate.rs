@@ -208,6 +208,35 @@ impl Prediction {
     }
 }
 
+/// The autoencoder an emulator checkpoint (in `checkpoint_dir`) records: its recorded path,
+/// or, when that is gone and the runs were moved together (a working directory copied, a
+/// device sitting's runs unpacked elsewhere), the run of the same name beside the emulator's
+/// run. The recorded step is still checked against it.
+fn relocated(recorded: PathBuf, checkpoint_dir: &Path) -> PathBuf {
+    if recorded.exists() {
+        return recorded;
+    }
+    let beside = recorded.file_name().and_then(|name| {
+        checkpoint_dir
+            .ancestors()
+            .skip(1)
+            .take(2)
+            .map(|parent| parent.join(name))
+            .find(|p| p.join(crate::run::META_FILE).is_file())
+    });
+    match beside {
+        Some(p) => {
+            eprintln!(
+                "lemur: the recorded autoencoder {} is gone: using {} beside the run",
+                recorded.display(),
+                p.display()
+            );
+            p
+        }
+        None => recorded,
+    }
+}
+
 impl<B: Backend> Emulation<B> {
     /// Opens a diffusion, surrogate or autoencoder run (or one of its checkpoint directories).
     pub fn open(backend: B, run: &Path) -> Result<Self> {
@@ -227,6 +256,7 @@ impl<B: Backend> Emulation<B> {
                         path: run.into(),
                         detail: "the checkpoint does not record its autoencoder".into(),
                     })?;
+                let ae_path = relocated(ae_path, &dir);
                 let step = extra
                     .get("autoencoder_step")
                     .and_then(|v| v.as_u64())

@@ -213,8 +213,8 @@ impl<B: Backend> Trainer<'_, B> {
             let interrupted = step < end
                 && (out_of_time || self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)));
             // The last step always checkpoints, so a finished (or stopped) run is resumable.
-            let checkpoint = step % o.checkpoint_every == 0 || step == end || interrupted;
-            if step % o.log_every == 0 || checkpoint {
+            let checkpoint = step.is_multiple_of(o.checkpoint_every) || step == end || interrupted;
+            if step.is_multiple_of(o.log_every) || checkpoint {
                 // The one host synchronisation of the interval: it waits for every step since
                 // the last read, so the rate below counts their device time too.
                 let interval_steps = pending.steps;

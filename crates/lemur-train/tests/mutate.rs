@@ -159,6 +159,30 @@ fn open_and_use(run: &Path) -> bool {
 }
 
 #[test]
+fn runs_moved_together_find_their_autoencoder_beside_them() {
+    let scratch = mutate::Scratch::new(env!("CARGO_TARGET_TMPDIR"), "moved");
+    let Runs { sur, .. } = runs(&scratch.0.join("before"));
+    let after = scratch.0.join("after");
+    std::fs::rename(scratch.0.join("before"), &after).unwrap();
+    assert!(!sur.exists());
+    // The recorded path is gone; the autoencoder moved with the surrogate, at its recorded
+    // step.
+    let em = Emulation::open(CpuBackend, &after.join("sur")).unwrap();
+    assert_eq!(em.kind, ModelKind::Surrogate);
+    assert!(open_and_use(&after.join("sur")));
+    // Without it beside the run, the error names the recorded autoencoder.
+    std::fs::rename(after.join("ae"), after.join("elsewhere")).unwrap();
+    let e = Emulation::open(CpuBackend, &after.join("sur"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains(&scratch.0.join("before/ae").display().to_string()),
+        "{e}"
+    );
+}
+
+#[test]
 fn run_mutations_never_panic_or_overallocate() {
     let scratch = mutate::Scratch::new(env!("CARGO_TARGET_TMPDIR"), "runs");
     let root = &scratch.0;
