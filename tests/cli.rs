@@ -84,6 +84,56 @@ fn train_autoencoder(dir: &Path, backend: &str) -> PathBuf {
 }
 
 #[test]
+fn a_time_limit_stops_with_a_checkpoint_and_succeeds() {
+    let dir = scratch("time-limit");
+    let run = dir.join("ae");
+    let (data, config) = (dataset(), preset("autoencoder-tiny"));
+    let base = [
+        "train",
+        "autoencoder",
+        "--data",
+        s(&data),
+        "--config",
+        s(&config),
+        "--backend",
+        "cpu",
+        "--batch",
+        "2",
+        "--steps",
+        "100000",
+    ];
+    // Shorter than a step: one step, checkpointed, and a script goes on (exit status 0).
+    let mut a = base.to_vec();
+    a.extend(["--out", s(&run), "--time-limit", "0.001s"]);
+    let out = ok(&a);
+    assert!(out.contains("--time-limit reached"), "{out}");
+    assert!(
+        run.join("step-00000001/model.safetensors").is_file(),
+        "{out}"
+    );
+    // A resume continues it under a new limit; a bad duration names itself.
+    let out = ok(&[
+        "train",
+        "autoencoder",
+        "--resume",
+        s(&run),
+        "--backend",
+        "cpu",
+        "--time-limit",
+        "0.001",
+    ]);
+    assert!(
+        run.join("step-00000002/model.safetensors").is_file(),
+        "{out}"
+    );
+    let bad = dir.join("bad");
+    let mut a = base.to_vec();
+    a.extend(["--out", s(&bad), "--time-limit", "5 min"]);
+    let e = fails(&a);
+    assert!(e.contains("'5 min' is not a positive duration"), "{e}");
+}
+
+#[test]
 fn autoencoder_trains_and_encodes_on_each_backend() {
     let dir = scratch("autoencoder");
     for backend in gpu_too() {

@@ -240,6 +240,14 @@ fn report(kind: &str, args: &TrainArgs, s: &Summary) -> Result<()> {
         fmt(s.val_loss),
         s.samples_per_s
     );
+    if s.out_of_time {
+        // Not an error: the time was what the user asked for; a script goes on.
+        eprintln!(
+            "lemur: --time-limit reached before the fitted end (the steps ran slower than at first): saved a checkpoint at step {} in {}; --resume finishes the schedule",
+            s.step,
+            args.run_dir().join(format!("step-{:08}", s.step)).display()
+        );
+    }
     if s.interrupted {
         let run = args.run_dir();
         // The backend is not stored in the run: repeat the one asked for.
@@ -360,4 +368,21 @@ fn emulator(kind: ModelKind, latents: Option<PathBuf>, common: &TrainArgs) -> Re
     }
     let summary = lemur_train::emulator::train(kind, &args)?;
     report(&kind.to_string(), common, &summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations_take_seconds_minutes_or_hours() {
+        assert_eq!(parse_duration("90"), Ok(90.0));
+        assert_eq!(parse_duration("90s"), Ok(90.0));
+        assert_eq!(parse_duration("2.5m"), Ok(150.0));
+        assert_eq!(parse_duration(" 8h "), Ok(28_800.0));
+        for bad in ["", "m", "-5m", "0", "10d", "inf", "1e400"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains(&format!("'{bad}'")), "{e}");
+        }
+    }
 }

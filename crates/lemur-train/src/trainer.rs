@@ -68,6 +68,9 @@ pub struct Summary {
     pub samples_per_s: f64,
     /// Stopped by [`Trainer::stop`] before the last step, with a checkpoint at `step`.
     pub interrupted: bool,
+    /// Stopped by [`Trainer::time_limit`] before the last step, with a checkpoint at `step`:
+    /// the steps measured early ran slower later.
+    pub out_of_time: bool,
 }
 
 /// Losses not yet read back: one `[1]` tensor per micro-batch, in order, on the device.
@@ -189,6 +192,7 @@ impl<B: Backend> Trainer<'_, B> {
             val_loss: None,
             samples_per_s: 0.0,
             interrupted: false,
+            out_of_time: false,
         };
         let samples = o.samples_per_step() as f64;
 
@@ -210,8 +214,8 @@ impl<B: Backend> Trainer<'_, B> {
             let out_of_time = self
                 .time_limit
                 .is_some_and(|limit| session_start.elapsed().as_secs_f64() >= limit);
-            let interrupted = step < end
-                && (out_of_time || self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)));
+            let stopped = self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+            let interrupted = step < end && (out_of_time || stopped);
             // The last step always checkpoints, so a finished (or stopped) run is resumable.
             let checkpoint = step.is_multiple_of(o.checkpoint_every) || step == end || interrupted;
             if step.is_multiple_of(o.log_every) || checkpoint {
@@ -294,7 +298,8 @@ impl<B: Backend> Trainer<'_, B> {
             }
             summary.step = step;
             if interrupted {
-                summary.interrupted = true;
+                summary.interrupted = stopped;
+                summary.out_of_time = !stopped;
                 bar.abandon();
                 return Ok(summary);
             }
@@ -728,7 +733,7 @@ mod tests {
         let (step, steps) = latest(&dir);
         assert!(steps < 60, "{steps}");
         assert_eq!(step, summary.step);
-        if !summary.interrupted {
+        if !summary.out_of_time {
             // The run ended where the fitted schedule does, at its final learning rate.
             assert_eq!(summary.step, steps);
             let log = RunDir::open(&dir).unwrap().read_log().unwrap();
@@ -740,7 +745,7 @@ mod tests {
         let (mut toy, params) = new_toy(&CpuBackend, None, None);
         toy.delay = std::time::Duration::from_millis(20);
         let summary = train_limited(&dir2, o.clone(), &mut toy, &params, Some(0.001)).unwrap();
-        assert!(summary.interrupted);
+        assert!(summary.out_of_time && !summary.interrupted);
         assert_eq!(summary.step, 1);
         assert_eq!(latest(&dir2), (1, 100_000));
         let _ = std::fs::remove_dir_all(&dir);
