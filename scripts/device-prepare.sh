@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Prepares .device/ (git-ignored) for scripts/device-bench.sh on a machine with a discrete GPU
-# that has no Rust toolchain: the stripped release binary (xz-compressed: it embeds the
-# pretrained weights, 23 MB, so it stays about 25 MB), Debian's Vulkan loader and GL
-# dispatch libraries (libvulkan1, libglvnd0 and friends, unpacked there with dpkg -x) and, with --tests, GPU-vs-CPU kernel test binaries (also
-# compressed; they read no fixtures: tests that do take them from LEMUR_FIXTURES_DIR).
+# Prepares .device/ (git-ignored) for scripts/device-bench.sh and scripts/device-train.sh on a
+# machine with a discrete GPU that has no Rust toolchain: the stripped release binary
+# (xz-compressed: it embeds the pretrained weights, 23 MB, so it stays about 25 MB), Debian's
+# Vulkan loader and GL dispatch libraries (libvulkan1, libglvnd0 and friends, unpacked there
+# with dpkg -x) and, with --tests, GPU-vs-CPU kernel test binaries (also compressed; they read
+# no fixtures: tests that do take them from LEMUR_FIXTURES_DIR).
 #   scripts/device-prepare.sh            # the benches only
 #   scripts/device-prepare.sh --tests    # also the GPU-vs-CPU tests (a long release build)
 # The device run carries the repository's tracked files (about 37 MB) and .device: together at
 # most 64 MiB, which this checks. Then, on the device machine, from the repository root:
 #   scripts/device-bench.sh .device
+#   scripts/device-train.sh euler64 .device
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
