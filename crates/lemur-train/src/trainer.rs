@@ -46,8 +46,8 @@ pub struct Trainer<'a, B: Backend> {
     /// Stop (with a checkpoint) after this step instead of `options.steps`: as if the run had
     /// been interrupted there.
     pub stop_after: Option<u32>,
-    /// Fit this session into this many seconds: see [`fit_steps`]; the run also stops (with a
-    /// checkpoint, as if interrupted) at the first step that ends past it.
+    /// Fit this session into this many seconds: see [`TimeFit`]; the run also stops (with a
+    /// checkpoint) at the first step that ends past it.
     pub time_limit: Option<f64>,
     /// Describes the latest complete checkpoint, for error messages.
     pub last_good: String,
@@ -133,26 +133,56 @@ impl<B: Backend> PendingLosses<B> {
     }
 }
 
-/// A time-limited session measures its rate until this share of the limit (at most
-/// [`FIT_AFTER_MAX_S`]) has passed, then fits its schedule once.
+/// A time-limited session measures its rate over this share of the limit (at most
+/// [`FIT_AFTER_MAX_S`]) before it trusts it, and again between fits.
 const FIT_AFTER_SHARE: f64 = 0.1;
 const FIT_AFTER_MAX_S: f64 = 60.0;
 /// The share of the remaining time the fitted steps may fill: validation and checkpoints come
 /// on top of the measured steps.
 const FIT_MARGIN: f64 = 0.95;
 
-/// The last step of a session limited to `limit` seconds that has run steps `first..=step` in
-/// `spent` seconds: the steps that fit in the rest of the limit at the rate so far, never past
-/// `end`. The cosine schedule is moved to end there, so that a run cut short by the clock still
-/// anneals instead of stopping at a high learning rate. `None` until the rate has been measured
-/// long enough (a share of the limit) to be trusted.
-pub fn fit_steps(first: u32, step: u32, end: u32, spent: f64, limit: f64) -> Option<u32> {
-    if step < first || spent < (limit * FIT_AFTER_SHARE).min(FIT_AFTER_MAX_S) {
-        return None;
+/// Fits a session limited to `limit` seconds to its clock: its last step is the steps that fit
+/// in the rest of the limit at the measured rate, never past the session's own end (`--steps`,
+/// `--stop-after`). The trainer moves the cosine schedule's end there, so that a run cut short
+/// by the clock still anneals instead of stopping at a high learning rate.
+#[derive(Clone, Debug)]
+pub struct TimeFit {
+    limit: f64,
+    max_end: u32,
+    /// The step and session time the rate is measured from: the session's start, then the
+    /// last fit.
+    since: (u32, f64),
+}
+
+impl TimeFit {
+    /// A session that resumes after step `start` and would end at `max_end`.
+    pub fn new(limit: f64, start: u32, max_end: u32) -> Self {
+        Self {
+            limit,
+            max_end,
+            since: (start, 0.0),
+        }
     }
-    let rate = f64::from(step - first + 1) / spent.max(1e-9);
-    let more = (rate * (limit - spent).max(0.0) * FIT_MARGIN).floor();
-    Some(end.min(step.saturating_add(more.min(f64::from(u32::MAX)) as u32)))
+
+    /// The session's last step and the rate it was fitted at (steps/s, since the last fit),
+    /// once `step` has ended
+    /// `spent` seconds into the session; `None` until a tenth of the limit (at most 60 s) has
+    /// passed since the last fit (or the start). Fitting again at that interval follows a
+    /// machine that speeds up or slows down (other work beside the run), in both directions.
+    pub fn fit(&mut self, step: u32, spent: f64) -> Option<(u32, f64)> {
+        let (from_step, from_time) = self.since;
+        let window = (self.limit * FIT_AFTER_SHARE).min(FIT_AFTER_MAX_S);
+        if step <= from_step || spent - from_time < window {
+            return None;
+        }
+        let rate = f64::from(step - from_step) / (spent - from_time);
+        let more = (rate * (self.limit - spent).max(0.0) * FIT_MARGIN).floor();
+        self.since = (step, spent);
+        let last = self
+            .max_end
+            .min(step.saturating_add(more.min(f64::from(u32::MAX)) as u32));
+        Some((last, rate))
+    }
 }
 
 fn now_unix() -> u64 {
@@ -167,7 +197,8 @@ impl<B: Backend> Trainer<'_, B> {
         let o = self.options.clone();
         let start = self.optimizer.steps();
         let mut end = self.stop_after.map_or(o.steps, |s| s.min(o.steps));
-        let mut fitted = self.time_limit.is_none();
+        let mut fit = self.time_limit.map(|limit| TimeFit::new(limit, start, end));
+        let mut fitted_before = false;
         let terminal = std::io::stderr().is_terminal();
         let bar = if terminal {
             let bar = ProgressBar::new(u64::from(end));
@@ -216,6 +247,29 @@ impl<B: Backend> Trainer<'_, B> {
                 .is_some_and(|limit| session_start.elapsed().as_secs_f64() >= limit);
             let stopped = self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
             let interrupted = step < end && (out_of_time || stopped);
+            // Before the checkpoint decision, so that a fit that ends the run here checkpoints.
+            if let Some(fit) = fit.as_mut().filter(|_| !interrupted && step < end) {
+                let spent = session_start.elapsed().as_secs_f64();
+                if let Some((last, rate)) = fit.fit(step, spent).filter(|&(last, _)| last != end) {
+                    // The first fit and large moves are told; small ones follow the rate.
+                    if !fitted_before
+                        || u64::from(last.abs_diff(end)) * 20 >= u64::from(end - start)
+                    {
+                        let note = format!(
+                            "{}: --time-limit {:.0}s: {} steps fit at {rate:.2} steps/s; the schedule now ends at step {last} (was {end})",
+                            self.template.kind,
+                            self.time_limit.unwrap_or_default(),
+                            last - start,
+                        );
+                        bar.suspend(|| eprintln!("{note}"));
+                    }
+                    fitted_before = true;
+                    end = last;
+                    self.options.steps = last;
+                    self.optimizer.set_total_steps(last);
+                    bar.set_length(u64::from(end));
+                }
+            }
             // The last step always checkpoints, so a finished (or stopped) run is resumable.
             let checkpoint = step.is_multiple_of(o.checkpoint_every) || step == end || interrupted;
             if step.is_multiple_of(o.log_every) || checkpoint {
@@ -272,27 +326,6 @@ impl<B: Backend> Trainer<'_, B> {
                 }
                 if checkpoint {
                     self.checkpoint(step, Some(loss), val_loss, elapsed)?;
-                }
-                if !fitted && !interrupted && step < end {
-                    let spent = session_start.elapsed().as_secs_f64();
-                    let limit = self.time_limit.unwrap_or(f64::INFINITY);
-                    if let Some(last) = fit_steps(start + 1, step, end, spent, limit) {
-                        fitted = true;
-                        if last < end {
-                            let note = format!(
-                                "{}: --time-limit {limit:.0}s: {} steps fit at {:.2} steps/s; the schedule now ends at step {last} (was {})",
-                                self.template.kind,
-                                last - start,
-                                f64::from(step - start) / spent,
-                                self.options.steps
-                            );
-                            bar.suspend(|| eprintln!("{note}"));
-                            end = last;
-                            self.options.steps = last;
-                            self.optimizer.set_total_steps(last);
-                            bar.set_length(u64::from(end));
-                        }
-                    }
                 }
                 interval_start = Instant::now();
             }
@@ -693,16 +726,31 @@ mod tests {
 
     #[test]
     fn fitted_steps_fill_the_rest_of_the_limit_at_the_measured_rate() {
-        // 10 steps (11..=20) in 60 s of a 600 s limit: 1/6 steps/s, 540 s left, 5% margin.
-        assert_eq!(fit_steps(11, 20, 10_000, 60.0, 600.0), Some(20 + 85));
-        // Never past the run's own end.
-        assert_eq!(fit_steps(11, 20, 100, 60.0, 600.0), Some(100));
-        // The rate is trusted only after a tenth of the limit, at most 60 s.
-        assert_eq!(fit_steps(11, 20, 10_000, 50.0, 600.0), None);
-        assert_eq!(fit_steps(1, 30, 100_000, 59.0, 36_000.0), None);
-        assert_eq!(fit_steps(1, 30, 100_000, 60.0, 36_000.0), Some(30 + 17_071));
+        let last = |f: Option<(u32, f64)>| f.map(|(last, _)| last);
+        // From step 10: 10 steps in 60 s of a 600 s limit, 1/6 steps/s, 540 s left, 5% margin.
+        let mut fit = TimeFit::new(600.0, 10, 10_000);
+        assert_eq!(
+            fit.fit(20, 50.0),
+            None,
+            "a tenth of the limit is measured first"
+        );
+        assert_eq!(last(fit.fit(20, 60.0)), Some(20 + 85));
+        // Then again every tenth, at the rate since the last fit: here faster, 1 step/s.
+        assert_eq!(fit.fit(50, 100.0), None);
+        assert_eq!(last(fit.fit(80, 120.0)), Some(80 + 456));
+        // And slower: 0.1 steps/s.
+        assert_eq!(last(fit.fit(86, 180.0)), Some(86 + 39));
+        // Never past the session's own end.
+        assert_eq!(last(TimeFit::new(600.0, 10, 100).fit(20, 60.0)), Some(100));
+        // The measuring window is at most 60 s.
+        let mut long = TimeFit::new(36_000.0, 0, 100_000);
+        assert_eq!(long.fit(30, 59.0), None);
+        assert_eq!(long.fit(30, 60.0), Some((30 + 17_071, 0.5)));
         // Past the limit already: stop at this step.
-        assert_eq!(fit_steps(1, 20, 10_000, 700.0, 600.0), Some(20));
+        assert_eq!(
+            last(TimeFit::new(600.0, 0, 10_000).fit(20, 700.0)),
+            Some(20)
+        );
     }
 
     /// The step and the schedule's end (`--steps`) of the latest checkpoint (read as JSON: the
