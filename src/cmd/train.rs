@@ -137,8 +137,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub stop_after: Option<u32>,
     /// Fit this session into a time: 90s, 45m, 8h (a bare number is seconds). Once the rate is
-    /// measured, --steps is lowered to the steps that fit, so the cosine schedule still ends at
-    /// the last step; the run also stops with a checkpoint at the limit (resume continues it).
+    /// measured, --steps is lowered to the steps that fit (and fitted again as the rate
+    /// changes), so the cosine schedule still ends at the last step; the run also stops with a
+    /// checkpoint at the limit (resume continues it).
     #[arg(long, value_parser = parse_duration)]
     pub time_limit: Option<f64>,
 }
