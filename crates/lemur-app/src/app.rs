@@ -4,7 +4,7 @@
 //! kernel (GPU) or on the host (CPU fallback), and plots the scores read back so far.
 
 use egui::{Key, RichText};
-use egui_plot::{AxisHints, Legend, Line, Plot, PlotPoints};
+use egui_plot::{AxisHints, Corner, Legend, Line, Plot, PlotPoints};
 use lemur_tensor::gpu::ColormapParams;
 use lemur_tensor::{CpuBackend, GpuBackend, Tensor};
 use web_time::Instant;
@@ -1179,9 +1179,12 @@ impl LemurApp {
             }
         };
         ui.label(RichText::new(format!("VRMSE of {} against lead time", names[field])).strong());
+        // Both scores are highest (error) or level off near 1 (spread-skill) at late leads, so a
+        // legend in the default top-right corner hid the end of the curves.
+        let legend = || Legend::default().position(Corner::RightBottom);
         Plot::new("vrmse")
             .height(ui.available_height() * 0.45)
-            .legend(Legend::default())
+            .legend(legend())
             .custom_x_axes(lead_time_axis())
             .y_grid_spacer(score_grid())
             .custom_y_axes(score_axis())
@@ -1196,7 +1199,7 @@ impl LemurApp {
         ui.label(RichText::new("spread-skill ratio (1 = calibrated)").strong());
         Plot::new("spread_skill")
             .height(ui.available_height() * 0.9)
-            .legend(Legend::default())
+            .legend(legend())
             .custom_x_axes(lead_time_axis())
             .y_grid_spacer(score_grid())
             .custom_y_axes(score_axis())
