@@ -165,9 +165,8 @@ impl TimeFit {
     }
 
     /// The session's last step and the rate it was fitted at (steps/s, since the last fit),
-    /// once `step` has ended
-    /// `spent` seconds into the session; `None` until a tenth of the limit (at most 60 s) has
-    /// passed since the last fit (or the start). Fitting again at that interval follows a
+    /// once `step` has ended `spent` seconds into the session; `None` until a tenth of the
+    /// limit (at most 60 s) has passed since the last fit (or the start). Fitting again at that interval follows a
     /// machine that speeds up or slows down (other work beside the run), in both directions.
     pub fn fit(&mut self, step: u32, spent: f64) -> Option<(u32, f64)> {
         let (from_step, from_time) = self.since;
