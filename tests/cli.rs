@@ -2306,3 +2306,84 @@ fn init_fine_tunes_from_another_runs_weights() {
     assert!(err.contains(s(&missing)), "{err}");
     assert!(!other.exists(), "a refused run left {}", other.display());
 }
+
+#[test]
+fn autoencoder_padding_follows_the_datas_boundaries() {
+    let dir = scratch("padding");
+    let open = dataset();
+    let periodic = dir.join("periodic");
+    ok(&[
+        "generate",
+        "euler",
+        "--periodic",
+        "--trajectories",
+        "3",
+        "--frames",
+        "5",
+        "--size",
+        "16x16",
+        "--seed",
+        "1",
+        "--out",
+        s(&periodic),
+    ]);
+    let file = preset("autoencoder-tiny");
+    let train = |run: &str, data: &Path, start: &[&str]| {
+        let run = dir.join(run);
+        let mut a = vec!["train", "autoencoder", "--data", s(data), "--out", s(&run)];
+        a.extend(start);
+        a.extend(["--steps", "1", "--batch", "2", "--backend", "cpu"]);
+        let out = ok(&a);
+        (
+            latest_checkpoint(&run).1["model_config"]["periodic"].clone(),
+            out,
+        )
+    };
+    // A preset pads as its data's boundaries ask; a file is taken as written.
+    let (pad, _) = train("preset-periodic", &periodic, &["--config", "tiny"]);
+    assert_eq!(pad, true);
+    let (pad, _) = train("preset-open", &open, &["--config", "tiny"]);
+    assert_eq!(pad, false);
+    let (pad, _) = train("file-periodic", &periodic, &["--config", s(&file)]);
+    assert_eq!(pad, false);
+    // --init keeps the weights and takes the new data's padding, with a note when it changes;
+    // a preset given beside it describes the same model whatever its padding.
+    let circular = dir.join("preset-periodic");
+    let (pad, out) = train("init-open", &open, &["--init", s(&circular)]);
+    assert_eq!(pad, false);
+    assert!(
+        out.contains("pads with circular; the new run pads with zeros"),
+        "{out}"
+    );
+    let (pad, out) = train(
+        "init-periodic",
+        &periodic,
+        &["--init", s(&dir.join("file-periodic")), "--config", "tiny"],
+    );
+    assert_eq!(pad, true);
+    assert!(
+        out.contains("pads with zeros; the new run pads with circular"),
+        "{out}"
+    );
+    // A resumed run keeps its own padding.
+    ok(&[
+        "train",
+        "autoencoder",
+        "--resume",
+        s(&circular),
+        "--data",
+        s(&periodic),
+        "--steps",
+        "2",
+        "--backend",
+        "cpu",
+    ]);
+    let meta = latest_checkpoint(&circular).1;
+    assert_eq!(
+        (
+            meta["step"].clone(),
+            meta["model_config"]["periodic"].clone()
+        ),
+        (2.into(), true.into())
+    );
+}

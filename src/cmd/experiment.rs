@@ -129,8 +129,8 @@ fn defaults(preset: &str) -> Result<Defaults> {
 }
 
 /// The autoencoder preset made five levels deep (the last level repeated) with `c` latent
-/// channels.
-fn ae_config(preset: &str, c: usize, rate: u32) -> Result<Value> {
+/// channels, padding circularly on periodic data (as `lemur train autoencoder` fits a preset).
+fn ae_config(preset: &str, c: usize, rate: u32, periodic: bool) -> Result<Value> {
     let text = super::presets::resolve("--preset", "autoencoder", preset)?;
     let mut v: Value = serde_json::from_str(&text)?;
     for key in ["hid_channels", "hid_blocks"] {
@@ -141,6 +141,7 @@ fn ae_config(preset: &str, c: usize, rate: u32) -> Result<Value> {
         list.resize(5, last);
     }
     v["lat_channels"] = c.into();
+    v["periodic"] = periodic.into();
     v["name"] = format!("dcae_f16c{c}_{preset}_{rate}x").into();
     Ok(v)
 }
@@ -493,10 +494,17 @@ fn compression(args: &CompressionArgs) -> Result<()> {
         "adamw" => String::new(),
         o => format!("-{o}"),
     };
+    let periodic = match &args.data {
+        Some(d) => lemur_train::autoencoder::data_periodic(d).unwrap_or(false),
+        None => args.boundaries == "periodic",
+    };
     let mut rows = Vec::new();
     for &(rate, c) in &channels {
         let configs: Vec<(String, Value)> = vec![
-            (format!("ae-{rate}x"), ae_config(&args.preset, c, rate)?),
+            (
+                format!("ae-{rate}x"),
+                ae_config(&args.preset, c, rate, periodic)?,
+            ),
             (
                 format!("denoiser-{rate}x"),
                 emulator_config("denoiser", &args.preset, c)?,
@@ -717,7 +725,8 @@ mod tests {
             let pixels = size * size * 5;
             let latent = (size / 16) * (size / 16) * c;
             assert_eq!(pixels / latent, rate as usize, "{rate}x at {size}");
-            let v = ae_config("tiny", c, rate).unwrap();
+            let v = ae_config("tiny", c, rate, true).unwrap();
+            assert_eq!(v["periodic"], true);
             assert_eq!(v["hid_channels"].as_array().unwrap().len(), 5);
             assert_eq!(v["hid_blocks"].as_array().unwrap().len(), 5);
             assert_eq!(v["lat_channels"], c);
