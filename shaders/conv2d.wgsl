@@ -1,5 +1,5 @@
-// Stride-1 "same" 2-D convolution (kernel 1 or 3, zeros or circular padding) and its weight
-// gradient, both as implicit GEMMs: the im2col matrix is never stored, each of its elements
+// Stride-1 "same" 2-D convolution (kernel 1 or 3, zeros or circular padding along each axis)
+// and its weight gradient, both as implicit GEMMs: the im2col matrix is never stored, each of its elements
 // is computed from x when a kernel loads it.
 //
 // Shape legend: B batch, Cin/Cout channels, H/W image size, ks kernel size (1 or 3), taps =
@@ -32,6 +32,7 @@ struct Params {
     h: u32,
     w: u32,
     ks: u32,
+    // Circular padding along H (bit 0) and W (bit 1); zeros elsewhere.
     circular: u32,
     has_bias: u32,
     a_batch_stride: u32,
@@ -63,11 +64,14 @@ fn unfolded(z: u32, tap: vec3<u32>, pix: vec2<u32>) -> f32 {
     let w = i32(params.w);
     var iy = i32(pix.x) + i32(tap.y) - pad;
     var ix = i32(pix.y) + i32(tap.z) - pad;
-    if params.circular != 0u {
-        // |offset| <= 1 < size, so one added period makes the remainder non-negative.
+    // |offset| <= 1 < size, so one added period makes the remainder non-negative.
+    if (params.circular & 1u) != 0u {
         iy = (iy + h) % h;
+    }
+    if (params.circular & 2u) != 0u {
         ix = (ix + w) % w;
-    } else if iy < 0 || iy >= h || ix < 0 || ix >= w {
+    }
+    if iy < 0 || iy >= h || ix < 0 || ix >= w {
         return 0.0;
     }
     return x[((z * params.cin + tap.x) * params.h + u32(iy)) * params.w + u32(ix)];

@@ -2346,6 +2346,35 @@ fn autoencoder_padding_follows_the_datas_boundaries() {
     assert_eq!(pad, false);
     let (pad, _) = train("file-periodic", &periodic, &["--config", s(&file)]);
     assert_eq!(pad, false);
+    // Rayleigh-Bénard's box is periodic in x (H) and walled in z (W).
+    let rb = dir.join("rb");
+    ok(&[
+        "generate",
+        "rayleigh-benard",
+        "--trajectories",
+        "3",
+        "--frames",
+        "3",
+        "--size",
+        "16x8",
+        "--out",
+        s(&rb),
+    ]);
+    let (pad, _) = train("preset-rb", &rb, &["--config", "tiny"]);
+    assert_eq!(pad, serde_json::json!([true, false]));
+    let mut zeros: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    zeros["pix_channels"] = 4.into();
+    let zeros_file = dir.join("zeros-rb.json");
+    std::fs::write(&zeros_file, zeros.to_string()).unwrap();
+    let (pad, _) = train("file-rb", &rb, &["--config", s(&zeros_file)]);
+    assert_eq!(pad, false);
+    let (pad, out) = train("init-rb", &rb, &["--init", s(&dir.join("file-rb"))]);
+    assert_eq!(pad, serde_json::json!([true, false]));
+    assert!(
+        out.contains("pads with zeros; the new run pads with circular along H and zeros along W"),
+        "{out}"
+    );
     // --init keeps the weights and takes the new data's padding, with a note when it changes;
     // a preset given beside it describes the same model whatever its padding.
     let circular = dir.join("preset-periodic");

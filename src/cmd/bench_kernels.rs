@@ -152,7 +152,7 @@ fn suite<B: Backend>(b: &B, args: &BenchKernelsArgs, max_size: usize) -> Result<
             h: 64,
             w: 64,
             kernel: 3,
-            circular: false,
+            circular: [false, false],
         };
         let (x, w) = (rand(b, batch * 64 * 64 * 64, 1)?, rand(b, 64 * 64 * 9, 2)?);
         let secs = time(b, min, || {

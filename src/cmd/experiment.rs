@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use lemur_models::dcae::Periodic;
 use lemur_plot::{LinePlot, Series, palette, write_png};
 use lemur_train::evaluation::lead_ranges;
 use serde_json::Value;
@@ -130,7 +131,7 @@ fn defaults(preset: &str) -> Result<Defaults> {
 
 /// The autoencoder preset made five levels deep (the last level repeated) with `c` latent
 /// channels, padding circularly on periodic data (as `lemur train autoencoder` fits a preset).
-fn ae_config(preset: &str, c: usize, rate: u32, periodic: bool) -> Result<Value> {
+fn ae_config(preset: &str, c: usize, rate: u32, periodic: Periodic) -> Result<Value> {
     let text = super::presets::resolve("--preset", "autoencoder", preset)?;
     let mut v: Value = serde_json::from_str(&text)?;
     for key in ["hid_channels", "hid_blocks"] {
@@ -141,7 +142,7 @@ fn ae_config(preset: &str, c: usize, rate: u32, periodic: bool) -> Result<Value>
         list.resize(5, last);
     }
     v["lat_channels"] = c.into();
-    v["periodic"] = periodic.into();
+    v["periodic"] = serde_json::to_value(periodic)?;
     v["name"] = format!("dcae_f16c{c}_{preset}_{rate}x").into();
     Ok(v)
 }
@@ -495,8 +496,8 @@ fn compression(args: &CompressionArgs) -> Result<()> {
         o => format!("-{o}"),
     };
     let periodic = match &args.data {
-        Some(d) => lemur_train::autoencoder::data_periodic(d).unwrap_or(false),
-        None => args.boundaries == "periodic",
+        Some(d) => lemur_train::autoencoder::data_periodic(d).unwrap_or_default(),
+        None => Periodic::from(args.boundaries == "periodic"),
     };
     let mut rows = Vec::new();
     for &(rate, c) in &channels {
@@ -725,7 +726,7 @@ mod tests {
             let pixels = size * size * 5;
             let latent = (size / 16) * (size / 16) * c;
             assert_eq!(pixels / latent, rate as usize, "{rate}x at {size}");
-            let v = ae_config("tiny", c, rate, true).unwrap();
+            let v = ae_config("tiny", c, rate, true.into()).unwrap();
             assert_eq!(v["periodic"], true);
             assert_eq!(v["hid_channels"].as_array().unwrap().len(), 5);
             assert_eq!(v["hid_blocks"].as_array().unwrap().len(), 5);

@@ -1,7 +1,8 @@
 //! The DCAE autoencoder (deep-compression convolutional autoencoder, DESIGN.md section 2).
 //!
 //! Tensors are `(B, C, H, W)`. With `n` stages of widths `hid[0..n]`, `hid_blocks[i]` residual
-//! blocks each, patch size `p` and kernel `k` ("same" convolutions, zeros or circular padding):
+//! blocks each, patch size `p` and kernel `k` ("same" convolutions, zeros or circular padding
+//! along each axis, [`Periodic`]):
 //!
 //! ```text
 //! encoder.descent[0]   = [conv (p²·C_pix -> hid[0])  (after patchify by p), block × hid_blocks[0]]
@@ -59,6 +60,59 @@ pub enum Saturation {
     Rmsnorm,
 }
 
+/// Circular padding along each spatial axis `[H, W]` of the field, zeros padding elsewhere.
+/// The reference's configurations write one boolean for both axes (`"periodic": true`), and so
+/// does this type where the axes agree; a field periodic along one axis only (Rayleigh-Bénard's
+/// box: periodic in x, walled in z) writes `[true, false]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Periodic(pub [bool; 2]);
+
+impl From<bool> for Periodic {
+    fn from(both: bool) -> Self {
+        Periodic([both; 2])
+    }
+}
+
+impl Serialize for Periodic {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0 {
+            [h, w] if h == w => s.serialize_bool(h),
+            axes => axes.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Periodic {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Periodic;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a boolean, or two booleans [along H, along W]")
+            }
+            fn visit_bool<E>(self, both: bool) -> std::result::Result<Periodic, E> {
+                Ok(both.into())
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Periodic, A::Error> {
+                let mut axes = [false; 2];
+                for (i, axis) in axes.iter_mut().enumerate() {
+                    *axis = seq
+                        .next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                }
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(serde::de::Error::invalid_length(3, &self));
+                }
+                Ok(Periodic(axes))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// The DCAE's constructor arguments. JSON keys are the reference's (`get_autoencoder` with
 /// `arch: dcae`), so the `config` of a reference fixture or checkpoint parses as is; the
 /// remaining fields are lemur options with defaults.
@@ -92,9 +146,10 @@ pub struct DcaeConfig {
     /// Hidden width of each block's FFN, as a multiple of the stage's channels.
     #[serde(default = "one")]
     pub ffn_factor: usize,
-    /// Circular padding (periodic boundaries) instead of zeros padding.
+    /// Circular padding (periodic boundaries) instead of zeros padding, along both axes or
+    /// along each one.
     #[serde(default)]
-    pub periodic: bool,
+    pub periodic: Periodic,
     /// Start the resampling convolutions as (pseudo-)identities (see [`Dcae::new`]).
     #[serde(default = "yes")]
     pub identity_init: bool,
@@ -420,7 +475,7 @@ struct ResBlock<B: Backend> {
 
 impl<B: Backend> ResBlock<B> {
     fn new(b: &mut Builder<'_, B>, c: usize, cfg: &DcaeConfig) -> Result<Self> {
-        let (k, circ, h) = (cfg.kernel_size, cfg.periodic, cfg.ffn_factor * c);
+        let (k, circ, h) = (cfg.kernel_size, cfg.periodic.0, cfg.ffn_factor * c);
         let site = site_hash(&b.full_name("ffn.2"));
         let eps = b.sub("norm").tensor("eps", &[NORM_EPS], &[])?;
         let ffn0 = Conv2d::new(&mut b.sub("ffn.0"), c, h, k, circ)?;
@@ -487,7 +542,7 @@ fn conv<B: Backend>(
     identity: bool,
 ) -> Result<Conv2d<B>> {
     let k = cfg.kernel_size;
-    let c = Conv2d::new(b, cin, cout, k, cfg.periodic)?;
+    let c = Conv2d::new(b, cin, cout, k, cfg.periodic.0)?;
     if identity && cfg.identity_init {
         let mut eye = vec![0.0f32; cout * cin * k * k];
         let centre = (k / 2) * k + k / 2;

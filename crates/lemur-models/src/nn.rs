@@ -171,11 +171,12 @@ impl<B: Backend> Linear<B> {
     }
 }
 
-/// Stride-1 "same" convolution with zeros or circular padding, weight (Cout, Cin, k, k).
+/// Stride-1 "same" convolution with zeros or circular padding along each of H and W, weight
+/// (Cout, Cin, k, k).
 pub struct Conv2d<B: Backend> {
     pub weight: Tensor<B>,
     pub bias: Option<Tensor<B>>,
-    pub circular: bool,
+    pub circular: [bool; 2],
 }
 
 impl<B: Backend> Conv2d<B> {
@@ -184,7 +185,7 @@ impl<B: Backend> Conv2d<B> {
         cin: usize,
         cout: usize,
         kernel: usize,
-        circular: bool,
+        circular: [bool; 2],
     ) -> Result<Self> {
         let bound = 1.0 / ((cin * kernel * kernel) as f32).sqrt();
         let weight = b.uniform("weight", &[cout, cin, kernel, kernel], bound)?;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use common::{Fixture, assert_rel, host};
 use lemur_models::Error;
-use lemur_models::dcae::{Dcae, DcaeConfig, Loss, TrainCtx, mae, mse, vrmse};
+use lemur_models::dcae::{Dcae, DcaeConfig, Loss, Periodic, TrainCtx, mae, mse, vrmse};
 use lemur_models::nn::Builder;
 use lemur_tensor::{Backend, CpuBackend, ParamStore, Tensor, no_grad, rng};
 
@@ -241,7 +241,7 @@ test_device!(
 fn zeros_padding_is_not_periodic() {
     // The equivariance above is a property of circular padding, not of every configuration.
     let mut cfg = periodic_config();
-    cfg.periodic = false;
+    cfg.periodic = false.into();
     let (_s, model) = build(&CpuBackend, &cfg, 7);
     let s = [1, 3, 8, 12];
     let xd = randn(1, 3 * 8 * 12);
@@ -251,6 +251,49 @@ fn zeros_padding_is_not_periodic() {
             .unwrap(),
     );
     assert!(common::max_abs_diff(&zr, &roll(&z, [1, 2, 4, 6], 1, 2)) > 1e-3);
+}
+
+#[test]
+fn padding_follows_each_axis() {
+    // Periodic along W only: rolling along W commutes with the encoder, rolling along H does not.
+    let mut cfg = periodic_config();
+    cfg.periodic = Periodic([false, true]);
+    let (_s, model) = build(&CpuBackend, &cfg, 7);
+    let s = [1, 3, 8, 12];
+    let xd = randn(1, 3 * 8 * 12);
+    let encode = |x: &[f32]| {
+        host(&no_grad(|| model.encode(&Tensor::from_slice(&CpuBackend, x, &s)?)).unwrap())
+    };
+    let z = encode(&xd);
+    assert_rel(
+        "encode(roll_W x) = roll_W encode(x)",
+        &encode(&roll(&xd, s, 0, 4)),
+        &roll(&z, [1, 2, 4, 6], 0, 2),
+        1e-5,
+    );
+    let zh = encode(&roll(&xd, s, 2, 0));
+    assert!(common::max_abs_diff(&zh, &roll(&z, [1, 2, 4, 6], 1, 0)) > 1e-3);
+}
+
+#[test]
+fn periodic_reads_one_flag_or_one_per_axis() {
+    let parse = |v: &str| serde_json::from_str::<Periodic>(v);
+    assert_eq!(parse("true").unwrap(), Periodic([true, true]));
+    assert_eq!(parse("false").unwrap(), Periodic([false, false]));
+    assert_eq!(parse("[true, false]").unwrap(), Periodic([true, false]));
+    for bad in ["[true]", "[true, false, true]", "\"yes\"", "1"] {
+        let e = parse(bad).unwrap_err().to_string();
+        assert!(e.contains("two booleans"), "{bad}: {e}");
+    }
+    // Written as the reference writes it where the axes agree.
+    assert_eq!(
+        serde_json::to_string(&Periodic([true, true])).unwrap(),
+        "true"
+    );
+    assert_eq!(
+        serde_json::to_string(&Periodic([true, false])).unwrap(),
+        "[true,false]"
+    );
 }
 
 #[test]

@@ -116,7 +116,9 @@ pub struct MatmulDesc {
 }
 
 /// Stride-1 "same" convolution. x: (B, Cin, H, W), w: (Cout, Cin, k, k), bias: (Cout),
-/// out: (B, Cout, H, W); `kernel` is 1 or 3; padding is zeros or circular.
+/// out: (B, Cout, H, W); `kernel` is 1 or 3; each spatial axis is padded with zeros or
+/// circularly (`circular`: [along H, along W]; a channel periodic in x but walled in z pads
+/// one axis each way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvDesc {
     pub batch: usize,
@@ -125,7 +127,7 @@ pub struct ConvDesc {
     pub h: usize,
     pub w: usize,
     pub kernel: usize,
-    pub circular: bool,
+    pub circular: [bool; 2],
 }
 
 /// The most tensors one [`Backend::sum_squares`] takes (the storage bindings one WebGPU

@@ -775,8 +775,8 @@ impl<B: Backend> Tensor<B> {
     }
 
     /// Stride-1 "same" convolution: x (B, Cin, H, W), w (Cout, Cin, k, k) with k = 1 or 3,
-    /// bias (Cout); zeros or circular padding.
-    pub fn conv2d(&self, w: &Self, bias: Option<&Self>, circular: bool) -> Result<Self> {
+    /// bias (Cout); zeros or circular padding along each of H and W (`circular`).
+    pub fn conv2d(&self, w: &Self, bias: Option<&Self>, circular: [bool; 2]) -> Result<Self> {
         let (xs, ws) = (self.shape(), w.shape());
         let ok = xs.len() == 4
             && ws.len() == 4

@@ -200,11 +200,17 @@ grad_test!(matmul_transposed, [[2, 7, 5], [2, 9, 5]], |x| x[0]
 grad_test!(linear_bias, [[2, 7, 5], [3, 5], [3]], |x| x[0]
     .linear(&x[1], Some(&x[2])));
 grad_test!(conv2d_zeros, [[2, 3, 5, 7], [4, 3, 3, 3], [4]], |x| x[0]
-    .conv2d(&x[1], Some(&x[2]), false));
+    .conv2d(&x[1], Some(&x[2]), [false, false]));
 grad_test!(conv2d_circular, [[1, 2, 6, 5], [3, 2, 3, 3]], |x| x[0]
-    .conv2d(&x[1], None, true));
+    .conv2d(&x[1], None, [true, true]));
+// Periodic along x only, as Rayleigh-Bénard's box (walls in z).
+grad_test!(
+    conv2d_circular_along_w,
+    [[2, 2, 4, 5], [3, 2, 3, 3], [3]],
+    |x| x[0].conv2d(&x[1], Some(&x[2]), [false, true])
+);
 grad_test!(conv2d_1x1, [[2, 3, 4, 5], [5, 3, 1, 1], [5]], |x| x[0]
-    .conv2d(&x[1], Some(&x[2]), false));
+    .conv2d(&x[1], Some(&x[2]), [false, false]));
 grad_test!(layer_norm_tokens, [[3, 7]], |x| x[0].norm(
     1,
     NormKind::Layer,
@@ -301,7 +307,7 @@ fn shape_errors_name_the_op_and_shapes() {
     );
     let w = Tensor::zeros(&b, &[4, 2, 3, 3]).unwrap();
     let x = Tensor::zeros(&b, &[1, 3, 5, 5]).unwrap();
-    let e = x.conv2d(&w, None, false).unwrap_err().to_string();
+    let e = x.conv2d(&w, None, [false, false]).unwrap_err().to_string();
     assert!(
         e.contains("conv2d") && e.contains("[1, 3, 5, 5]") && e.contains("[4, 2, 3, 3]"),
         "{e}"

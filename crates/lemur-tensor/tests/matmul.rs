@@ -199,7 +199,7 @@ fn conv_descs() -> Vec<ConvDesc> {
     let mut v = Vec::new();
     for (batch, cin, cout, h, w) in CONVS {
         for kernel in [1, 3] {
-            for circular in [false, true] {
+            for circular in [[false, false], [true, true], [true, false], [false, true]] {
                 v.push(ConvDesc {
                     batch,
                     cin,
@@ -218,13 +218,11 @@ fn conv_descs() -> Vec<ConvDesc> {
 /// plane[y, x] of one (H, W) image plane under the padding mode, or None for a zero pad.
 fn pixel(plane: &[f32], d: &ConvDesc, y: isize, xx: isize) -> Option<f64> {
     let (h, w) = (d.h as isize, d.w as isize);
-    let (y, xx) = if d.circular {
-        (y.rem_euclid(h), xx.rem_euclid(w))
-    } else if y < 0 || y >= h || xx < 0 || xx >= w {
+    let y = if d.circular[0] { y.rem_euclid(h) } else { y };
+    let xx = if d.circular[1] { xx.rem_euclid(w) } else { xx };
+    if y < 0 || y >= h || xx < 0 || xx >= w {
         return None;
-    } else {
-        (y, xx)
-    };
+    }
     Some(plane[y as usize * d.w + xx as usize] as f64)
 }
 
@@ -433,7 +431,7 @@ fn gpu_conv_matches_cpu() {
         h: 9,
         w: 15,
         kernel: 3,
-        circular: true,
+        circular: [true, true],
     };
     cases.push(ConvCase {
         x: randn(1, 2 * 15 * 9 * 15),
@@ -508,7 +506,7 @@ fn conv_weight_grad_finite_differences() {
             h: 5,
             w: 4,
             kernel: 3,
-            circular: false,
+            circular: [false, false],
         },
         ConvDesc {
             batch: 1,
@@ -517,7 +515,16 @@ fn conv_weight_grad_finite_differences() {
             h: 4,
             w: 6,
             kernel: 3,
-            circular: true,
+            circular: [true, true],
+        },
+        ConvDesc {
+            batch: 2,
+            cin: 2,
+            cout: 3,
+            h: 5,
+            w: 3,
+            kernel: 3,
+            circular: [false, true],
         },
         ConvDesc {
             batch: 2,
@@ -526,7 +533,7 @@ fn conv_weight_grad_finite_differences() {
             h: 3,
             w: 5,
             kernel: 1,
-            circular: false,
+            circular: [false, false],
         },
     ] {
         let x = randn(11, d.batch * d.cin * d.h * d.w);
@@ -598,15 +605,17 @@ fn cpu_blocked_paths_match_naive() {
     }
     let convs = [
         // Bands of rows: K = 333 columns per pixel, 45 rows of 31.
-        (2, 37, 19, 45, 31, 3, false),
-        (2, 37, 19, 45, 31, 3, true),
+        (2, 37, 19, 45, 31, 3, [false, false]),
+        (2, 37, 19, 45, 31, 3, [true, true]),
+        (2, 37, 19, 45, 31, 3, [false, true]),
         // Groups of small images, the last one shorter.
-        (37, 5, 6, 4, 3, 3, false),
-        (37, 5, 6, 4, 3, 1, true),
+        (37, 5, 6, 4, 3, 3, [false, false]),
+        (37, 5, 6, 4, 3, 1, [true, true]),
+        (37, 5, 6, 4, 3, 3, [true, false]),
         // One image with many output channels: rows of its GEMM split across threads.
-        (1, 9, 70, 20, 17, 3, true),
+        (1, 9, 70, 20, 17, 3, [true, true]),
         // A batch of 3 small images: one group, split rows.
-        (3, 40, 64, 5, 5, 3, false),
+        (3, 40, 64, 5, 5, 3, [false, false]),
     ];
     for (i, (batch, cin, cout, h, w, kernel, circular)) in convs.into_iter().enumerate() {
         let d = ConvDesc {
@@ -705,7 +714,7 @@ fn cpu_huge_sizes_are_errors() {
         h,
         w,
         kernel: 1,
-        circular: false,
+        circular: [false, false],
     };
     for d in [
         conv(1, 1, 1, 1 << 40, 1 << 40),
@@ -761,7 +770,7 @@ fn unchecked_shaders_match_checked_ones() {
         h: 9,
         w: 11,
         kernel: 3,
-        circular: false,
+        circular: [false, false],
     };
     let (x, w) = (randn(3, 2 * 5 * 99), randn(4, 7 * 5 * 9));
     let dy = randn(5, 2 * 7 * 99);

@@ -349,7 +349,7 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 
 /// Unfolds rows `y0..y1` of one image x (Cin, H, W) into cols (Cin*k*k, (y1-y0)*W) of row
 /// stride `ld`: row (ci, ky, kx) holds x shifted by (ky - k/2, kx - k/2), zero-filled or
-/// wrapped at the borders.
+/// wrapped at the borders of each axis.
 fn im2col(x: &[f32], d: &ConvDesc, y0: usize, y1: usize, cols: &mut [f32], ld: usize) {
     let (h, w, k) = (d.h, d.w, d.kernel);
     let pad = k / 2;
@@ -361,16 +361,19 @@ fn im2col(x: &[f32], d: &ConvDesc, y0: usize, y1: usize, cols: &mut [f32], ld: u
             for kx in 0..k {
                 let row = &mut cols[((ci * k + ky) * k + kx) * ld..][..span];
                 for (y, out) in (y0..y1).zip(row.chunks_exact_mut(w)) {
-                    let iy = y as isize + ky as isize - pad as isize;
+                    let mut iy = y as isize + ky as isize - pad as isize;
                     let dx = kx as isize - pad as isize;
-                    if d.circular {
-                        let src = &img[iy.rem_euclid(h as isize) as usize * w..][..w];
+                    if d.circular[0] {
+                        iy = iy.rem_euclid(h as isize);
+                    }
+                    if iy < 0 || iy >= h as isize {
+                        out.fill(0.0);
+                    } else if d.circular[1] {
+                        let src = &img[iy as usize * w..][..w];
                         // out[x] = src[(x + dx) mod W]: a rotation, as two slice copies.
                         let s = dx.rem_euclid(w as isize) as usize;
                         out[..w - s].copy_from_slice(&src[s..]);
                         out[w - s..].copy_from_slice(&src[..s]);
-                    } else if iy < 0 || iy >= h as isize {
-                        out.fill(0.0);
                     } else {
                         let src = &img[iy as usize * w..][..w];
                         // Valid x are those with 0 <= x + dx < W.

@@ -49,6 +49,7 @@ struct ConvParams {
     h: u32,
     w: u32,
     ks: u32,
+    /// Circular padding along H (bit 0) and W (bit 1).
     circular: u32,
     has_bias: u32,
     a_batch_stride: u32,
@@ -345,7 +346,7 @@ fn conv_params(
         h: d.h as u32,
         w: d.w as u32,
         ks: d.kernel as u32,
-        circular: u32::from(d.circular),
+        circular: u32::from(d.circular[0]) | u32::from(d.circular[1]) << 1,
         has_bias: 0,
         a_batch_stride: a_batch_stride as u32,
         _pad: 0,
@@ -372,7 +373,7 @@ mod tests {
             h: 6,
             w: 7,
             kernel: 3,
-            circular: true,
+            circular: [true, false],
         };
         let x: Vec<f32> = (0..5 * 3 * 42).map(|i| crate::rng::normal(1, i)).collect();
         let dy: Vec<f32> = (0..5 * 4 * 42).map(|i| crate::rng::normal(2, i)).collect();
