@@ -167,10 +167,10 @@ fn padding(p: Periodic) -> &'static str {
 
 /// Zeros padding at a periodic boundary makes the network learn the wrap-around from the
 /// data: on the built-in periodic Euler data, 400 fine-tuning steps from the same weights
-/// reconstruct 11-12% better with circular padding than with zeros. So a new run from a preset
-/// or from `--init` pads circularly along exactly the axes its data is periodic along (the
-/// weights are the same either way). A configuration file is taken as written, and a resumed
-/// run keeps its padding.
+/// reconstruct 11-12% better with circular padding than with zeros (Rayleigh-Bénard, periodic
+/// in x only: 5-7%). So a new run from a preset or from `--init` pads circularly along exactly
+/// the axes its data is periodic along (the weights are the same either way). A configuration
+/// file is taken as written, and a resumed run keeps its padding.
 fn fit_padding_to_data(start: &mut Start, args: &AutoencoderArgs) {
     if start.resumed.is_some() || matches!(args.common.config, Some(ConfigSource::File(_))) {
         return;
