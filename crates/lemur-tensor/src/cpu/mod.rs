@@ -81,7 +81,8 @@ impl Backend for CpuBackend {
                 1
             }
         };
-        format!("cpu ({threads} threads)")
+        let plural = if threads == 1 { "" } else { "s" };
+        format!("cpu ({threads} thread{plural})")
     }
 
     /// Counted on the calling thread: kernel calls as dispatches, reads and syncs as syncs.
