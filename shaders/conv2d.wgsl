@@ -1,6 +1,6 @@
 // Stride-1 "same" 2-D convolution (kernel 1 or 3, zeros or circular padding along each axis)
-// and its weight gradient, both as implicit GEMMs: the im2col matrix is never stored, each of its elements
-// is computed from x when a kernel loads it.
+// and its weight gradient, both as implicit GEMMs: the im2col matrix is never stored, each of
+// its elements is computed from x when a kernel loads it.
 //
 // Shape legend: B batch, Cin/Cout channels, H/W image size, ks kernel size (1 or 3), taps =
 // Cin*ks*ks, tap t = (ci, ky, kx) row-major, pixel p = (y, x) row-major.
