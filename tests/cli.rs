@@ -222,6 +222,62 @@ fn autoencoder_trains_and_encodes_on_each_backend() {
     }
 }
 
+/// `encode --autoencoder` takes an embedded autoencoder by name, as `train --init` and `eval
+/// --run` do, and refuses an embedded emulator's name, naming the autoencoders.
+#[test]
+fn encode_takes_an_embedded_autoencoder_by_name() {
+    let dir = scratch("encode-pretrained");
+    let latents = dir.join("latents");
+    let (cache, data) = (dir.join("cache"), dataset());
+    let encode = |autoencoder: &str| {
+        support::command(&[
+            "encode",
+            "--autoencoder",
+            autoencoder,
+            "--data",
+            s(&data),
+            "--out",
+            s(&latents),
+            "--backend",
+            "cpu",
+        ])
+        .env("XDG_CACHE_HOME", &cache)
+        .output()
+        .unwrap()
+    };
+    let out = encode("pretrained-autoencoder");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(latents.join("latents.json")).unwrap()).unwrap();
+    // The f8 autoencoder takes the 16x16 fields to 2x2 latents of its 4 channels.
+    assert_eq!(manifest["latent_shape"], serde_json::json!([4, 2, 2]));
+    let path = manifest["autoencoder_path"].as_str().unwrap();
+    assert!(
+        path.starts_with(s(&cache)) && path.contains("pretrained-euler64"),
+        "{manifest}"
+    );
+    assert!(manifest["autoencoder"]["step"].as_u64().unwrap() > 0);
+
+    std::fs::remove_dir_all(&latents).unwrap();
+    let out = encode("pretrained-rb");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("pretrained-rb: an embedded diffusion run, not an autoencoder")
+            && e.contains("pretrained-autoencoder and pretrained-rb-autoencoder"),
+        "{e}"
+    );
+    assert!(
+        !latents.exists(),
+        "a refused encode wrote {}",
+        latents.display()
+    );
+}
+
 /// Stopped at step 13 (with a torn checkpoint and log after it), resumed, and compared byte
 /// for byte with an uninterrupted run, with dropout and gradient accumulation, on each
 /// backend. The GPU is bit-deterministic too: its kernels reduce in a fixed order (no kernel

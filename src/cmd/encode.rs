@@ -7,7 +7,8 @@ use anyhow::Result;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct EncodeArgs {
-    /// The autoencoder: a run directory (its latest checkpoint) or one checkpoint directory.
+    /// The autoencoder: a run directory (its latest checkpoint), one checkpoint directory, or
+    /// an embedded one (`pretrained-autoencoder`, `pretrained-rb-autoencoder`).
     #[arg(long)]
     pub autoencoder: PathBuf,
     /// The dataset directory (with stats.json).
@@ -34,7 +35,7 @@ pub fn run(args: EncodeArgs) -> Result<()> {
     super::common::check_out_dir(&args.out)?;
     let start = std::time::Instant::now();
     let manifest = lemur_train::latents::encode(&lemur_train::latents::EncodeArgs {
-        autoencoder: args.autoencoder,
+        autoencoder: super::pretrained::resolve_autoencoder(&args.autoencoder)?,
         data: args.data,
         out: args.out.clone(),
         augment: args.augment,

@@ -69,6 +69,22 @@ pub fn is_pretrained(run: &Path) -> bool {
     lookup(run).is_some()
 }
 
+/// The autoencoder directory for `--autoencoder`: an embedded autoencoder by name, else the
+/// path as given. An embedded emulator's name is refused, naming the autoencoders.
+pub fn resolve_autoencoder(path: &Path) -> Result<PathBuf> {
+    match lookup(path) {
+        Some((_, _, "autoencoder")) | None => resolve(path),
+        Some((_, _, kind)) => anyhow::bail!(
+            "{}: an embedded {kind} run, not an autoencoder (the embedded autoencoders are {})",
+            path.display(),
+            SETS.iter()
+                .map(|(_, prefix, _)| format!("{prefix}-autoencoder"))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+    }
+}
+
 fn fnv(bytes: &[u8], mut h: u64) -> u64 {
     for &b in bytes {
         h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
