@@ -111,7 +111,9 @@ fn a_time_limit_stops_with_a_checkpoint_and_succeeds() {
         run.join("step-00000001/model.safetensors").is_file(),
         "{out}"
     );
-    // A resume continues it under a new limit; a bad duration names itself.
+    // A resume continues it under a new limit, its schedule fitted at once to the rate of
+    // the run's last session (here the one step the limit leaves); a bad duration names
+    // itself.
     let out = ok(&[
         "train",
         "autoencoder",
@@ -124,6 +126,10 @@ fn a_time_limit_stops_with_a_checkpoint_and_succeeds() {
     ]);
     assert!(
         run.join("step-00000002/model.safetensors").is_file(),
+        "{out}"
+    );
+    assert!(
+        out.contains("(the run's last session); the schedule now ends at step 2 (was 100000)"),
         "{out}"
     );
     let bad = dir.join("bad");

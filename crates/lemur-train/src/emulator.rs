@@ -329,6 +329,7 @@ fn train_on<B: Backend>(
         elapsed_before: start.resumed.as_ref().map_or(0.0, |m| m.elapsed_s),
         stop_after: args.common.stop_after,
         time_limit: args.common.time_limit,
+        prior_rate: session::measured_rate(&start, &backend.name()),
         last_good: session::last_good(&start),
         stop: args.common.stop.clone(),
     };

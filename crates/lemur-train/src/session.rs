@@ -454,6 +454,29 @@ pub fn restore<B: Backend>(start: &Start, params: &ParamStore<B>) -> Result<Opti
     Ok(optimizer)
 }
 
+/// Steps per second of a resumed run's last session, for a time-limited session to fit its
+/// schedule from its first step (see [`crate::trainer::TimeFit::fit_prior`]): the median
+/// `samples_per_s` of the log's last lines up to the checkpoint resumed, over the samples of a
+/// step. `None` for a new run, a log without rates, or a checkpoint trained on another backend
+/// (`backend`, as [`Backend::name`] gives it): a CPU's rate says nothing about a GPU's.
+pub fn measured_rate(start: &Start, backend: &str) -> Option<f64> {
+    /// Enough lines to outvote an interval slowed by a checkpoint or other work.
+    const LINES: usize = 8;
+    let meta = start.resumed.as_ref().filter(|m| m.backend == backend)?;
+    let log = start.run.read_log().ok()?;
+    let mut rates: Vec<f64> = log
+        .iter()
+        .filter(|l| l.step <= meta.step && l.samples_per_s.is_finite() && l.samples_per_s > 0.0)
+        .map(|l| l.samples_per_s)
+        .collect();
+    rates.drain(..rates.len().saturating_sub(LINES));
+    if rates.is_empty() {
+        return None;
+    }
+    rates.sort_by(f64::total_cmp);
+    Some(rates[rates.len() / 2] / start.options.samples_per_step() as f64)
+}
+
 /// A description of the latest checkpoint for error messages.
 pub fn last_good(start: &Start) -> String {
     match &start.resumed {

@@ -49,6 +49,11 @@ pub struct Trainer<'a, B: Backend> {
     /// Fit this session into this many seconds: see [`TimeFit`]; the run also stops (with a
     /// checkpoint) at the first step that ends past it.
     pub time_limit: Option<f64>,
+    /// Steps per second this run trained at before (a resumed run's last session on this
+    /// backend: [`crate::session::measured_rate`]): a time-limited session fits its schedule to
+    /// it at the first step instead of running the unfitted schedule until its own rate is
+    /// measured.
+    pub prior_rate: Option<f64>,
     /// Describes the latest complete checkpoint, for error messages.
     pub last_good: String,
     /// Set by an interrupt (Ctrl-C): the step in progress is finished and checkpointed, then
@@ -164,6 +169,15 @@ impl TimeFit {
         }
     }
 
+    /// The session's last step before any step is measured, at `rate` steps/s (the run's
+    /// earlier sessions): the whole limit at that rate, with the same margin as [`Self::fit`].
+    pub fn fit_prior(&self, rate: f64) -> u32 {
+        let (start, _) = self.since;
+        let more = (rate.max(0.0) * self.limit * FIT_MARGIN).floor();
+        self.max_end
+            .min(start.saturating_add(more.min(f64::from(u32::MAX)) as u32))
+    }
+
     /// The session's last step and the rate it was fitted at (steps/s, since the last fit),
     /// once `step` has ended `spent` seconds into the session; `None` until a tenth of the
     /// limit (at most 60 s) has passed since the last fit (or the start). Fitting again at that interval follows a
@@ -198,6 +212,23 @@ impl<B: Backend> Trainer<'_, B> {
         let mut end = self.stop_after.map_or(o.steps, |s| s.min(o.steps));
         let mut fit = self.time_limit.map(|limit| TimeFit::new(limit, start, end));
         let mut fitted_before = false;
+        if let (Some(fit), Some(rate)) = (&fit, self.prior_rate) {
+            // A resumed run's schedule, stretched to a far `--steps`, would otherwise train
+            // near its peak learning rate until this session's rate is measured.
+            let last = fit.fit_prior(rate).max(start + 1);
+            if last != end {
+                eprintln!(
+                    "{}: --time-limit {:.0}s: {} steps fit at {rate:.2} steps/s (the run's last session); the schedule now ends at step {last} (was {end})",
+                    self.template.kind,
+                    self.time_limit.unwrap_or_default(),
+                    last - start,
+                );
+                fitted_before = true;
+                end = last;
+                self.options.steps = last;
+                self.optimizer.set_total_steps(last);
+            }
+        }
         let terminal = std::io::stderr().is_terminal();
         let bar = if terminal {
             let bar = ProgressBar::new(u64::from(end));
@@ -540,7 +571,7 @@ mod tests {
         toy: &mut Toy<B>,
         params: &ParamStore<B>,
     ) -> Result<Summary> {
-        train_limited(dir, o, toy, params, None)
+        train_limited(dir, o, toy, params, None, None)
     }
 
     /// [`train`] with a time limit in seconds.
@@ -550,7 +581,27 @@ mod tests {
         toy: &mut Toy<B>,
         params: &ParamStore<B>,
         time_limit: Option<f64>,
+        prior_rate: Option<f64>,
     ) -> Result<Summary> {
+        let template = toy_meta(dir, &o);
+        let mut trainer = Trainer {
+            run: RunDir::create(dir)?,
+            params,
+            optimizer: o.optimizer(),
+            options: o,
+            template,
+            elapsed_before: 0.0,
+            stop_after: None,
+            time_limit,
+            prior_rate,
+            last_good: "none".into(),
+            stop: None,
+        };
+        trainer.train(toy)
+    }
+
+    /// The metadata a toy run's checkpoints carry.
+    fn toy_meta(dir: &std::path::Path, o: &TrainOptions) -> CheckpointMeta {
         let stats = Stats {
             dataset_name: "toy".into(),
             channels: vec![],
@@ -559,7 +610,7 @@ mod tests {
             std: vec![],
             frames: 0,
         };
-        let template = CheckpointMeta {
+        CheckpointMeta {
             format: crate::run::FORMAT.into(),
             kind: ModelKind::Autoencoder,
             step: 0,
@@ -582,20 +633,7 @@ mod tests {
             params: 2,
             elapsed_s: 0.0,
             created_unix: 0,
-        };
-        let mut trainer = Trainer {
-            run: RunDir::create(dir)?,
-            params,
-            optimizer: o.optimizer(),
-            options: o,
-            template,
-            elapsed_before: 0.0,
-            stop_after: None,
-            time_limit,
-            last_good: "none".into(),
-            stop: None,
-        };
-        trainer.train(toy)
+        }
     }
 
     fn gpu() -> Option<GpuBackend> {
@@ -745,6 +783,10 @@ mod tests {
         let mut long = TimeFit::new(36_000.0, 0, 100_000);
         assert_eq!(long.fit(30, 59.0), None);
         assert_eq!(long.fit(30, 60.0), Some((30 + 17_071, 0.5)));
+        // Before any step, at the run's earlier rate: the whole limit, with the same margin.
+        assert_eq!(TimeFit::new(600.0, 10, 10_000).fit_prior(0.5), 10 + 285);
+        assert_eq!(TimeFit::new(600.0, 10, 100).fit_prior(0.5), 100);
+        assert_eq!(TimeFit::new(600.0, 10, 10_000).fit_prior(0.0), 10);
         // Past the limit already: stop at this step.
         assert_eq!(
             last(TimeFit::new(600.0, 0, 10_000).fit(20, 700.0)),
@@ -776,7 +818,7 @@ mod tests {
         let dir = scratch("time-fit");
         let (mut toy, params) = new_toy(&CpuBackend, None, None);
         toy.delay = std::time::Duration::from_millis(20);
-        let summary = train_limited(&dir, o.clone(), &mut toy, &params, Some(1.0)).unwrap();
+        let summary = train_limited(&dir, o.clone(), &mut toy, &params, Some(1.0), None).unwrap();
         let (step, steps) = latest(&dir);
         assert!(steps < 60, "{steps}");
         assert_eq!(step, summary.step);
@@ -791,11 +833,87 @@ mod tests {
         let dir2 = scratch("time-stop");
         let (mut toy, params) = new_toy(&CpuBackend, None, None);
         toy.delay = std::time::Duration::from_millis(20);
-        let summary = train_limited(&dir2, o.clone(), &mut toy, &params, Some(0.001)).unwrap();
+        let summary =
+            train_limited(&dir2, o.clone(), &mut toy, &params, Some(0.001), None).unwrap();
         assert!(summary.out_of_time && !summary.interrupted);
         assert_eq!(summary.step, 1);
         assert_eq!(latest(&dir2), (1, 100_000));
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&dir2);
+    }
+
+    /// A resumed run's earlier rate fits the schedule at the first step: at 1 step/s a 10 s
+    /// session ends at step 9 (with the 5% margin), annealed, long before its own rate could
+    /// be measured (a tenth of the limit, 1 s). Without the prior the first 1 s of steps
+    /// would run on the 100,000-step schedule, near the peak learning rate.
+    #[test]
+    fn a_prior_rate_fits_the_schedule_from_the_first_step() {
+        let o = TrainOptions {
+            steps: 100_000,
+            checkpoint_every: 1_000,
+            ..options(1)
+        };
+        let dir = scratch("time-prior");
+        let (mut toy, params) = new_toy(&CpuBackend, None, None);
+        toy.delay = std::time::Duration::from_millis(5);
+        let summary =
+            train_limited(&dir, o.clone(), &mut toy, &params, Some(10.0), Some(1.0)).unwrap();
+        assert_eq!(summary.step, 9);
+        assert!(!summary.out_of_time && !summary.interrupted);
+        assert_eq!(latest(&dir), (9, 9));
+        let fitted = TrainOptions { steps: 9, ..o }.adamw().schedule;
+        let log = RunDir::open(&dir).unwrap().read_log().unwrap();
+        for line in &log {
+            assert_eq!(line.lr, fitted.lr(line.step), "step {}", line.step);
+        }
+        assert_eq!(log.last().unwrap().lr, o.min_lr);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The prior is the median rate of the log's last lines up to the checkpoint resumed, per
+    /// step, and only on the backend that checkpoint was trained on.
+    #[test]
+    fn the_prior_rate_is_the_last_sessions_median_on_the_same_backend() {
+        let dir = scratch("measured-rate");
+        let o = TrainOptions {
+            batch: 2,
+            accum: 2,
+            ..options(1)
+        };
+        let run = RunDir::create(&dir).unwrap();
+        // Ten lines to step 100, one slowed by a checkpoint, and one past the checkpoint (a
+        // torn session) that does not count.
+        let rates = [1.0, 1.0, 40.0, 44.0, 8.0, 40.0, 48.0, 36.0, 44.0, 40.0, 1e6];
+        for (i, &samples_per_s) in rates.iter().enumerate() {
+            let line = LogLine {
+                step: 10 * (i as u32 + 1),
+                loss: 1.0,
+                val_loss: None,
+                lr: 1e-3,
+                samples_per_s,
+                elapsed_s: i as f64,
+            };
+            run.append_log(&line).unwrap();
+        }
+        let meta = CheckpointMeta {
+            step: 100,
+            ..toy_meta(&dir, &o)
+        };
+        let start = |resumed: Option<CheckpointMeta>| crate::session::Start {
+            run: run.clone(),
+            model_config: serde_json::json!({}),
+            options: o.clone(),
+            resumed,
+            init: None,
+        };
+        // The last 8 lines to step 100: 40 44 8 40 48 36 44 40, median 40 samples/s, 4 a step.
+        let rate = crate::session::measured_rate(&start(Some(meta.clone())), "toy");
+        assert_eq!(rate, Some(10.0));
+        assert_eq!(
+            crate::session::measured_rate(&start(Some(meta)), "cpu (2 threads)"),
+            None
+        );
+        assert_eq!(crate::session::measured_rate(&start(None), "toy"), None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
