@@ -14,7 +14,9 @@
 #   scripts/pack-pretrained.py WORKDIR/ae WORKDIR/dif WORKDIR/sur --name SET
 #
 # Environment: LEMUR (the binary; default target/release/lemur, else `lemur` on PATH),
-# BACKEND (cpu or gpu; default auto), AE_STEPS, DIF_STEPS, SUR_STEPS, TRAJECTORIES,
+# BACKEND (cpu or gpu; default auto), AE_STEPS, DIF_STEPS, SUR_STEPS, TRAJECTORIES (64:
+# the dataset, split 80/10/10), EXTRA_TRAJECTORIES (0: training trajectories added to it with
+# `lemur generate --extend`, the validation and test ones unchanged),
 # AE_OPTIMIZER (adamw or soap, for a new autoencoder run; a resumed one keeps its own),
 # AE_BATCH (16), EMU_BATCH (8: diffusion and surrogate) for new runs, and AE_TIME, DIF_TIME,
 # SUR_TIME: a stage's time limit (`lemur train --time-limit`, e.g. 45m): its steps are then
@@ -31,6 +33,7 @@ ae_steps=${AE_STEPS:-3000}
 dif_steps=${DIF_STEPS:-1500}
 sur_steps=${SUR_STEPS:-1000}
 trajectories=${TRAJECTORIES:-64}
+extra=${EXTRA_TRAJECTORIES:-0}
 ae_optimizer=${AE_OPTIMIZER:-adamw}
 ae_batch=${AE_BATCH:-16}
 emu_batch=${EMU_BATCH:-8}
@@ -53,6 +56,14 @@ cd "$work"
 
 [ -f data/stats.json ] || "$lemur" generate "${generate[@]}" --trajectories "$trajectories" \
   --seed 0 --out data
+# More training data: added to the training split only, so that scores before and after it
+# are on the same validation and test trajectories.
+count() { find data/data -name '*.hdf5' | wc -l; }
+have=$(count)
+if [ "$have" -lt $((trajectories + extra)) ]; then
+  "$lemur" generate "${generate[@]}" --trajectories $((trajectories + extra - have)) --seed 0 \
+    --out data --extend
+fi
 
 # train KIND RUN STEPS TIME FROM... -- ARGS...: a new run (FROM: --init RUN or --config PRESET),
 # or the run resumed; TIME (may be empty) is the session's --time-limit.
@@ -77,16 +88,18 @@ train autoencoder ae "$ae_steps" "${AE_TIME:-}" "${ae_from[@]}" -- --data data \
   --batch "$ae_batch" --lr "$lr" --warmup 100 --optimizer "$ae_optimizer" --checkpoint-every 250 \
   --log-every 50
 
-# The latents belong to one autoencoder checkpoint: encode again whenever it moved on.
+# The latents belong to one autoencoder checkpoint and one dataset: encode again whenever
+# either moved on.
 ae_step=$(python3 -c 'import json; print(json.load(open("ae/checkpoint.json"))["step"])')
-if [ "$(cat lat.step 2>/dev/null)" != "$ae_step" ]; then
+lat_key="$ae_step $(count)"
+if [ "$(cat lat.step 2>/dev/null)" != "$lat_key" ]; then
   rm -rf lat
   "$lemur" encode --autoencoder ae --data data --out lat --augment 1 --backend "$backend"
   # Emulators of the old latents become the starting point of new ones.
   for run in dif sur; do
     if [ -d "$run" ]; then rm -rf "$run.prev" && mv "$run" "$run.prev"; fi
   done
-  echo "$ae_step" > lat.step
+  echo "$lat_key" > lat.step
 fi
 [ -d dif.prev ] && dif_from=(--init dif.prev)
 [ -d sur.prev ] && sur_from=(--init sur.prev)

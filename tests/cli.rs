@@ -1776,6 +1776,104 @@ fn outputs_are_checked_before_any_work() {
     ok(&["data", "info", s(&set)]);
 }
 
+/// `generate --extend` adds training trajectories numbered after the dataset's last one: the
+/// very files a larger set from the same seed holds under those numbers. The validation and
+/// test splits and stats.json are kept byte for byte; other solver options, a directory
+/// without a dataset and `--overwrite` are refused, and a refusal adds nothing.
+#[test]
+fn generate_extend_adds_training_trajectories_and_keeps_the_rest() {
+    let dir = scratch("generate-extend");
+    let (set, big) = (dir.join("set"), dir.join("big"));
+    let args = |n: &'static str, out: &Path, extra: &[&'static str]| {
+        let mut a: Vec<String> = ["generate", "euler", "--trajectories", n, "--frames", "3"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        a.extend(["--out".into(), s(out).into()]);
+        a.extend(extra.iter().map(|a| a.to_string()));
+        if !extra.contains(&"--size") {
+            a.extend(["--size".into(), "8x8".into()]);
+        }
+        a
+    };
+    let run = |a: Vec<String>| lemur(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let listing = |root: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut files = Vec::new();
+        for split in ["train", "valid", "test"] {
+            for e in std::fs::read_dir(root.join("data").join(split)).unwrap() {
+                let path = e.unwrap().path();
+                let name = format!("{split}/{}", path.file_name().unwrap().to_string_lossy());
+                files.push((name, std::fs::read(&path).unwrap()));
+            }
+        }
+        files.sort();
+        files
+    };
+    assert!(run(args("10", &set, &[])).status.success());
+    assert!(run(args("14", &big, &[])).status.success());
+    let before = listing(&set);
+    let stats = std::fs::read(set.join("stats.json")).unwrap();
+
+    let out = run(args("4", &set, &["--extend"]));
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("4 training trajectories x 3 frames (numbers 10 to 13) added to"),
+        "{stdout}"
+    );
+    let after = listing(&set);
+    assert_eq!(std::fs::read(set.join("stats.json")).unwrap(), stats);
+    // Everything that was there is there unchanged, and 4 files more, all in train.
+    assert!(before.iter().all(|f| after.contains(f)));
+    let added: Vec<_> = after.iter().filter(|f| !before.contains(f)).collect();
+    assert_eq!(added.len(), 4);
+    // Each is the file of the same number in the 14-trajectory set, whichever split holds it
+    // there (12/1/1: numbers 10 and 11 in train, 12 in valid, 13 in test).
+    let big_files = listing(&big);
+    for (name, bytes) in &added {
+        let file = name.strip_prefix("train/").expect("new files go to train");
+        let twin = big_files
+            .iter()
+            .find(|(n, _)| n.ends_with(&format!("/{file}")))
+            .unwrap_or_else(|| panic!("{file} is not in the 14-trajectory set"));
+        assert_eq!(&twin.1, bytes, "{file} differs from the larger set's");
+    }
+    assert!(!dir.read_dir().unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".set.tmp")
+    }));
+
+    // Refusals, each leaving the dataset as it was.
+    let e = run(args("2", &set, &["--extend", "--size", "16x8"]));
+    let (_, e) = text(&e);
+    assert!(
+        e.contains("the new trajectories (euler_multi_quadrants_openBC, 16x8 grid, 3 frames) do not match")
+            && e.contains("(euler_multi_quadrants_openBC, 8x8 grid, 3 frames): give the options the dataset was generated with"),
+        "{e}"
+    );
+    let e = run(args("2", &set, &["--extend", "--periodic"]));
+    assert!(
+        text(&e).1.contains("euler_multi_quadrants_periodicBC"),
+        "{:?}",
+        text(&e)
+    );
+    assert_eq!(
+        listing(&set),
+        after,
+        "a refused --extend changed the dataset"
+    );
+    let e = text(&run(args("2", &dir.join("none"), &["--extend"]))).1;
+    assert!(e.contains("holds no dataset (no stats.json)"), "{e}");
+    let e = text(&run(args("2", &set, &["--extend", "--overwrite"]))).1;
+    assert!(
+        e.contains("'--extend' cannot be used with '--overwrite'"),
+        "{e}"
+    );
+    ok(&["data", "info", s(&set)]);
+}
+
 /// `--init` with a file of zero frames and `--context 0` used to divide by zero (a panic).
 /// `--context 0` is now refused before anything is read; a file of zero frames is an error
 /// naming the file and the frames it needs. Neither panics nor writes an output.

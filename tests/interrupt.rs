@@ -532,6 +532,54 @@ fn ctrl_c_in_generate_leaves_no_dataset() {
             assert_eq!(std::fs::read(out.join("stats.json")).unwrap(), stats);
         }
     }
+    // `--extend`, interrupted, adds nothing to the dataset it was growing.
+    let grown = dir.join("grown");
+    ok(&[
+        "generate",
+        "euler",
+        "--trajectories",
+        "1",
+        "--out",
+        s(&grown),
+    ]);
+    let before_grown = listing(&grown);
+    let child = command(&[
+        "generate",
+        "euler",
+        "--trajectories",
+        "40",
+        "--out",
+        s(&grown),
+        "--extend",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let staging = dir.join(format!(".grown.tmp-{}", child.id()));
+    wait_for("the staging directory", || {
+        staging.join("data/train").is_dir()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(
+            "lemur: interrupted; finishing the trajectories in progress, then removing the new ones not yet added"
+        ) && stderr.contains(&format!(
+            "lemur: interrupted: the new trajectories not yet moved into {} were removed",
+            s(&grown.join("data/train"))
+        )),
+        "{stderr}"
+    );
+    assert!(!staging.exists());
+    assert_eq!(
+        listing(&grown),
+        before_grown,
+        "an interrupted --extend added files"
+    );
     // A staging directory of a killed generate (its PID gone) is removed by the next one;
     // one of a live process (PID 1) is not touched.
     let (dead, live) = (dir.join(".old.tmp-999999999"), dir.join(".old.tmp-1"));

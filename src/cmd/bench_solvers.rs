@@ -89,6 +89,7 @@ fn generation_times() -> anyhow::Result<()> {
             periodic: false,
             out: out.clone(),
             overwrite: false,
+            extend: false,
         };
         let report = generate(&args, false);
         let _ = std::fs::remove_dir_all(&out);

@@ -46,6 +46,13 @@ pub struct GenerateArgs {
     /// refusing a non-empty directory.
     #[arg(long)]
     pub overwrite: bool,
+    /// Add --trajectories training trajectories to the dataset at --out instead of creating
+    /// one: numbered after its last trajectory (new ones, from the same --seed), written to
+    /// its training split only. Its validation and test splits and its stats.json (the
+    /// normalisation of the runs trained on it) are kept. Give the options it was generated
+    /// with.
+    #[arg(long, conflicts_with = "overwrite")]
+    pub extend: bool,
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -70,6 +77,23 @@ pub struct Report {
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    if args.extend {
+        super::interrupt::install(
+            "finishing the trajectories in progress, then removing the new ones not yet added",
+        )?;
+        let (report, first) = extend(&args, true)?;
+        println!(
+            "{} training trajectories x {} frames (numbers {first} to {}) added to {} in {:.2} s \
+             (its valid and test splits and stats.json kept), {} threads",
+            report.trajectories,
+            report.frames,
+            first + report.trajectories - 1,
+            args.out.display(),
+            report.simulate_and_write.as_secs_f64(),
+            rayon::current_num_threads()
+        );
+        return Ok(());
+    }
     super::interrupt::install(
         "finishing the trajectories in progress, then removing the partial dataset",
     )?;
@@ -350,11 +374,6 @@ pub fn generate(args: &GenerateArgs, progress: bool) -> anyhow::Result<Report> {
 }
 
 fn generate_into(args: &GenerateArgs, out: &Path, progress: bool) -> anyhow::Result<Report> {
-    let frames = frames_of(args);
-    for split in SPLITS {
-        let dir = out.join("data").join(split);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     let counts = split_counts(args.trajectories);
     let split_of = |i: usize| {
         if i < counts[0] {
@@ -365,6 +384,29 @@ fn generate_into(args: &GenerateArgs, out: &Path, progress: bool) -> anyhow::Res
             SPLITS[2]
         }
     };
+    let mut report = simulate_into(args, out, 0, &split_of, None, progress)?;
+    let start = Instant::now();
+    write_stats(out)?;
+    report.statistics = start.elapsed();
+    Ok(report)
+}
+
+/// Simulates trajectories `first..first + --trajectories` into `out/data/SPLIT/`, each split
+/// `split_of` its number; with `like`, each is checked against that file of the dataset it
+/// joins before it is written.
+fn simulate_into(
+    args: &GenerateArgs,
+    out: &Path,
+    first: usize,
+    split_of: &(dyn Fn(usize) -> &'static str + Sync),
+    like: Option<&lemur_well::WellFile>,
+    progress: bool,
+) -> anyhow::Result<Report> {
+    let frames = frames_of(args);
+    for split in SPLITS {
+        let dir = out.join("data").join(split);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let bar = if progress {
         ProgressBar::new((args.trajectories * frames) as u64)
     } else {
@@ -377,7 +419,7 @@ fn generate_into(args: &GenerateArgs, out: &Path, progress: bool) -> anyhow::Res
         .expect("static template"),
     );
     let start = Instant::now();
-    (0..args.trajectories)
+    (first..first + args.trajectories)
         .into_par_iter()
         .try_for_each(|i| -> anyhow::Result<()> {
             // Looked at before and after each simulation: trajectories in progress finish,
@@ -394,6 +436,9 @@ fn generate_into(args: &GenerateArgs, out: &Path, progress: bool) -> anyhow::Res
             let traj = simulate(args, trajectory_seed(args.seed, i), &mut tick)
                 .with_context(|| format!("trajectory {i}"))?;
             let data = to_well(traj);
+            if let Some(like) = like {
+                matches_dataset(&data, like)?;
+            }
             if super::interrupt::requested() {
                 return Err(stop());
             }
@@ -406,12 +451,122 @@ fn generate_into(args: &GenerateArgs, out: &Path, progress: bool) -> anyhow::Res
     if super::interrupt::requested() {
         return Err(super::interrupt::Interrupted("interrupted".into()).into());
     }
-    let start = Instant::now();
-    write_stats(out)?;
     Ok(Report {
         trajectories: args.trajectories,
         frames,
         simulate_and_write,
-        statistics: start.elapsed(),
+        statistics: Duration::ZERO,
     })
+}
+
+/// What a new trajectory must share with the dataset it joins: the system, grid, frames and
+/// fields, so that `--extend` with other options is refused before anything is added.
+fn matches_dataset(new: &TrajectoryData, like: &lemur_well::WellFile) -> anyhow::Result<()> {
+    let meta = like.meta();
+    let describe = |name: &str, shape: &[usize], frames: usize| {
+        let grid: Vec<String> = shape.iter().map(usize::to_string).collect();
+        format!("{name}, {} grid, {frames} frames", grid.join("x"))
+    };
+    let theirs = describe(&meta.dataset_name, &meta.spatial_shape(), meta.n_steps());
+    let ours = describe(
+        &new.dataset_name,
+        &[new.x.len(), new.y.len()],
+        new.times.len(),
+    );
+    anyhow::ensure!(
+        ours == theirs,
+        "--extend: the new trajectories ({ours}) do not match {} ({theirs}): give the options \
+         the dataset was generated with",
+        like.path().display()
+    );
+    Ok(())
+}
+
+/// The number `lemur generate` gave a trajectory file (`..._00042.hdf5`).
+fn file_number(path: &Path) -> Option<usize> {
+    let stem = path.file_stem()?.to_str()?;
+    let (_, digits) = stem.rsplit_once('_')?;
+    (digits.len() >= 5 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// `--extend`: simulates the new training trajectories in a staging directory, checking each
+/// against the dataset, then moves them into `--out/data/train/` one whole file at a time, so
+/// that the dataset never holds a partial file. Returns the report and the first new number.
+pub fn extend(args: &GenerateArgs, progress: bool) -> anyhow::Result<(Report, usize)> {
+    anyhow::ensure!(args.trajectories > 0, "--trajectories must be positive");
+    check_sizes(args)?;
+    let out = &args.out;
+    anyhow::ensure!(
+        lemur_well::dataset::Stats::path(out).is_file(),
+        "--extend: {} holds no dataset (no stats.json); generate one there first",
+        out.display()
+    );
+    let mut files = Vec::new();
+    for split in SPLITS {
+        files.extend(lemur_well::dataset::split_files(out, split)?);
+    }
+    let Some(like) = files.first() else {
+        anyhow::bail!("--extend: {} has no trajectory files", out.display());
+    };
+    let mut last = 0;
+    for file in &files {
+        let Some(n) = file_number(file) else {
+            anyhow::bail!(
+                "--extend: {} is not numbered as `lemur generate` numbers its files \
+                 (NAME_00042.hdf5), so the next number is unknown",
+                file.display()
+            );
+        };
+        last = last.max(n);
+    }
+    let first = last + 1;
+    let like = lemur_well::WellFile::open(like)?;
+    let staging = staging_dir(out)?;
+    remove_dead_staging(&staging);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("removing {}", staging.display()))?;
+    }
+    super::interrupt::abandon_on_quit(Some(staging.clone()));
+    let train = lemur_well::dataset::data_dir(out).join(SPLITS[0]);
+    let result = simulate_into(args, &staging, first, &|_| SPLITS[0], Some(&like), progress)
+        .and_then(|report| {
+            std::fs::create_dir_all(&train)
+                .with_context(|| format!("creating {}", train.display()))?;
+            let new = staging.join("data").join(SPLITS[0]);
+            let mut names: Vec<_> = std::fs::read_dir(&new)
+                .with_context(|| format!("reading {}", new.display()))?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<std::io::Result<_>>()
+                .with_context(|| format!("reading {}", new.display()))?;
+            names.sort();
+            for name in names {
+                let (from, to) = (new.join(&name), train.join(&name));
+                std::fs::rename(&from, &to)
+                    .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+            }
+            Ok(report)
+        });
+    super::interrupt::abandon_on_quit(None);
+    let removed = std::fs::remove_dir_all(&staging);
+    let report = result.map_err(|e| {
+        let left = match removed {
+            Ok(()) => format!(
+                "the new trajectories not yet moved into {} were removed",
+                train.display()
+            ),
+            Err(r) => format!(
+                "{} could not be removed ({r}); delete it",
+                staging.display()
+            ),
+        };
+        if e.is::<super::interrupt::Interrupted>() {
+            super::interrupt::Interrupted(format!("interrupted: {left}")).into()
+        } else {
+            e.context(format!("extending {} ({left})", out.display()))
+        }
+    })?;
+    Ok((report, first))
 }
