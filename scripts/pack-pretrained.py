@@ -2,9 +2,12 @@
 """Packs trained runs as an embedded pretrained set: web/pretrained/SET/<run>/ with the latest
 checkpoint's weights in F16 and its metadata, no optimizer state.
 
-    scripts/pack-pretrained.py AUTOENCODER_RUN DIFFUSION_RUN SURROGATE_RUN --name SET
+    scripts/pack-pretrained.py AUTOENCODER_RUN DIFFUSION_RUN SURROGATE_RUN --name SET [--out DIR]
 
-SET is euler64 or rb128x32 (any name makes a directory; the binaries embed those two). The one
+SET is euler64 or rb128x32 (any name makes a directory; the binaries embed those two); DIR is
+where SET/ goes (default web/pretrained). A run may be an embedded one kept as it is (for
+example `~/.cache/lemur/pretrained-euler64-*/autoencoder`, the directory `lemur` writes it to):
+its F16 tensors are copied unchanged. The one
 stored copy serves everything: `lemur` and the native app embed it in the binary and the
 browser fetches it; all convert F16 to F32 on load. Every tensor is rounded to nearest even (a
 finite value beyond the F16 range or a non-finite value is an error), each file is written to a
@@ -76,13 +79,15 @@ def convert(src, dst_tmp):
     max_abs = 0.0
     for name in names:
         info = header[name]
-        if info["dtype"] != "F32":
-            fail(f"{src}: tensor {name} is {info['dtype']}, expected F32")
+        if info["dtype"] not in ("F32", "F16"):
+            fail(f"{src}: tensor {name} is {info['dtype']}, expected F32 (or F16, kept as it is)")
+        width = 4 if info["dtype"] == "F32" else 2
         begin, end = info["data_offsets"]
         numel = math.prod(info["shape"])
-        if end - begin != 4 * numel:
-            fail(f"{src}: tensor {name}: {end - begin} bytes for shape {info['shape']}")
-        half = to_f16(name, data[begin:end])
+        if end - begin != width * numel:
+            fail(f"{src}: tensor {name}: {end - begin} bytes for shape {info['shape']} in {info['dtype']}")
+        # A run packed before (an embedded one kept beside retrained ones) is F16 already.
+        half = to_f16(name, data[begin:end]) if width == 4 else bytes(data[begin:end])
         if numel:
             max_abs = max(max_abs, max(abs(v) for v in struct.unpack(f"<{numel}e", half)))
         out_header[name] = {
@@ -127,12 +132,21 @@ def main():
     if "--name" not in args:
         sys.exit(__doc__)
     i = args.index("--name")
+    if i + 1 >= len(args):
+        sys.exit(__doc__)
     name = args[i + 1]
     del args[i : i + 2]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    base = os.path.join(root, "web", "pretrained")
+    if "--out" in args:
+        i = args.index("--out")
+        if i + 1 >= len(args):
+            sys.exit(__doc__)
+        base = args[i + 1]
+        del args[i : i + 2]
     if len(args) != 3:
         sys.exit(__doc__)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    dst = os.path.join(root, "web", "pretrained", name)
+    dst = os.path.join(base, name)
     total = 0
     pending = []  # (tmp, final): renamed only once every file converted and the size is within the limit
     try:
@@ -148,7 +162,7 @@ def main():
             size_out = os.path.getsize(tmp)
             total += size_out
             print(
-                f"{run} step {meta['step']} -> {out}: {n} tensors, {size_in / 1e6:.3f} MB F32 -> "
+                f"{run} step {meta['step']} -> {out}: {n} tensors, {size_in / 1e6:.3f} MB -> "
                 f"{size_out / 1e6:.3f} MB F16 (max |w| {max_abs:.4g})"
             )
             ck_dst = os.path.join(out, "checkpoint.json")

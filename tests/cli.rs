@@ -1776,6 +1776,140 @@ fn outputs_are_checked_before_any_work() {
     ok(&["data", "info", s(&set)]);
 }
 
+/// `scripts/pack-pretrained.py` rounds a run's F32 weights to F16 and copies a packed run's
+/// F16 weights unchanged (an embedded run kept beside retrained ones), into `--out`, with each
+/// checkpoint's metadata pointing at its own directory.
+#[test]
+fn pack_pretrained_rounds_f32_runs_and_keeps_f16_ones() {
+    let dir = scratch("pack-pretrained");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let set = root.join("web/pretrained/euler64");
+    // An F32 run: the embedded surrogate's values moved towards zero by less than half an F16
+    // step (2^-13 of each value, the step being 2^-10 of it), so that rounding to nearest
+    // gives back exactly the embedded values (truncating would not).
+    let f32_run = dir.join("sur-f32");
+    std::fs::create_dir_all(&f32_run).unwrap();
+    std::fs::copy(
+        set.join("surrogate/checkpoint.json"),
+        f32_run.join("checkpoint.json"),
+    )
+    .unwrap();
+    let embedded = tensors(&set.join("surrogate/model.safetensors"));
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for (name, (shape, values)) in &embedded {
+        let begin = data.len();
+        for v in values {
+            data.extend((v * (1.0 - 2f32.powi(-13))).to_le_bytes());
+        }
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [begin, data.len()]}),
+        );
+    }
+    let mut header = serde_json::Value::Object(header).to_string().into_bytes();
+    while !header.len().is_multiple_of(8) {
+        header.push(b' ');
+    }
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header);
+    bytes.extend(data);
+    std::fs::write(f32_run.join("model.safetensors"), bytes).unwrap();
+
+    let out = Command::new("python3")
+        .arg(root.join("scripts/pack-pretrained.py"))
+        .args([
+            s(&set.join("autoencoder")),
+            s(&set.join("diffusion")),
+            s(&f32_run),
+            "--name",
+            "packed",
+            "--out",
+            s(&dir),
+        ])
+        .output()
+        .expect("python3 runs scripts/pack-pretrained.py: install it (apt-get install python3)");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("limit 12 MB"), "{stdout}");
+    for kind in ["autoencoder", "diffusion", "surrogate"] {
+        let packed = dir.join("packed").join(kind);
+        let file = packed.join("model.safetensors");
+        let raw = std::fs::read(&file).unwrap();
+        let n = u64::from_le_bytes(raw[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&raw[8..8 + n]).unwrap();
+        assert!(
+            header
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| *k != "__metadata__")
+                .all(|(_, t)| t["dtype"] == "F16"),
+            "{kind}: not all F16"
+        );
+        let want = tensors(&set.join(kind).join("model.safetensors"));
+        assert_eq!(tensors(&file), want, "{kind}: the values changed");
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(packed.join("checkpoint.json")).unwrap())
+                .unwrap();
+        assert_eq!(meta["dir"], ".", "{kind}");
+    }
+    // A tensor in neither precision is refused, naming it; nothing is left half packed.
+    let bad = dir.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::copy(
+        set.join("surrogate/checkpoint.json"),
+        bad.join("checkpoint.json"),
+    )
+    .unwrap();
+    let header = br#"{"w":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}    "#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header);
+    bytes.extend(1f64.to_le_bytes());
+    std::fs::write(bad.join("model.safetensors"), bytes).unwrap();
+    let out = Command::new("python3")
+        .arg(root.join("scripts/pack-pretrained.py"))
+        .args([
+            s(&set.join("autoencoder")),
+            s(&set.join("diffusion")),
+            s(&bad),
+            "--name",
+            "refused",
+            "--out",
+            s(&dir),
+        ])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("tensor w is F64, expected F32 (or F16, kept as it is)"),
+        "{stderr}"
+    );
+    let left: Vec<_> = walk(&dir.join("refused"));
+    assert!(
+        left.iter().all(|p| !p.to_string_lossy().contains(".tmp")),
+        "{left:?}"
+    );
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flat_map(|e| {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
 /// `generate --extend` adds training trajectories numbered after the dataset's last one: the
 /// very files a larger set from the same seed holds under those numbers. The validation and
 /// test splits and stats.json are kept byte for byte; other solver options, a directory
