@@ -14,7 +14,7 @@
 # to fit one 10-minute device command), DEADLINE (530 s: then pretrain.sh is interrupted, its
 # stage in progress checkpoints as on Ctrl-C, and what exists is packed), AE_BATCH (64),
 # EMU_BATCH (32), AE_OPTIMIZER (soap), EXTRA_TRAJECTORIES (192 training trajectories beside
-# the 64 of the dataset: emulators fine-tuned on four times the data score 2-4% better at
+# the 64 of the dataset: emulators fine-tuned on four times the data score 2-3% better at
 # equal steps, web/pretrained/README.md), BACKEND (gpu; cpu checks the script on a machine
 # without a GPU). Then, here, pack the runs:
 #

@@ -1816,19 +1816,23 @@ fn pack_pretrained_rounds_f32_runs_and_keeps_f16_ones() {
     bytes.extend(data);
     std::fs::write(f32_run.join("model.safetensors"), bytes).unwrap();
 
-    let out = Command::new("python3")
-        .arg(root.join("scripts/pack-pretrained.py"))
-        .args([
-            s(&set.join("autoencoder")),
-            s(&set.join("diffusion")),
-            s(&f32_run),
-            "--name",
-            "packed",
-            "--out",
-            s(&dir),
-        ])
-        .output()
-        .expect("python3 runs scripts/pack-pretrained.py: install it (apt-get install python3)");
+    // The embedded autoencoder and diffusion runs (F16) beside SURROGATE, into dir/NAME.
+    let pack = |surrogate: &Path, name: &str| {
+        Command::new("python3")
+            .arg(root.join("scripts/pack-pretrained.py"))
+            .args([
+                s(&set.join("autoencoder")),
+                s(&set.join("diffusion")),
+                s(surrogate),
+                "--name",
+                name,
+                "--out",
+                s(&dir),
+            ])
+            .output()
+            .expect("python3 runs scripts/pack-pretrained.py: install it (apt-get install python3)")
+    };
+    let out = pack(&f32_run, "packed");
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("limit 12 MB"), "{stdout}");
@@ -1867,19 +1871,7 @@ fn pack_pretrained_rounds_f32_runs_and_keeps_f16_ones() {
     bytes.extend(header);
     bytes.extend(1f64.to_le_bytes());
     std::fs::write(bad.join("model.safetensors"), bytes).unwrap();
-    let out = Command::new("python3")
-        .arg(root.join("scripts/pack-pretrained.py"))
-        .args([
-            s(&set.join("autoencoder")),
-            s(&set.join("diffusion")),
-            s(&bad),
-            "--name",
-            "refused",
-            "--out",
-            s(&dir),
-        ])
-        .output()
-        .unwrap();
+    let out = pack(&bad, "refused");
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(

@@ -309,6 +309,19 @@ fn remove_dead_staging(staging: &Path) {
     }
 }
 
+/// An empty staging directory for `out` (dead siblings removed, a leftover of this PID
+/// too), which an interrupt removes until [`super::interrupt::abandon_on_quit`] is cleared.
+fn fresh_staging(out: &Path) -> anyhow::Result<PathBuf> {
+    let staging = staging_dir(out)?;
+    remove_dead_staging(&staging);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("removing {}", staging.display()))?;
+    }
+    super::interrupt::abandon_on_quit(Some(staging.clone()));
+    Ok(staging)
+}
+
 /// Moves the complete dataset from `staging` to `out`. A new `out` is one rename; into an
 /// existing (empty, or `--overwrite`) one, `stats.json` goes first and comes back last, so
 /// that at no moment does `out` hold `stats.json` beside a partial `data/`.
@@ -341,13 +354,7 @@ pub fn generate(args: &GenerateArgs, progress: bool) -> anyhow::Result<Report> {
     check_sizes(args)?;
     let out = &args.out;
     check_out(out, args.overwrite)?;
-    let staging = staging_dir(out)?;
-    remove_dead_staging(&staging);
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)
-            .with_context(|| format!("removing {}", staging.display()))?;
-    }
-    super::interrupt::abandon_on_quit(Some(staging.clone()));
+    let staging = fresh_staging(out)?;
     let result = generate_into(args, &staging, progress)
         .and_then(|report| move_into_place(&staging, out).map(|()| report));
     super::interrupt::abandon_on_quit(None);
@@ -523,13 +530,7 @@ pub fn extend(args: &GenerateArgs, progress: bool) -> anyhow::Result<(Report, us
     }
     let first = last + 1;
     let like = lemur_well::WellFile::open(like)?;
-    let staging = staging_dir(out)?;
-    remove_dead_staging(&staging);
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)
-            .with_context(|| format!("removing {}", staging.display()))?;
-    }
-    super::interrupt::abandon_on_quit(Some(staging.clone()));
+    let staging = fresh_staging(out)?;
     let train = lemur_well::dataset::data_dir(out).join(SPLITS[0]);
     let result = simulate_into(args, &staging, first, &|_| SPLITS[0], Some(&like), progress)
         .and_then(|report| {
