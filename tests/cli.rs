@@ -1787,13 +1787,25 @@ fn pack_pretrained_rounds_f32_runs_and_keeps_f16_ones() {
     // An F32 run: the embedded surrogate's values moved towards zero by less than half an F16
     // step (2^-13 of each value, the step being 2^-10 of it), so that rounding to nearest
     // gives back exactly the embedded values (truncating would not).
+    // A run directory: the embedded surrogate's metadata beside a safetensors file of this
+    // header and data.
+    let write_run = |run: &Path, header: &[u8], data: &[u8]| {
+        std::fs::create_dir_all(run).unwrap();
+        std::fs::copy(
+            set.join("surrogate/checkpoint.json"),
+            run.join("checkpoint.json"),
+        )
+        .unwrap();
+        let mut header = header.to_vec();
+        while !header.len().is_multiple_of(8) {
+            header.push(b' ');
+        }
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(header);
+        bytes.extend(data);
+        std::fs::write(run.join("model.safetensors"), bytes).unwrap();
+    };
     let f32_run = dir.join("sur-f32");
-    std::fs::create_dir_all(&f32_run).unwrap();
-    std::fs::copy(
-        set.join("surrogate/checkpoint.json"),
-        f32_run.join("checkpoint.json"),
-    )
-    .unwrap();
     let embedded = tensors(&set.join("surrogate/model.safetensors"));
     let mut header = serde_json::Map::new();
     let mut data = Vec::new();
@@ -1807,14 +1819,8 @@ fn pack_pretrained_rounds_f32_runs_and_keeps_f16_ones() {
             serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [begin, data.len()]}),
         );
     }
-    let mut header = serde_json::Value::Object(header).to_string().into_bytes();
-    while !header.len().is_multiple_of(8) {
-        header.push(b' ');
-    }
-    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-    bytes.extend(header);
-    bytes.extend(data);
-    std::fs::write(f32_run.join("model.safetensors"), bytes).unwrap();
+    let header = serde_json::Value::Object(header).to_string();
+    write_run(&f32_run, header.as_bytes(), &data);
 
     // The embedded autoencoder and diffusion runs (F16) beside SURROGATE, into dir/NAME.
     let pack = |surrogate: &Path, name: &str| {
@@ -1860,17 +1866,11 @@ fn pack_pretrained_rounds_f32_runs_and_keeps_f16_ones() {
     }
     // A tensor in neither precision is refused, naming it; nothing is left half packed.
     let bad = dir.join("bad");
-    std::fs::create_dir_all(&bad).unwrap();
-    std::fs::copy(
-        set.join("surrogate/checkpoint.json"),
-        bad.join("checkpoint.json"),
-    )
-    .unwrap();
-    let header = br#"{"w":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}    "#;
-    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-    bytes.extend(header);
-    bytes.extend(1f64.to_le_bytes());
-    std::fs::write(bad.join("model.safetensors"), bytes).unwrap();
+    write_run(
+        &bad,
+        br#"{"w":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}"#,
+        &1f64.to_le_bytes(),
+    );
     let out = pack(&bad, "refused");
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
