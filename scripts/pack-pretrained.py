@@ -7,7 +7,8 @@ checkpoint's weights in F16 and its metadata, no optimizer state.
 SET is euler64 or rb128x32 (any name makes a directory; the binaries embed those two); DIR is
 where SET/ goes (default web/pretrained). A run may be an embedded one kept as it is (for
 example `~/.cache/lemur/pretrained-euler64-*/autoencoder`, the directory `lemur` writes it to):
-its F16 tensors are copied unchanged. The one
+its F16 tensors are copied unchanged, and a run whose packed weights and step are already
+at the destination is left there as it is (metadata included). The one
 stored copy serves everything: `lemur` and the native app embed it in the binary and the
 browser fetches it; all convert F16 to F32 on load. Every tensor is rounded to nearest even (a
 finite value beyond the F16 range or a non-finite value is an error), each file is written to a
@@ -120,6 +121,16 @@ def latest(run):
     return os.path.join(ckpt, "model.safetensors"), meta
 
 
+def unchanged(model_tmp, model_dst, ck_dst, meta):
+    """Whether the packed run at the destination has these very weights at this step."""
+    if not (os.path.isfile(model_dst) and os.path.isfile(ck_dst)):
+        return False
+    if json.load(open(ck_dst)).get("step") != meta["step"]:
+        return False
+    with open(model_tmp, "rb") as a, open(model_dst, "rb") as b:
+        return a.read() == b.read()
+
+
 def write_json(meta, tmp):
     with open(tmp, "w") as f:
         json.dump(meta, f, indent=1)
@@ -161,11 +172,19 @@ def main():
             size_in = os.path.getsize(model_src)
             size_out = os.path.getsize(tmp)
             total += size_out
+            ck_dst = os.path.join(out, "checkpoint.json")
+            if unchanged(tmp, model_dst, ck_dst, meta):
+                # The same weights at the same step: keep the packed files as they are, so a
+                # run re-packed from lemur's cache (whose metadata records the cache's paths)
+                # changes nothing.
+                pending.pop()
+                os.remove(tmp)
+                print(f"{run} step {meta['step']} -> {out}: unchanged ({size_out / 1e6:.3f} MB F16)")
+                continue
             print(
                 f"{run} step {meta['step']} -> {out}: {n} tensors, {size_in / 1e6:.3f} MB -> "
                 f"{size_out / 1e6:.3f} MB F16 (max |w| {max_abs:.4g})"
             )
-            ck_dst = os.path.join(out, "checkpoint.json")
             tmp = ck_dst + f".{os.getpid()}.tmp"
             pending.append((tmp, ck_dst))
             write_json(meta, tmp)
