@@ -1867,24 +1867,22 @@ fn pack_pretrained_rounds_f32_runs_and_keeps_f16_ones() {
     // Packed again into the same place: a run with the same weights at the same step keeps
     // its packed metadata (here a mark on the autoencoder's); one at another step (the
     // surrogate's, as if packed from another checkpoint) is written anew.
-    let edit = |kind: &str, f: &dyn Fn(&mut serde_json::Value)| {
-        let path = dir.join("packed").join(kind).join("checkpoint.json");
-        let mut meta: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        f(&mut meta);
-        std::fs::write(&path, meta.to_string()).unwrap();
-        meta
+    let meta_path = |kind: &str| dir.join("packed").join(kind).join("checkpoint.json");
+    let read = |kind: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(meta_path(kind)).unwrap()).unwrap()
     };
-    edit("autoencoder", &|m| m["mark"] = "kept".into());
-    let step = edit("surrogate", &|m| m["step"] = 1.into());
+    let mut marked = read("autoencoder");
+    marked["mark"] = "kept".into();
+    std::fs::write(meta_path("autoencoder"), marked.to_string()).unwrap();
+    let mut moved = read("surrogate");
+    moved["step"] = 1.into();
+    std::fs::write(meta_path("surrogate"), moved.to_string()).unwrap();
     let out = pack(&f32_run, "packed");
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert_eq!(stdout.matches("unchanged").count(), 2, "{stdout}");
-    let meta = edit("autoencoder", &|_| {});
-    assert_eq!(meta["mark"], "kept", "{stdout}");
-    let meta = edit("surrogate", &|_| {});
-    assert_ne!(meta["step"], step["step"], "{stdout}");
+    assert_eq!(read("autoencoder")["mark"], "kept", "{stdout}");
+    assert_ne!(read("surrogate")["step"], 1, "{stdout}");
     assert_eq!(
         tensors(&dir.join("packed/surrogate/model.safetensors")),
         embedded
