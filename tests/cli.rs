@@ -1210,15 +1210,21 @@ fn write_init(path: &Path, k: usize, c: usize) {
         "labels": {"dtype": "F32", "shape": [3], "data_offsets": [data.len(), data.len() + labels.len()]},
     })
     .to_string();
-    let mut header = header.into_bytes();
+    std::fs::write(path, safetensors(header.as_bytes(), &[&data, &labels])).unwrap();
+}
+
+/// A safetensors file's bytes: the header padded with spaces to 8 bytes, then the data.
+fn safetensors(header: &[u8], data: &[&[u8]]) -> Vec<u8> {
+    let mut header = header.to_vec();
     while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
     bytes.extend(header);
-    bytes.extend(data);
-    bytes.extend(labels);
-    std::fs::write(path, bytes).unwrap();
+    for d in data {
+        bytes.extend_from_slice(d);
+    }
+    bytes
 }
 
 /// `lemur eval --backend gpu` of the same run, data, seed and sampler gives the CPU's figures
@@ -1796,14 +1802,7 @@ fn pack_pretrained_rounds_f32_runs_and_keeps_f16_ones() {
             run.join("checkpoint.json"),
         )
         .unwrap();
-        let mut header = header.to_vec();
-        while !header.len().is_multiple_of(8) {
-            header.push(b' ');
-        }
-        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-        bytes.extend(header);
-        bytes.extend(data);
-        std::fs::write(run.join("model.safetensors"), bytes).unwrap();
+        std::fs::write(run.join("model.safetensors"), safetensors(header, &[data])).unwrap();
     };
     let f32_run = dir.join("sur-f32");
     let embedded = tensors(&set.join("surrogate/model.safetensors"));
