@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 #[path = "support/cli.rs"]
 mod support;
 
-use support::{LEMUR, fails, lemur, ok, preset, s};
+use support::{LEMUR, fails, lemur, ok, preset, s, walk};
 
 fn scratch(name: &str) -> PathBuf {
     support::scratch_in("cli", name)
@@ -1905,23 +1905,6 @@ fn pack_pretrained_rounds_f32_runs_and_keeps_f16_ones() {
         left.iter().all(|p| !p.to_string_lossy().contains(".tmp")),
         "{left:?}"
     );
-}
-
-/// Every file under `dir` (none when it does not exist).
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flat_map(|e| {
-            let path = e.unwrap().path();
-            if path.is_dir() {
-                walk(&path)
-            } else {
-                vec![path]
-            }
-        })
-        .collect()
 }
 
 /// `generate --extend` adds training trajectories numbered after the dataset's last one: the

@@ -1,0 +1,153 @@
+//! `scripts/pretrain.sh`, the pipeline that trains the embedded sets across sittings, run end to
+//! end on the CPU with this build's `lemur` and tiny step counts: the first sitting starts from
+//! the embedded runs, a repeated sitting skips what is done, a larger step count resumes its
+//! stage only, and the latents are encoded again (the emulators then start from their previous
+//! runs) when the autoencoder moves on and when the dataset grows.
+
+use std::path::Path;
+use std::process::Command;
+
+#[path = "support/cli.rs"]
+mod support;
+
+use support::{LEMUR, s, scratch_in, text, walk};
+
+/// One sitting: `scripts/pretrain.sh euler64 WORK` with 10 trajectories, batches of 2 and the
+/// stages' steps (AE, DIF, SUR), plus `env`; its output.
+fn sitting(work: &Path, steps: [u32; 3], env: &[(&str, &str)]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let [ae, dif, sur] = steps.map(|n| n.to_string());
+    let out = Command::new("bash")
+        .arg(root.join("scripts/pretrain.sh"))
+        .args(["euler64", s(work)])
+        .envs([
+            ("LEMUR", LEMUR),
+            ("BACKEND", "cpu"),
+            ("TRAJECTORIES", "10"),
+            ("AE_BATCH", "2"),
+            ("EMU_BATCH", "2"),
+            ("AE_STEPS", &ae),
+            ("DIF_STEPS", &dif),
+            ("SUR_STEPS", &sur),
+        ])
+        .envs(env.iter().copied())
+        .env("XDG_CACHE_HOME", work.parent().unwrap().join("cache"))
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("bash runs scripts/pretrain.sh");
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "pretrain.sh {steps:?} {env:?} failed:\n{stdout}\n{stderr}"
+    );
+    format!("{stdout}{stderr}")
+}
+
+fn meta(run: &Path) -> serde_json::Value {
+    let path = run.join("checkpoint.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn step(run: &Path) -> u64 {
+    meta(run)["step"].as_u64().unwrap()
+}
+
+/// The checkpoint a run was initialised from (`--init`).
+fn init(run: &Path) -> String {
+    meta(run)["extra"]["init"]["path"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}: no extra.init.path", run.display()))
+        .to_owned()
+}
+
+fn trajectories(work: &Path) -> usize {
+    walk(&work.join("data"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "hdf5"))
+        .count()
+}
+
+fn lat_key(work: &Path) -> String {
+    std::fs::read_to_string(work.join("lat.step"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn pretrain_sh_resumes_across_sittings() {
+    let work = scratch_in("pretrain", "sittings").join("work");
+    let (ae, dif, sur) = (work.join("ae"), work.join("dif"), work.join("sur"));
+
+    // First sitting: data, then every stage from the embedded runs.
+    sitting(&work, [2, 2, 2], &[]);
+    assert_eq!(trajectories(&work), 10);
+    assert_eq!([step(&ae), step(&dif), step(&sur)], [2, 2, 2]);
+    for run in [&ae, &dif, &sur] {
+        assert!(
+            init(run).contains("pretrained-euler64"),
+            "{}: initialised from {}, not the embedded set",
+            run.display(),
+            init(run)
+        );
+    }
+    assert_eq!(lat_key(&work), "2 10");
+
+    // The same sitting again does nothing; more diffusion steps resume that stage alone, on the
+    // same latents.
+    let before = |run: &Path| std::fs::read(run.join("checkpoint.json")).unwrap();
+    let (ae_meta, sur_meta) = (before(&ae), before(&sur));
+    let marker = work.join("lat/kept");
+    std::fs::write(&marker, b"").unwrap();
+    let out = sitting(&work, [2, 2, 2], &[]);
+    assert!(
+        !out.contains(" step "),
+        "a finished sitting trained again:\n{out}"
+    );
+    sitting(&work, [2, 4, 2], &[]);
+    assert_eq!(step(&dif), 4);
+    assert!(marker.exists(), "the latents were encoded again");
+    assert_eq!(before(&ae), ae_meta, "the autoencoder run changed");
+    assert_eq!(before(&sur), sur_meta, "the surrogate run changed");
+    assert!(!work.join("dif.prev").exists());
+
+    // The autoencoder moves on: new latents, and each emulator starts a new run from its
+    // previous one.
+    sitting(&work, [3, 4, 2], &[]);
+    assert_eq!(step(&ae), 3);
+    assert!(
+        !marker.exists(),
+        "the latents of the old autoencoder were kept"
+    );
+    assert_eq!(lat_key(&work), "3 10");
+    assert_eq!(meta(&dif)["extra"]["autoencoder_step"], 3);
+    assert_eq!([step(&dif), step(&sur)], [4, 2]);
+    assert_eq!(step(&work.join("dif.prev")), 4);
+    assert!(
+        init(&dif).ends_with("dif.prev/step-00000004"),
+        "{}",
+        init(&dif)
+    );
+    assert!(
+        init(&sur).ends_with("sur.prev/step-00000002"),
+        "{}",
+        init(&sur)
+    );
+
+    // More training trajectories: the dataset grows, and the latents follow it.
+    let out = sitting(&work, [3, 4, 2], &[("EXTRA_TRAJECTORIES", "2")]);
+    assert_eq!(trajectories(&work), 12);
+    assert_eq!(lat_key(&work), "3 12");
+    // 10 training trajectories, each with one augmented copy (`--augment 1`).
+    assert!(
+        out.contains("encoded trajectories (test 1, train 20, valid 1)"),
+        "{out}"
+    );
+    assert!(
+        init(&dif).ends_with("dif.prev/step-00000004"),
+        "{}",
+        init(&dif)
+    );
+    assert_eq!(step(&ae), 3);
+}
