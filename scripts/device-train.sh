@@ -4,7 +4,7 @@
 # every stage trains on the GPU within its time limit (`lemur train --time-limit`, which fits
 # the stage's cosine schedule to the time), and the runs' latest weights come back, one
 # tarball per run (ae.tar, dif.tar, sur.tar: checkpoint metadata, weights and log; no
-# optimizer state), with the log, in $OUT (else a scratch directory, printed).
+# optimizer state), with the log, in $OUT (else a scratch directory under $TMPDIR, printed).
 #
 #   scripts/device-train.sh SET [DIR]        SET: euler64 or rb128x32; DIR: .device
 #
@@ -32,7 +32,7 @@ fi
 . "$here/scripts/device-lib.sh"
 device_setup "$dir"
 
-work=$(mktemp -d /tmp/lemur-device-train.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/lemur-device-train.XXXXXX")
 out=${OUT:-$work/out}
 mkdir -p "$out"
 device_unpack "$dir" lemur "$work"

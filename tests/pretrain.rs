@@ -2,7 +2,9 @@
 //! end on the CPU with this build's `lemur` and tiny step counts: the first sitting starts from
 //! the embedded runs, a repeated sitting skips what is done, a larger step count resumes its
 //! stage only, and the latents are encoded again (the emulators then start from their previous
-//! runs) when the autoencoder moves on and when the dataset grows.
+//! runs) when the autoencoder moves on and when the dataset grows. `scripts/device-train.sh`,
+//! which runs one sitting of it on a GPU machine without a toolchain, is run here the same way
+//! (`BACKEND=cpu`): from a compressed binary, its runs come back as tarballs that pack.
 
 use std::path::Path;
 use std::process::Command;
@@ -150,4 +152,128 @@ fn pretrain_sh_resumes_across_sittings() {
         init(&dif)
     );
     assert_eq!(step(&ae), 3);
+}
+
+/// `scripts/device-train.sh`, as on a GPU machine without a toolchain but on the CPU: the binary
+/// travels xz-compressed, every stage trains from the embedded set within its time limit, and
+/// each run comes back as a tarball of its latest checkpoint (metadata, weights and log, no
+/// optimizer state) that `scripts/pack-pretrained.py` packs as a set.
+#[test]
+fn device_train_sh_returns_runs_that_pack() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = scratch_in("pretrain", "device");
+    let (device, out, tmp) = (dir.join("device"), dir.join("out"), dir.join("tmp"));
+    std::fs::create_dir_all(device.join("bin")).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    let xz = Command::new("python3")
+        .args([
+            "-c",
+            "import lzma, shutil, sys; \
+             shutil.copyfileobj(open(sys.argv[1], 'rb'), lzma.open(sys.argv[2], 'wb', preset=0))",
+            LEMUR,
+            s(&device.join("bin/lemur.xz")),
+        ])
+        .status()
+        .expect("python3 compresses the binary: install it (apt-get install python3)");
+    assert!(xz.success());
+
+    let run = Command::new("bash")
+        .arg(root.join("scripts/device-train.sh"))
+        .args(["euler64", s(&device)])
+        .envs([
+            ("OUT", s(&out)),
+            ("TMPDIR", s(&tmp)),
+            ("BACKEND", "cpu"),
+            ("TRAJECTORIES", "10"),
+            ("EXTRA_TRAJECTORIES", "2"),
+            ("AE_BATCH", "2"),
+            ("EMU_BATCH", "2"),
+            ("AE_TIME", "4"),
+            ("DIF_TIME", "3"),
+            ("SUR_TIME", "3"),
+        ])
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("bash runs scripts/device-train.sh");
+    let (stdout, stderr) = text(&run);
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    let log = std::fs::read_to_string(out.join("device-train.log")).unwrap();
+    assert!(log.contains("=== pretrain.sh: rc 0 "), "{log}");
+    // The sitting's working directory is a fresh one under TMPDIR.
+    assert!(
+        log.contains(&format!("in {}/lemur-device-train.", s(&tmp))),
+        "{log}"
+    );
+    // 10 trajectories and 2 more for training, each training one with an augmented copy.
+    assert!(
+        log.contains("encoded trajectories (test 1, train 20, valid 1)"),
+        "{log}"
+    );
+
+    let runs = dir.join("runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    for run in ["ae", "dif", "sur"] {
+        let tar = out.join(format!("{run}.tar"));
+        let list = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+        assert!(
+            list.status.success(),
+            "{}: {:?}",
+            tar.display(),
+            text(&list)
+        );
+        let mut names: Vec<String> = text(&list).0.lines().map(str::to_owned).collect();
+        names.sort();
+        let untar = Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&runs)
+            .status()
+            .unwrap();
+        assert!(untar.success());
+        let step = step(&runs.join(run));
+        assert!(step > 0, "{run}: no step trained in its time limit\n{log}");
+        assert!(
+            log.contains(&format!("=== {run}: step {step} -> ")),
+            "{log}"
+        );
+        let ck = format!("{run}/step-{step:08}");
+        assert_eq!(
+            names,
+            [
+                format!("{run}/checkpoint.json"),
+                format!("{run}/log.jsonl"),
+                format!("{ck}/checkpoint.json"),
+                format!("{ck}/model.safetensors"),
+            ],
+            "{run}.tar"
+        );
+        assert!(
+            init(&runs.join(run)).contains("pretrained-euler64"),
+            "{run}: initialised from {}, not the embedded set",
+            init(&runs.join(run))
+        );
+    }
+
+    // Packed as the README says: the three runs as one set in F16, each at its step.
+    let packed = dir.join("packed");
+    let pack = Command::new("python3")
+        .arg(root.join("scripts/pack-pretrained.py"))
+        .args(["ae", "dif", "sur"].map(|r| runs.join(r)))
+        .args(["--name", "euler64", "--out", s(&packed)])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&pack);
+    assert!(pack.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("limit 12 MB"), "{stdout}");
+    for (run, kind) in [
+        ("ae", "autoencoder"),
+        ("dif", "diffusion"),
+        ("sur", "surrogate"),
+    ] {
+        let set = packed.join("euler64").join(kind);
+        assert!(set.join("model.safetensors").is_file(), "{}", set.display());
+        assert_eq!(step(&set), step(&runs.join(run)), "{kind}");
+    }
 }
