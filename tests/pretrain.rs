@@ -168,8 +168,8 @@ fn device_train_sh_returns_runs_that_pack() {
     let xz = Command::new("python3")
         .args([
             "-c",
-            "import lzma, shutil, sys; \
-             shutil.copyfileobj(open(sys.argv[1], 'rb'), lzma.open(sys.argv[2], 'wb', preset=0))",
+            "import lzma, sys; data = open(sys.argv[1], 'rb').read(); \
+             f = lzma.open(sys.argv[2], 'wb', preset=0); f.write(data); f.close()",
             LEMUR,
             s(&device.join("bin/lemur.xz")),
         ])
