@@ -14,29 +14,42 @@ mod support;
 
 use support::{LEMUR, s, scratch_in, text, walk};
 
-/// One sitting: `scripts/pretrain.sh euler64 WORK` with 10 trajectories, batches of 2 and the
-/// stages' steps (AE, DIF, SUR), plus `env`; its output.
-fn sitting(work: &Path, steps: [u32; 3], env: &[(&str, &str)]) -> String {
+/// `bash SCRIPT ARGS` for a tiny sitting of the Euler set on the CPU: 10 trajectories, batches of
+/// 2, lemur's cache in `cache`.
+fn tiny_sitting(script: &str, args: [&str; 2], cache: &Path) -> Command {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let [ae, dif, sur] = steps.map(|n| n.to_string());
-    let out = Command::new("bash")
-        .arg(root.join("scripts/pretrain.sh"))
-        .args(["euler64", s(work)])
+    let mut c = Command::new("bash");
+    c.arg(root.join("scripts").join(script))
+        .args(args)
         .envs([
-            ("LEMUR", LEMUR),
             ("BACKEND", "cpu"),
             ("TRAJECTORIES", "10"),
             ("AE_BATCH", "2"),
             ("EMU_BATCH", "2"),
-            ("AE_STEPS", &ae),
-            ("DIF_STEPS", &dif),
-            ("SUR_STEPS", &sur),
         ])
-        .envs(env.iter().copied())
-        .env("XDG_CACHE_HOME", work.parent().unwrap().join("cache"))
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("bash runs scripts/pretrain.sh");
+        .env("XDG_CACHE_HOME", cache)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    c
+}
+
+/// One sitting: `scripts/pretrain.sh euler64 WORK` with this build's `lemur` and the stages'
+/// steps (AE, DIF, SUR), plus `env`; its output.
+fn sitting(work: &Path, steps: [u32; 3], env: &[(&str, &str)]) -> String {
+    let [ae, dif, sur] = steps.map(|n| n.to_string());
+    let out = tiny_sitting(
+        "pretrain.sh",
+        ["euler64", s(work)],
+        &work.parent().unwrap().join("cache"),
+    )
+    .envs([
+        ("LEMUR", LEMUR),
+        ("AE_STEPS", &ae),
+        ("DIF_STEPS", &dif),
+        ("SUR_STEPS", &sur),
+    ])
+    .envs(env.iter().copied())
+    .output()
+    .expect("bash runs scripts/pretrain.sh");
     let (stdout, stderr) = text(&out);
     assert!(
         out.status.success(),
@@ -177,25 +190,21 @@ fn device_train_sh_returns_runs_that_pack() {
         .expect("python3 compresses the binary: install it (apt-get install python3)");
     assert!(xz.success());
 
-    let run = Command::new("bash")
-        .arg(root.join("scripts/device-train.sh"))
-        .args(["euler64", s(&device)])
-        .envs([
-            ("OUT", s(&out)),
-            ("TMPDIR", s(&tmp)),
-            ("BACKEND", "cpu"),
-            ("TRAJECTORIES", "10"),
-            ("EXTRA_TRAJECTORIES", "2"),
-            ("AE_BATCH", "2"),
-            ("EMU_BATCH", "2"),
-            ("AE_TIME", "4"),
-            ("DIF_TIME", "3"),
-            ("SUR_TIME", "3"),
-        ])
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("bash runs scripts/device-train.sh");
+    let run = tiny_sitting(
+        "device-train.sh",
+        ["euler64", s(&device)],
+        &dir.join("cache"),
+    )
+    .envs([
+        ("OUT", s(&out)),
+        ("TMPDIR", s(&tmp)),
+        ("EXTRA_TRAJECTORIES", "2"),
+        ("AE_TIME", "4"),
+        ("DIF_TIME", "3"),
+        ("SUR_TIME", "3"),
+    ])
+    .output()
+    .expect("bash runs scripts/device-train.sh");
     let (stdout, stderr) = text(&run);
     assert!(run.status.success(), "{stdout}\n{stderr}");
     let log = std::fs::read_to_string(out.join("device-train.log")).unwrap();
