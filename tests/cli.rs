@@ -2707,3 +2707,145 @@ fn autoencoder_padding_follows_the_datas_boundaries() {
         (2.into(), true.into())
     );
 }
+
+#[test]
+fn freeze_encoder_trains_the_decoder_alone() {
+    let dir = scratch("freeze-encoder");
+    let periodic = dir.join("periodic");
+    ok(&[
+        "generate",
+        "euler",
+        "--periodic",
+        "--trajectories",
+        "3",
+        "--frames",
+        "5",
+        "--size",
+        "16x16",
+        "--seed",
+        "2",
+        "--out",
+        s(&periodic),
+    ]);
+    // `lemur train autoencoder` on that data, which must succeed or fail; its output.
+    let train = |run: &Path, extra: &[&str], succeed: bool| -> String {
+        let mut a = vec![
+            "train",
+            "autoencoder",
+            "--data",
+            s(&periodic),
+            "--out",
+            s(run),
+        ];
+        a.extend(extra);
+        a.extend(["--batch", "2", "--lr", "1e-2", "--backend", "cpu"]);
+        if succeed { ok(&a) } else { fails(&a) }
+    };
+    // A base run padding with zeros (a file is taken as written), then its decoder fine-tuned.
+    let base = dir.join("base");
+    let file = preset("autoencoder-tiny");
+    train(&base, &["--config", s(&file), "--steps", "2"], true);
+    let frozen = dir.join("frozen");
+    let out = train(
+        &frozen,
+        &["--init", s(&base), "--freeze-encoder", "--steps", "3"],
+        true,
+    );
+    assert!(
+        out.contains("pads its decoder with zeros; the new run pads its decoder with circular"),
+        "{out}"
+    );
+    let (ckpt, meta) = latest_checkpoint(&frozen);
+    assert_eq!(meta["options"]["freeze_encoder"], true);
+    let cfg = &meta["model_config"];
+    assert_eq!(
+        (&cfg["periodic"], &cfg["decoder_periodic"]),
+        (&false.into(), &true.into())
+    );
+    let before = tensors(&latest_checkpoint(&base).0.join("model.safetensors"));
+    let after = tensors(&ckpt.join("model.safetensors"));
+    let (mut encoder, mut decoder) = (0, 0);
+    for (name, (_, b)) in &before {
+        let a = &after[name].1;
+        if name.starts_with("encoder.") {
+            assert_eq!(a, b, "{name} changed with the encoder frozen");
+            encoder += 1;
+        } else if name.starts_with("decoder.") && !name.ends_with("norm.eps") {
+            let moved = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert!(moved > 1e-6, "{name} did not train ({moved})");
+            decoder += 1;
+        }
+    }
+    assert!(
+        encoder > 10 && decoder > 10,
+        "{encoder} encoder, {decoder} decoder tensors"
+    );
+    // The latents are the base run's: the emulators trained on them stay valid.
+    let latents = |ae: &Path, name: &str| {
+        let out = dir.join(name);
+        ok(&[
+            "encode",
+            "--autoencoder",
+            s(ae),
+            "--data",
+            s(&periodic),
+            "--out",
+            s(&out),
+            "--backend",
+            "cpu",
+        ]);
+        tensors(&out.join("train.safetensors"))
+    };
+    assert_eq!(latents(&frozen, "lat-frozen"), latents(&base, "lat-base"));
+    // --resume keeps the encoder frozen, and refuses to change that either way.
+    ok(&[
+        "train",
+        "autoencoder",
+        "--resume",
+        s(&frozen),
+        "--steps",
+        "4",
+        "--backend",
+        "cpu",
+    ]);
+    let (ckpt, meta) = latest_checkpoint(&frozen);
+    assert_eq!(meta["step"], 4);
+    for (name, (_, b)) in before.iter().filter(|(n, _)| n.starts_with("encoder.")) {
+        assert_eq!(
+            &tensors(&ckpt.join("model.safetensors"))[name].1,
+            b,
+            "{name}"
+        );
+    }
+    let err = fails(&[
+        "train",
+        "autoencoder",
+        "--resume",
+        s(&base),
+        "--freeze-encoder",
+        "--steps",
+        "3",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        err.contains("--freeze-encoder true (the run has false)"),
+        "{err}"
+    );
+    // A new run's encoder is random: there is nothing to keep.
+    let fresh = dir.join("fresh");
+    let err = train(
+        &fresh,
+        &["--config", "tiny", "--freeze-encoder", "--steps", "1"],
+        false,
+    );
+    assert!(
+        err.contains("--freeze-encoder") && err.contains("--init"),
+        "{err}"
+    );
+    assert!(!fresh.exists(), "a refused run left {}", fresh.display());
+}

@@ -14,6 +14,11 @@ pub enum TrainCommand {
         /// Dataset directory (with stats.json); defaults to the run's when resuming.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Train the decoder alone, from --init's weights: the encoder, and so the latents the
+        /// emulators were trained on, stay as they are. The decoder pads as the data's
+        /// boundaries ask. Kept by --resume.
+        #[arg(long)]
+        freeze_encoder: bool,
         #[command(flatten)]
         common: TrainArgs,
     },
@@ -198,6 +203,7 @@ impl TrainArgs {
                 log_every: self.log_every,
                 window: self.window,
                 stride: self.stride,
+                freeze_encoder: None,
             },
             backend: super::common::backend_kind(self.backend.as_deref())?,
             stop_after: self.stop_after,
@@ -334,11 +340,16 @@ pub fn run(command: TrainCommand) -> Result<()> {
 
 fn run_command(command: TrainCommand) -> Result<()> {
     match command {
-        TrainCommand::Autoencoder { data, common } => {
+        TrainCommand::Autoencoder {
+            data,
+            freeze_encoder,
+            common,
+        } => {
             let mut args = lemur_train::autoencoder::AutoencoderArgs {
                 data,
                 common: common.common(ModelKind::Autoencoder)?,
             };
+            args.common.overrides.freeze_encoder = freeze_encoder.then_some(true);
             if let (Some(config), Some(data)) = (&mut args.common.config, &args.data) {
                 lemur_train::autoencoder::fit_preset_to_data(config, data)?;
             }

@@ -276,6 +276,80 @@ fn padding_follows_each_axis() {
 }
 
 #[test]
+fn decoder_pads_on_its_own() {
+    // decoder_periodic = circular under a zeros encoder: the encoder is the zeros model's and the
+    // decoder the circular model's, with the same weights (they depend on the names alone).
+    let mut zeros = periodic_config();
+    zeros.periodic = false.into();
+    let mut split = zeros.clone();
+    split.decoder_periodic = Some(true.into());
+    assert_eq!(split.decoder_padding(), Periodic([true, true]));
+    assert_eq!(zeros.decoder_padding(), Periodic([false, false]));
+    let run = |cfg: &DcaeConfig| {
+        let (_s, model) = build(&CpuBackend, cfg, 7);
+        let s = [2, 3, 8, 12];
+        let x = Tensor::from_slice(&CpuBackend, &randn(4, 2 * 3 * 8 * 12), &s).unwrap();
+        let z = Tensor::from_slice(&CpuBackend, &randn(5, 2 * 2 * 4 * 6), &[2, 2, 4, 6]).unwrap();
+        no_grad(|| Ok::<_, Error>((host(&model.encode(&x)?), host(&model.decode(&z)?)))).unwrap()
+    };
+    let (z_split, y_split) = run(&split);
+    let (z_zeros, y_zeros) = run(&zeros);
+    let (_, y_circ) = run(&periodic_config());
+    assert_eq!(z_split, z_zeros, "the encoder pads with zeros");
+    assert_eq!(y_split, y_circ, "the decoder pads circularly");
+    assert!(common::max_abs_diff(&y_split, &y_zeros) > 1e-3);
+    // The key is left out of a configuration without it, so older files read and write alike.
+    let json = serde_json::to_value(&zeros).unwrap();
+    assert!(json.get("decoder_periodic").is_none(), "{json}");
+    let back: DcaeConfig = serde_json::from_value(serde_json::to_value(&split).unwrap()).unwrap();
+    assert_eq!(back, split);
+}
+
+#[test]
+fn decoder_loss_trains_the_decoder_alone() {
+    let cfg = periodic_config();
+    let (store, model) = build(&CpuBackend, &cfg, 11);
+    let x = Tensor::from_slice(&CpuBackend, &randn(6, 2 * 3 * 8 * 12), &[2, 3, 8, 12]).unwrap();
+    let grads = |frozen: bool| {
+        store.zero_grad();
+        let loss = match frozen {
+            true => model.decoder_loss(&x, Loss::Vrmse, None),
+            false => model.loss(&x, Loss::Vrmse, None),
+        }
+        .unwrap();
+        loss.backward().unwrap();
+        let g: Vec<(String, Option<Vec<f32>>)> = store
+            .iter()
+            .map(|(n, p)| (n.to_string(), p.grad().map(|g| host(&g))))
+            .collect();
+        (host(&loss)[0], g)
+    };
+    let (full, g_full) = grads(false);
+    let (frozen, g_frozen) = grads(true);
+    assert_eq!(full, frozen, "the same reconstruction");
+    let mut decoder = 0;
+    for ((name, full), (_, frozen)) in g_full.iter().zip(&g_frozen) {
+        if Dcae::<CpuBackend>::is_buffer(name) {
+            continue;
+        }
+        if name.starts_with("encoder.") {
+            assert!(
+                frozen.is_none(),
+                "{name} has a gradient with the encoder frozen"
+            );
+            assert!(full.is_some(), "{name}: no gradient when trained whole");
+        } else {
+            let (full, frozen) = (full.as_ref().unwrap(), frozen.as_ref().unwrap());
+            assert_rel(name, frozen, full, 1e-6);
+            assert!(common::scale(frozen) > 0.0, "{name}: a zero gradient");
+            decoder += 1;
+        }
+    }
+    // The latent convolution, three blocks of two, the up-sampling and the output convolution.
+    assert_eq!(decoder, 2 * 9, "decoder weights and biases checked");
+}
+
+#[test]
 fn periodic_reads_one_flag_or_one_per_axis() {
     let parse = |v: &str| serde_json::from_str::<Periodic>(v);
     assert_eq!(parse("true").unwrap(), Periodic([true, true]));

@@ -169,8 +169,10 @@ fn padding(p: Periodic) -> &'static str {
 /// data: on the built-in periodic Euler data, 400 fine-tuning steps from the same weights
 /// reconstruct 11-12% better with circular padding than with zeros (Rayleigh-Bénard, periodic
 /// in x only: 5-7%). So a new run from a preset or from `--init` pads circularly along exactly
-/// the axes its data is periodic along (the weights are the same either way). A configuration
-/// file is taken as written, and a resumed run keeps its padding.
+/// the axes its data is periodic along (the weights are the same either way). With
+/// `--freeze-encoder` only the decoder's padding follows the data (`decoder_periodic`), since
+/// the encoder's makes the latents. A configuration file is taken as written, and a resumed run
+/// keeps its padding.
 fn fit_padding_to_data(start: &mut Start, args: &AutoencoderArgs) {
     if start.resumed.is_some() || matches!(args.common.config, Some(ConfigSource::File(_))) {
         return;
@@ -178,21 +180,42 @@ fn fit_padding_to_data(start: &mut Start, args: &AutoencoderArgs) {
     let Some(periodic) = args.data.as_deref().and_then(data_periodic) else {
         return;
     };
-    let stored: Periodic = start
-        .model_config
-        .get("periodic")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default();
-    if stored == periodic {
+    let read = |key: &str| -> Option<Periodic> {
+        start
+            .model_config
+            .get(key)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    };
+    let encoder = read("periodic").unwrap_or_default();
+    let decoder = read("decoder_periodic").unwrap_or(encoder);
+    let frozen = start.options.freeze_encoder;
+    let new_encoder = if frozen { encoder } else { periodic };
+    if (encoder, decoder) == (new_encoder, periodic) {
         return;
     }
-    start.model_config["periodic"] = serde_json::to_value(periodic).expect("a padding serialises");
+    let cfg = start
+        .model_config
+        .as_object_mut()
+        .expect("a normalised configuration is an object");
+    let json = |p: Periodic| serde_json::to_value(p).expect("a padding serialises");
+    cfg.insert("periodic".into(), json(new_encoder));
+    match periodic == new_encoder {
+        true => cfg.remove("decoder_periodic"),
+        false => cfg.insert("decoder_periodic".into(), json(periodic)),
+    };
     if let Some((dir, _)) = &start.init {
+        let (what, old) = match (frozen, encoder == decoder) {
+            (true, _) => ("its decoder ", padding(decoder).to_string()),
+            (false, true) => ("", padding(encoder).to_string()),
+            (false, false) => (
+                "",
+                format!("{} (its decoder {})", padding(encoder), padding(decoder)),
+            ),
+        };
         eprintln!(
-            "lemur: --init {} pads with {}; the new run pads with {}, as its data's boundaries \
-             ask",
+            "lemur: --init {} pads {what}with {old}; the new run pads {what}with {}, as its \
+             data's boundaries ask",
             dir.display(),
-            padding(stored),
             padding(periodic),
         );
     }
@@ -253,7 +276,10 @@ impl<B: Backend> Objective<B> for Frames<B> {
             seed: self.model_seed,
             step: batch::pass(step, self.options.accum, micro),
         };
-        Ok(self.model.loss(&x, self.loss, Some(&ctx))?)
+        Ok(match self.options.freeze_encoder {
+            true => self.model.decoder_loss(&x, self.loss, Some(&ctx))?,
+            false => self.model.loss(&x, self.loss, Some(&ctx))?,
+        })
     }
 
     fn val_loss(&mut self, index: usize) -> Result<Option<Tensor<B>>> {
@@ -295,6 +321,13 @@ pub fn train(args: &AutoencoderArgs) -> Result<Summary> {
         defaults(),
         normalise_config,
     )?;
+    if start.options.freeze_encoder && start.init.is_none() && start.resumed.is_none() {
+        return Err(TrainError::Options(
+            "--freeze-encoder trains the decoder of a trained autoencoder: give its run with \
+             --init (a new run's encoder is random)"
+                .into(),
+        ));
+    }
     fit_padding_to_data(&mut start, args);
     let backend = AnyBackend::open_blocking(args.common.backend)?;
     eprintln!("lemur: backend {}", backend.name());

@@ -44,6 +44,10 @@ pub struct TrainOptions {
     pub stride: usize,
     /// Random symmetries of the data on training batches (autoencoder).
     pub augment: bool,
+    /// Autoencoder: train the decoder alone, from `--init`'s weights, so that the latents (and
+    /// the emulators trained on them) stay valid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub freeze_encoder: bool,
     /// The training loss: `vrmse`, `mse` or `mae` for the autoencoder; the emulators have
     /// one loss each (`edm`, `mse`).
     pub loss: String,
@@ -91,6 +95,7 @@ pub struct Overrides {
     pub log_every: Option<u32>,
     pub window: Option<usize>,
     pub stride: Option<usize>,
+    pub freeze_encoder: Option<bool>,
 }
 
 impl TrainOptions {
@@ -115,6 +120,7 @@ impl TrainOptions {
             window: 5,
             stride: 4,
             augment: true,
+            freeze_encoder: false,
             loss: "vrmse".into(),
             checkpoint_every: 100,
             val_batches: 4,
@@ -140,7 +146,8 @@ impl TrainOptions {
             max_precond_dim,
             seed,
             window,
-            stride
+            stride,
+            freeze_encoder
         );
         if let Some(l) = &o.loss {
             t.loss = l.clone();
@@ -198,7 +205,8 @@ impl TrainOptions {
             max_precond_dim,
             seed,
             window,
-            stride
+            stride,
+            freeze_encoder
         );
         if let Some(l) = &o.loss
             && *l != stored.loss
