@@ -2757,6 +2757,8 @@ fn freeze_encoder_trains_the_decoder_alone() {
     );
     let (ckpt, meta) = latest_checkpoint(&frozen);
     assert_eq!(meta["options"]["freeze_encoder"], true);
+    // Its latents are named by the step of the encoder it keeps.
+    assert_eq!(meta["extra"]["encoder_step"], 2);
     let cfg = &meta["model_config"];
     assert_eq!(
         (&cfg["periodic"], &cfg["decoder_periodic"]),
@@ -2821,6 +2823,48 @@ fn freeze_encoder_trains_the_decoder_alone() {
             "{name}"
         );
     }
+    assert_eq!(meta["extra"]["encoder_step"], 2);
+    // An emulator trained on the frozen run's latents records the encoder's step, and is
+    // scored through the run's latest decoder (a later step than the one it saw).
+    let dif = dir.join("dif");
+    ok(&[
+        "train",
+        "diffusion",
+        "--latents",
+        s(&dir.join("lat-frozen")),
+        "--config",
+        "tiny",
+        "--out",
+        s(&dif),
+        "--steps",
+        "1",
+        "--batch",
+        "2",
+        "--window",
+        "2",
+        "--stride",
+        "1",
+        "--backend",
+        "cpu",
+    ]);
+    assert_eq!(latest_checkpoint(&dif).1["extra"]["autoencoder_step"], 2);
+    ok(&[
+        "eval",
+        "--run",
+        s(&dif),
+        "--data",
+        s(&periodic),
+        "--trajectories",
+        "1",
+        "--ensemble",
+        "1",
+        "--steps",
+        "2",
+        "--out",
+        s(&dir.join("eval")),
+        "--backend",
+        "cpu",
+    ]);
     let err = fails(&[
         "train",
         "autoencoder",

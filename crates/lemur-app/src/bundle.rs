@@ -296,13 +296,18 @@ impl Bundle {
                 });
             }
             let step = v.pointer("/extra/autoencoder_step").and_then(Value::as_u64);
-            let ae_step = ae_v.get("step").and_then(Value::as_u64);
+            // A decoder fine-tuned with its encoder frozen keeps the latents of the step it
+            // records as `encoder_step` (`CheckpointMeta::latent_step` in lemur-train).
+            let ae_step = ae_v
+                .pointer("/extra/encoder_step")
+                .or_else(|| ae_v.get("step"))
+                .and_then(Value::as_u64);
             if step.is_some() && step != ae_step {
                 return Err(AppError::Checkpoint {
                     file: file.clone(),
                     field: "extra",
                     detail: format!(
-                        "trained on latents of autoencoder step {step:?}, the autoencoder is at step {ae_step:?}"
+                        "trained on latents of autoencoder step {step:?}, the autoencoder encodes as step {ae_step:?}"
                     ),
                 });
             }

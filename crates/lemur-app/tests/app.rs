@@ -342,6 +342,34 @@ fn runs_as_training_writes_them_load() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The emulators must have learnt the autoencoder's latents: an autoencoder trained on is
+/// refused, a decoder fine-tuned with its encoder frozen (`encoder_step`) is not.
+#[test]
+fn emulators_need_their_autoencoders_latents() {
+    use lemur_app::bundle::{Bundle, PretrainedSet};
+    let mut files = Bundle::embedded_files(PretrainedSet::Euler64);
+    let json = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap();
+    let encoded = json(&files[1].checkpoint)["extra"]["autoencoder_step"]
+        .as_u64()
+        .unwrap();
+    let mut ae = json(&files[0].checkpoint);
+    ae["step"] = (encoded + 500).into();
+    files[0].checkpoint = serde_json::to_vec(&ae).unwrap();
+    let err = Bundle::parse(&files).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "trained on latents of autoencoder step Some({encoded}), the autoencoder encodes as \
+             step Some({})",
+            encoded + 500
+        )),
+        "{err}"
+    );
+    ae["extra"]["encoder_step"] = encoded.into();
+    files[0].checkpoint = serde_json::to_vec(&ae).unwrap();
+    let b = Bundle::parse(&files).unwrap();
+    assert_eq!(b.grid, [64, 64]);
+}
+
 /// Both embedded sets parse into bundles of their system's channels and grid.
 #[test]
 fn both_embedded_sets_parse() {

@@ -221,6 +221,19 @@ fn fit_padding_to_data(start: &mut Start, args: &AutoencoderArgs) {
     }
 }
 
+/// With the encoder frozen, the step whose latents this run keeps (see
+/// [`CheckpointMeta::latent_step`]): its `--init`'s, or what the resumed run recorded.
+fn encoder_step(start: &Start) -> Option<u32> {
+    if !start.options.freeze_encoder {
+        return None;
+    }
+    match (&start.init, &start.resumed) {
+        (Some((_, init)), _) => Some(init.latent_step()),
+        (None, Some(run)) => Some(run.latent_step()),
+        (None, None) => None,
+    }
+}
+
 /// Arguments of `lemur train autoencoder`.
 #[derive(Clone, Debug)]
 pub struct AutoencoderArgs {
@@ -417,10 +430,13 @@ fn train_on<B: Backend>(backend: B, args: &AutoencoderArgs, start: Start) -> Res
         backend: backend.name(),
         stats: stats.clone(),
         data: dataset_provenance(&root, &stats, [h, w])?,
-        extra: session::with_init(
-            &start,
-            serde_json::json!({ "latent_shape": cfg.latent_shape(h, w)? }),
-        ),
+        extra: session::with_init(&start, {
+            let mut extra = serde_json::json!({ "latent_shape": cfg.latent_shape(h, w)? });
+            if let Some(step) = encoder_step(&start) {
+                extra["encoder_step"] = step.into();
+            }
+            extra
+        }),
         git_revision: git_revision(),
         loss: None,
         val_loss: None,

@@ -104,29 +104,32 @@ impl Weights {
     }
 }
 
-/// The autoencoder checkpoint a latent cache was encoded with: the exact step when the run
-/// still keeps it, else the run's latest, which must be that step.
+/// The autoencoder checkpoint a latent cache was encoded with: the run's latest when its
+/// latents are those of `step` (a decoder fine-tuned with the encoder frozen keeps them, so its
+/// latest decoder is the best), else the exact step when the run still keeps it.
 fn autoencoder_checkpoint(path: &Path, step: Option<u32>) -> Result<(PathBuf, CheckpointMeta)> {
-    if let Some(step) = step {
-        let exact = path.join(format!("step-{step:08}"));
-        if exact.is_dir() {
-            return locate(&exact);
+    let (dir, meta) = locate(path)?;
+    let Some(step) = step else {
+        return Ok((dir, meta));
+    };
+    if meta.latent_step() == step {
+        return Ok((dir, meta));
+    }
+    let exact = path.join(format!("step-{step:08}"));
+    if exact.is_dir() {
+        let (dir, meta) = locate(&exact)?;
+        if meta.latent_step() == step {
+            return Ok((dir, meta));
         }
     }
-    let (dir, meta) = locate(path)?;
-    if let Some(step) = step
-        && meta.step != step
-    {
-        return Err(TrainError::Mismatch {
-            path: path.into(),
-            detail: format!(
-                "the latents were encoded at autoencoder step {step}, but the run's checkpoint is \
-                 at step {} and step {step} is no longer kept",
-                meta.step
-            ),
-        });
-    }
-    Ok((dir, meta))
+    Err(TrainError::Mismatch {
+        path: path.into(),
+        detail: format!(
+            "the latents were encoded at autoencoder step {step}, but the run's checkpoint is \
+             at step {} and step {step} is no longer kept",
+            meta.step
+        ),
+    })
 }
 
 /// How to roll out.

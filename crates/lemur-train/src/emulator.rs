@@ -294,7 +294,7 @@ fn train_on<B: Backend>(
                 "latent_shape": m.latent_shape,
                 "label_count": m.label_count,
                 "autoencoder_path": m.autoencoder_path,
-                "autoencoder_step": m.autoencoder.step,
+                "autoencoder_step": m.autoencoder.latent_step(),
                 "autoencoder_config": m.autoencoder.model_config,
                 "autoencoder_git_revision": m.autoencoder.git_revision,
                 "physical_data": m.data,
