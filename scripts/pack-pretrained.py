@@ -13,7 +13,8 @@ stored copy serves everything: `lemur` and the native app embed it in the binary
 browser fetches it; all convert F16 to F32 on load. Every tensor is rounded to nearest even (a
 finite value beyond the F16 range or a non-finite value is an error), each file is written to a
 temporary name and renamed into place once all are converted, and the three model files must
-total at most 12 MB (the browser's budget). Python 3 standard library only. See
+total at most 12 MB (the browser's budget). The emulators must have learnt the autoencoder's
+latents (their recorded `autoencoder_step`, as the app checks). Python 3 standard library only. See
 web/pretrained/README.md for how the embedded sets were trained.
 """
 
@@ -131,6 +132,21 @@ def unchanged(model_tmp, model_dst, ck_dst, meta):
         return a.read() == b.read()
 
 
+def check_latents(runs):
+    """The emulators must have learnt the autoencoder's latents (the app refuses a set whose
+    steps disagree): their `extra.autoencoder_step` is the autoencoder's step, or for a decoder
+    fine-tuned with the encoder frozen, the step of the encoder it keeps (`extra.encoder_step`)."""
+    ae = latest(runs[0])[1]
+    encodes_as = ae.get("extra", {}).get("encoder_step", ae["step"])
+    for run, kind in zip(runs[1:], RUNS[1:]):
+        learnt = latest(run)[1].get("extra", {}).get("autoencoder_step")
+        if learnt is not None and learnt != encodes_as:
+            fail(
+                f"{run}: this {kind} run learnt the latents of autoencoder step {learnt}, but "
+                f"{runs[0]} encodes as step {encodes_as}"
+            )
+
+
 def write_json(meta, tmp):
     with open(tmp, "w") as f:
         json.dump(meta, f, indent=1)
@@ -158,6 +174,7 @@ def main():
     if len(args) != 3:
         sys.exit(__doc__)
     dst = os.path.join(base, name)
+    check_latents(args)
     total = 0
     pending = []  # (tmp, final): renamed only once every file converted and the size is within the limit
     try:

@@ -1886,6 +1886,54 @@ fn pack_pretrained_rounds_f32_runs_and_keeps_f16_ones() {
         tensors(&dir.join("packed/surrogate/model.safetensors")),
         embedded
     );
+    // An emulator that learnt another autoencoder step's latents is refused, naming both; a
+    // decoder fine-tuned with that step's encoder frozen (`encoder_step`) is not.
+    let shifted = dir.join("sur-shifted");
+    write_run(&shifted, header.as_bytes(), &data);
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shifted.join("checkpoint.json")).unwrap()).unwrap();
+    let learnt = meta["extra"]["autoencoder_step"].as_u64().unwrap() + 7;
+    meta["extra"]["autoencoder_step"] = learnt.into();
+    std::fs::write(shifted.join("checkpoint.json"), meta.to_string()).unwrap();
+    let out = pack(&shifted, "shifted");
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "this surrogate run learnt the latents of autoencoder step {learnt}, but"
+        )),
+        "{stderr}"
+    );
+    assert!(!dir.join("shifted").exists(), "a refused set was written");
+    // The same check passes for the embedded runs' own decoder, marked as fine-tuned alone.
+    let decoder = dir.join("decoder");
+    std::fs::create_dir_all(&decoder).unwrap();
+    std::fs::copy(
+        set.join("autoencoder/model.safetensors"),
+        decoder.join("model.safetensors"),
+    )
+    .unwrap();
+    let mut ae: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(set.join("autoencoder/checkpoint.json")).unwrap())
+            .unwrap();
+    ae["step"] = (learnt + 100).into();
+    ae["extra"]["encoder_step"] = learnt.into();
+    std::fs::write(decoder.join("checkpoint.json"), ae.to_string()).unwrap();
+    let out = Command::new("python3")
+        .arg(root.join("scripts/pack-pretrained.py"))
+        .args([
+            s(&decoder),
+            s(&shifted),
+            s(&shifted),
+            "--name",
+            "decoder",
+            "--out",
+            s(&dir),
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
     // A tensor in neither precision is refused, naming it; nothing is left half packed.
     let bad = dir.join("bad");
     write_run(
