@@ -3,6 +3,7 @@
 checkpoint's weights in F16 and its metadata, no optimizer state.
 
     scripts/pack-pretrained.py AUTOENCODER_RUN DIFFUSION_RUN SURROGATE_RUN --name SET [--out DIR]
+        [--overlap N]
 
 SET is euler64 or rb128x32 (any name makes a directory; the binaries embed those two); DIR is
 where SET/ goes (default web/pretrained). A run may be an embedded one kept as it is (for
@@ -14,7 +15,9 @@ browser fetches it; all convert F16 to F32 on load. Every tensor is rounded to n
 finite value beyond the F16 range or a non-finite value is an error), each file is written to a
 temporary name and renamed into place once all are converted, and the three model files must
 total at most 12 MB (the browser's budget). The emulators must have learnt the autoencoder's
-latents (their recorded `autoencoder_step`, as the app checks). Python 3 standard library only. See
+latents (their recorded `autoencoder_step`, as the app checks). `--overlap N` records the
+window overlap the diffusion run is best rolled out with (`extra.rollout.overlap`, the default
+of `lemur eval`, `lemur rollout` and the app); without it a packed recommendation is kept. Python 3 standard library only. See
 web/pretrained/README.md for how the embedded sets were trained.
 """
 
@@ -171,6 +174,13 @@ def main():
             sys.exit(__doc__)
         base = args[i + 1]
         del args[i : i + 2]
+    overlap = None
+    if "--overlap" in args:
+        i = args.index("--overlap")
+        if i + 1 >= len(args) or not args[i + 1].isdigit() or int(args[i + 1]) < 1:
+            sys.exit(__doc__)
+        overlap = int(args[i + 1])
+        del args[i : i + 2]
     if len(args) != 3:
         sys.exit(__doc__)
     dst = os.path.join(base, name)
@@ -190,13 +200,26 @@ def main():
             size_out = os.path.getsize(tmp)
             total += size_out
             ck_dst = os.path.join(out, "checkpoint.json")
+            packed = json.load(open(ck_dst)) if os.path.isfile(ck_dst) else {}
+            if kind == "diffusion":
+                # The recommended overlap: the given one, else the one already packed.
+                rollout = {"overlap": overlap} if overlap else packed.get("extra", {}).get("rollout")
+                if rollout:
+                    meta.setdefault("extra", {})["rollout"] = rollout
             if unchanged(tmp, model_dst, ck_dst, meta):
                 # The same weights at the same step: keep the packed files as they are, so a
                 # run re-packed from lemur's cache (whose metadata records the cache's paths)
-                # changes nothing.
+                # changes nothing but the recommended overlap.
                 pending.pop()
                 os.remove(tmp)
                 print(f"{run} step {meta['step']} -> {out}: unchanged ({size_out / 1e6:.3f} MB F16)")
+                rollout = meta.get("extra", {}).get("rollout")
+                if rollout and packed.get("extra", {}).get("rollout") != rollout:
+                    packed.setdefault("extra", {})["rollout"] = rollout
+                    tmp = ck_dst + f".{os.getpid()}.tmp"
+                    pending.append((tmp, ck_dst))
+                    write_json(packed, tmp)
+                    print(f"{out}: recommended overlap {rollout['overlap']}")
                 continue
             print(
                 f"{run} step {meta['step']} -> {out}: {n} tensors, {size_in / 1e6:.3f} MB -> "

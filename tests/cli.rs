@@ -1457,6 +1457,83 @@ fn evals(dir: &Path, ae: &Path) {
         err.contains("--horizon 30") && err.contains("at most 4"),
         "{err}"
     );
+
+    // A run's recommended overlap (`extra.rollout.overlap`, as `pack-pretrained.py --overlap`
+    // records it) is eval's default, said on stderr; `--overlap` wins; a bad one names the
+    // checkpoint. The windows of these runs are 3 frames long.
+    let rec = dir.join("diffusion-overlap");
+    let _ = std::fs::remove_dir_all(&rec);
+    let cp = Command::new("cp")
+        .args(["-r", s(&runs[0].0), s(&rec)])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let recommend = |overlap: serde_json::Value| {
+        for file in [
+            rec.join("checkpoint.json"),
+            latest_checkpoint(&rec).0.join("checkpoint.json"),
+        ] {
+            let mut meta: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+            meta["extra"]["rollout"] = serde_json::json!({ "overlap": overlap });
+            std::fs::write(&file, meta.to_string()).unwrap();
+        }
+    };
+    recommend(2.into());
+    let data = dataset();
+    let scored = |name: &str, extra: &[&str]| {
+        let out = dir.join(name);
+        let mut a = vec![
+            "eval",
+            "--run",
+            s(&rec),
+            "--data",
+            s(&data),
+            "--trajectories",
+            "1",
+            "--ensemble",
+            "2",
+            "--steps",
+            "2",
+            "--out",
+            s(&out),
+            "--backend",
+            "cpu",
+        ];
+        a.extend(extra);
+        let log = ok(&a);
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+        (log, summary["overlap"].clone(), csv)
+    };
+    let plain = std::fs::read_to_string(dir.join("eval-diffusion-cpu/metrics.csv")).unwrap();
+    let (log, overlap, csv) = scored("eval-recommended", &[]);
+    assert!(log.contains("overlap 2, as the run recommends"), "{log}");
+    assert_eq!(overlap, 2);
+    assert_ne!(csv, plain, "overlap 2 scored as overlap 1");
+    let (log, overlap, csv) = scored("eval-overlap-1", &["--overlap", "1"]);
+    assert!(!log.contains("recommends"), "{log}");
+    assert_eq!(overlap, 1);
+    assert_eq!(
+        csv, plain,
+        "--overlap 1 is the run without a recommendation"
+    );
+    recommend(3.into());
+    let err = fails(&[
+        "eval",
+        "--run",
+        s(&rec),
+        "--data",
+        s(&dataset()),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        err.contains("checkpoint.json")
+            && err.contains("extra.rollout.overlap 3: windows of 3 frames overlap by 1 to 2"),
+        "{err}"
+    );
 }
 
 fn lemur_env(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -1886,6 +1963,32 @@ fn pack_pretrained_rounds_f32_runs_and_keeps_f16_ones() {
         tensors(&dir.join("packed/surrogate/model.safetensors")),
         embedded
     );
+    // --overlap records the diffusion run's recommended overlap (its weights unchanged), and a
+    // later packing without it keeps it.
+    for extra in [&["--overlap", "2"][..], &[]] {
+        let out = Command::new("python3")
+            .arg(root.join("scripts/pack-pretrained.py"))
+            .args([
+                s(&set.join("autoencoder")),
+                s(&set.join("diffusion")),
+                s(&f32_run),
+                "--name",
+                "packed",
+                "--out",
+                s(&dir),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert_eq!(
+            read("diffusion")["extra"]["rollout"]["overlap"],
+            2,
+            "{extra:?}"
+        );
+        assert!(read("surrogate")["extra"].get("rollout").is_none());
+    }
     // An emulator that learnt another autoencoder step's latents is refused, naming both; a
     // decoder fine-tuned with that step's encoder frozen (`encoder_step`) is not.
     let shifted = dir.join("sur-shifted");

@@ -156,7 +156,9 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         );
     }
     super::common::check_prediction_size(args.ensemble, context + horizon, frame)?;
-    let opts = args.sampling.options(horizon, args.ensemble)?;
+    let opts = args
+        .sampling
+        .options(horizon, args.ensemble, em.recommended_overlap()?)?;
     let grid = trajs[0].grid;
     let mut acc = Accumulator::new(em.stats.channels.len(), horizon, grid, horizon);
     let (mut enc, mut emu, mut dec) = (0.0, 0.0, 0.0);
@@ -297,6 +299,7 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         "horizon": horizon,
         "stride": stride,
         "context": context,
+        "overlap": opts.overlap,
         "sampler": opts.sampler.method.to_string(),
         "steps": opts.sampler.steps,
         "fields": summary_fields,

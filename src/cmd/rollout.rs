@@ -95,7 +95,7 @@ fn check_sizes(args: &RolloutArgs) -> Result<()> {
     }
     // The sampler and window options, parsed before any work (a truth is simulated and
     // written before the model runs).
-    args.sampling.options(1, args.ensemble)?;
+    args.sampling.options(1, args.ensemble, None)?;
     // Each image is the grid times this on each side: 64 draws a 64x64 grid at 4096 pixels.
     const MAX_PIXEL_SCALE: usize = 64;
     if !(1..=MAX_PIXEL_SCALE).contains(&args.pixel_scale) {
@@ -276,7 +276,9 @@ fn run_on<B: Backend>(backend: B, args: &RolloutArgs) -> Result<()> {
         bail!("--horizon must be at least 1");
     }
     super::common::check_prediction_size(args.ensemble, context + horizon, frame)?;
-    let opts = args.sampling.options(horizon, args.ensemble)?;
+    let opts = args
+        .sampling
+        .options(horizon, args.ensemble, em.recommended_overlap()?)?;
     // An autoencoder run reconstructs the true frames.
     let init = if em.kind == ModelKind::Autoencoder {
         let truth = src
@@ -289,7 +291,7 @@ fn run_on<B: Backend>(backend: B, args: &RolloutArgs) -> Result<()> {
     };
     let pred = em.predict(&init, src.grid, &src.labels, &opts)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}", args.out.display()))?;
-    write_prediction(&em, args, &src, &pred)?;
+    write_prediction(&em, args, &src, &pred, opts.overlap)?;
     if args.well {
         write_well(&em, args, &src, &pred)?;
     }
@@ -350,6 +352,7 @@ fn write_prediction<B: Backend>(
     args: &RolloutArgs,
     src: &Source,
     pred: &Prediction,
+    overlap: usize,
 ) -> Result<()> {
     let [c, h, w] = pred.shape;
     let t = pred.steps;
@@ -374,6 +377,7 @@ fn write_prediction<B: Backend>(
     meta.insert("source".to_string(), src.description.clone());
     meta.insert("stride".to_string(), em.stride.to_string());
     meta.insert("context".to_string(), args.sampling.context.to_string());
+    meta.insert("overlap".to_string(), overlap.to_string());
     meta.insert(
         "sampler".to_string(),
         format!("{} steps {}", args.sampling.sampler, args.sampling.steps),

@@ -28,9 +28,10 @@ pub struct SamplerArgs {
     /// Latent frames known at the start of the rollout.
     #[arg(long, default_value_t = 1)]
     pub context: usize,
-    /// Frames each window takes from the previous one.
-    #[arg(long, default_value_t = 1)]
-    pub overlap: usize,
+    /// Frames each window takes from the previous one [default: the run's recommendation
+    /// (`extra.rollout.overlap`: 2 for the embedded Euler runs), else 1].
+    #[arg(long)]
+    pub overlap: Option<usize>,
     /// Seed of the sampler's noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -40,7 +41,14 @@ pub struct SamplerArgs {
 }
 
 impl SamplerArgs {
-    pub fn options(&self, horizon: usize, ensemble: usize) -> Result<RolloutOptions> {
+    /// The rollout options; `--overlap` where given, else the run's `recommended` overlap
+    /// (said on stderr), else 1.
+    pub fn options(
+        &self,
+        horizon: usize,
+        ensemble: usize,
+        recommended: Option<usize>,
+    ) -> Result<RolloutOptions> {
         if ensemble == 0 {
             anyhow::bail!("--ensemble must be at least 1");
         }
@@ -49,9 +57,17 @@ impl SamplerArgs {
         if self.context == 0 {
             anyhow::bail!("--context must be at least 1");
         }
-        if self.overlap == 0 {
+        if self.overlap == Some(0) {
             anyhow::bail!("--overlap must be at least 1");
         }
+        let overlap = match (self.overlap, recommended) {
+            (Some(o), _) => o,
+            (None, Some(o)) => {
+                eprintln!("lemur: overlap {o}, as the run recommends (--overlap N to change)");
+                o
+            }
+            (None, None) => 1,
+        };
         // The model layer's errors say what is wrong; name the flag too.
         let method = Method::parse(
             &self.sampler,
@@ -66,7 +82,7 @@ impl SamplerArgs {
         })?;
         Ok(RolloutOptions {
             context: self.context,
-            overlap: self.overlap,
+            overlap,
             horizon,
             ensemble,
             sampler,

@@ -143,6 +143,9 @@ pub struct Bundle {
     /// The physical grid [H, W] the autoencoder was trained on.
     pub grid: [usize; 2],
     pub dataset_name: String,
+    /// Frames each diffusion window takes from the previous one: the run's recommendation
+    /// (`extra.rollout.overlap`), else 1.
+    pub overlap: usize,
 }
 
 fn field<'a>(v: &'a Value, file: &str, name: &'static str) -> Result<&'a Value> {
@@ -312,6 +315,22 @@ impl Bundle {
                 });
             }
         }
+        let overlap = match dif_v.pointer("/extra/rollout/overlap") {
+            None => 1,
+            Some(v) => match v.as_u64().map(|o| o as usize) {
+                Some(o) if (1..window).contains(&o) => o,
+                _ => {
+                    return Err(AppError::Checkpoint {
+                        file: dif_file,
+                        field: "extra",
+                        detail: format!(
+                            "rollout.overlap {v}: windows of {window} frames overlap by 1 to {}",
+                            window.saturating_sub(1)
+                        ),
+                    });
+                }
+            },
+        };
         let grid: [usize; 2] = dif_v
             .pointer("/extra/physical_data/grid")
             .or_else(|| ae_v.pointer("/data/grid"))
@@ -334,6 +353,7 @@ impl Bundle {
             window,
             stride,
             grid,
+            overlap,
         })
     }
 

@@ -169,6 +169,8 @@ pub struct Models<B: Compute> {
     pub layout: FieldLayout,
     pub window: usize,
     pub stride: usize,
+    /// The diffusion run's recommended window overlap (the surrogate's windows overlap by 1).
+    pub overlap: usize,
     pub grid: [usize; 2],
     pub dataset_name: String,
     /// What the truth's solver simulates, from the dataset name.
@@ -220,6 +222,7 @@ impl<B: Compute> Models<B> {
         Ok(Self {
             layout: FieldLayout::new(&stats.channels, system, bundle.grid),
             window: bundle.window,
+            overlap: bundle.overlap,
             stride: bundle.stride,
             grid: bundle.grid,
             dataset_name: bundle.dataset_name.clone(),
@@ -435,7 +438,10 @@ impl<B: Compute> Job<B> {
                 let plan = RolloutPlan {
                     window: models.window,
                     context: s.context,
-                    overlap: 1,
+                    overlap: match s.model {
+                        ModelChoice::Diffusion => models.overlap,
+                        ModelChoice::Surrogate => 1,
+                    },
                     frames: s.context + s.horizon,
                 };
                 self.cursor = Some(Cursor::new(&z0, &plan)?);

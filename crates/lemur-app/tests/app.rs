@@ -370,6 +370,27 @@ fn emulators_need_their_autoencoders_latents() {
     assert_eq!(b.grid, [64, 64]);
 }
 
+/// The diffusion run's recommended window overlap (`extra.rollout.overlap`) reaches the app;
+/// one its windows cannot take names the file.
+#[test]
+fn the_recommended_overlap_is_read_and_checked() {
+    use lemur_app::bundle::{Bundle, PretrainedSet};
+    let overlaps =
+        PretrainedSet::ALL.map(|set| Bundle::parse(&Bundle::embedded_files(set)).unwrap().overlap);
+    // Euler is rolled out with overlap 2 (better at every lead range on validation), RB with 1.
+    assert_eq!(overlaps, [2, 1]);
+    let mut files = Bundle::embedded_files(PretrainedSet::Euler64);
+    let mut dif: serde_json::Value = serde_json::from_slice(&files[1].checkpoint).unwrap();
+    dif["extra"]["rollout"]["overlap"] = 5.into();
+    files[1].checkpoint = serde_json::to_vec(&dif).unwrap();
+    let err = Bundle::parse(&files).unwrap_err().to_string();
+    assert!(
+        err.contains("diffusion/checkpoint.json")
+            && err.contains("rollout.overlap 5: windows of 5 frames overlap by 1 to 4"),
+        "{err}"
+    );
+}
+
 /// Both embedded sets parse into bundles of their system's channels and grid.
 #[test]
 fn both_embedded_sets_parse() {

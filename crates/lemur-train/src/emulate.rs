@@ -39,8 +39,9 @@ enum Predictor<B: Backend> {
 pub struct Emulation<B: Backend> {
     pub backend: B,
     pub kind: ModelKind,
-    /// The run's checkpoint.
+    /// The run's checkpoint and its directory.
     pub meta: CheckpointMeta,
+    pub dir: PathBuf,
     /// The autoencoder's checkpoint directory and metadata.
     pub autoencoder_dir: PathBuf,
     pub autoencoder_meta: CheckpointMeta,
@@ -330,6 +331,7 @@ impl<B: Backend> Emulation<B> {
             kind: meta.kind,
             stats: ae_meta.stats.clone(),
             meta,
+            dir,
             autoencoder_dir: ae_dir,
             autoencoder_meta: ae_meta,
             window,
@@ -340,6 +342,26 @@ impl<B: Backend> Emulation<B> {
             predictor,
             _params: (ae_params, params),
         })
+    }
+
+    /// The window overlap the run recommends (`extra.rollout.overlap`, which
+    /// `scripts/pack-pretrained.py --overlap` records after comparing overlaps on validation),
+    /// or `None`; a value outside 1..window is an error naming the checkpoint.
+    pub fn recommended_overlap(&self) -> Result<Option<usize>> {
+        let Some(v) = self.meta.extra.pointer("/rollout/overlap") else {
+            return Ok(None);
+        };
+        match v.as_u64().map(|o| o as usize) {
+            Some(o) if (1..self.window).contains(&o) => Ok(Some(o)),
+            _ => Err(TrainError::Mismatch {
+                path: self.dir.join(crate::run::META_FILE),
+                detail: format!(
+                    "extra.rollout.overlap {v}: windows of {} frames overlap by 1 to {}",
+                    self.window,
+                    self.window - 1
+                ),
+            }),
+        }
     }
 
     fn channels(&self) -> usize {
