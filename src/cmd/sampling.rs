@@ -29,7 +29,7 @@ pub struct SamplerArgs {
     #[arg(long, default_value_t = 1)]
     pub context: usize,
     /// Frames each window takes from the previous one [default: the run's recommendation
-    /// (`extra.rollout.overlap`: 2 for the embedded Euler runs), else 1].
+    /// (`extra.rollout.overlap`), else 1].
     #[arg(long)]
     pub overlap: Option<usize>,
     /// Seed of the sampler's noise.
