@@ -249,8 +249,13 @@ fn report(kind: &str, args: &TrainArgs, s: &Summary) -> Result<()> {
     );
     if s.out_of_time {
         // Not an error: the time was what the user asked for; a script goes on.
+        let why = if s.fitted {
+            "before the fitted end (the steps ran slower than at first)"
+        } else {
+            "before the steps' rate was measured to fit the schedule"
+        };
         eprintln!(
-            "lemur: --time-limit reached before the fitted end (the steps ran slower than at first): saved a checkpoint at step {} in {}; --resume finishes the schedule",
+            "lemur: --time-limit reached {why}: saved a checkpoint at step {} in {}; --resume finishes the schedule",
             s.step,
             args.run_dir().join(format!("step-{:08}", s.step)).display()
         );

@@ -74,8 +74,11 @@ pub struct Summary {
     /// Stopped by [`Trainer::stop`] before the last step, with a checkpoint at `step`.
     pub interrupted: bool,
     /// Stopped by [`Trainer::time_limit`] before the last step, with a checkpoint at `step`:
-    /// the steps measured early ran slower later.
+    /// the steps measured early ran slower later, or the limit passed before a rate was
+    /// measured (then `fitted` is false).
     pub out_of_time: bool,
+    /// The time limit moved the end of the schedule in this session.
+    pub fitted: bool,
 }
 
 /// Losses not yet read back: one `[1]` tensor per micro-batch, in order, on the device.
@@ -254,6 +257,7 @@ impl<B: Backend> Trainer<'_, B> {
             samples_per_s: 0.0,
             interrupted: false,
             out_of_time: false,
+            fitted: false,
         };
         let samples = o.samples_per_step() as f64;
 
@@ -360,6 +364,7 @@ impl<B: Backend> Trainer<'_, B> {
                 interval_start = Instant::now();
             }
             summary.step = step;
+            summary.fitted = fitted_before;
             if interrupted {
                 summary.interrupted = stopped;
                 summary.out_of_time = !stopped;
@@ -821,6 +826,7 @@ mod tests {
         let summary = train_limited(&dir, o.clone(), &mut toy, &params, Some(1.0), None).unwrap();
         let (step, steps) = latest(&dir);
         assert!(steps < 60, "{steps}");
+        assert!(summary.fitted);
         assert_eq!(step, summary.step);
         if !summary.out_of_time {
             // The run ended where the fitted schedule does, at its final learning rate.
@@ -835,7 +841,7 @@ mod tests {
         toy.delay = std::time::Duration::from_millis(20);
         let summary =
             train_limited(&dir2, o.clone(), &mut toy, &params, Some(0.001), None).unwrap();
-        assert!(summary.out_of_time && !summary.interrupted);
+        assert!(summary.out_of_time && !summary.interrupted && !summary.fitted);
         assert_eq!(summary.step, 1);
         assert_eq!(latest(&dir2), (1, 100_000));
         let _ = std::fs::remove_dir_all(&dir);
