@@ -6,10 +6,12 @@
 # the machine has: its own loader finds the ICD but cannot start it without libglvnd), or
 # whose loader does not look where the driver's ICD file is.
 device_setup() {
+    local unpacked=
     for f in "$1"/*.deb; do
-        [ -e "$f" ] && dpkg -x "$f" /
+        [ -e "$f" ] && dpkg -x "$f" / && unpacked=1
     done
-    ldconfig
+    # The loader cache only needs refreshing for a library just unpacked (and only root may).
+    [ -n "$unpacked" ] && ldconfig
     local nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
     if [ -z "${VK_DRIVER_FILES:-}" ] && [ -e "$nvidia_icd" ]; then
         export VK_DRIVER_FILES="$nvidia_icd"
