@@ -15,8 +15,7 @@ pub enum TrainCommand {
         #[arg(long)]
         data: Option<PathBuf>,
         /// Train the decoder alone, from --init's weights: the encoder, and so the latents the
-        /// emulators were trained on, stay as they are. The decoder pads as the data's
-        /// boundaries ask. Kept by --resume.
+        /// emulators were trained on, stay as they are (padding included). Kept by --resume.
         #[arg(long)]
         freeze_encoder: bool,
         #[command(flatten)]

@@ -150,11 +150,6 @@ pub struct DcaeConfig {
     /// along each one.
     #[serde(default)]
     pub periodic: Periodic,
-    /// The decoder's padding where it differs from the encoder's (`periodic`): a decoder
-    /// fine-tuned with the encoder frozen (`lemur train autoencoder --freeze-encoder`) pads as
-    /// its data asks, while the encoder, and so the latents the emulators learnt, keep theirs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decoder_periodic: Option<Periodic>,
     /// Start the resampling convolutions as (pseudo-)identities (see [`Dcae::new`]).
     #[serde(default = "yes")]
     pub identity_init: bool,
@@ -304,11 +299,6 @@ impl DcaeConfig {
     }
 
     /// Number of stages `n`.
-    /// The decoder's padding: `decoder_periodic`, else the encoder's.
-    pub fn decoder_padding(&self) -> Periodic {
-        self.decoder_periodic.unwrap_or(self.periodic)
-    }
-
     pub fn stages(&self) -> usize {
         self.hid_channels.len()
     }
@@ -484,8 +474,8 @@ struct ResBlock<B: Backend> {
 }
 
 impl<B: Backend> ResBlock<B> {
-    fn new(b: &mut Builder<'_, B>, c: usize, cfg: &DcaeConfig, pad: Periodic) -> Result<Self> {
-        let (k, circ, h) = (cfg.kernel_size, pad.0, cfg.ffn_factor * c);
+    fn new(b: &mut Builder<'_, B>, c: usize, cfg: &DcaeConfig) -> Result<Self> {
+        let (k, circ, h) = (cfg.kernel_size, cfg.periodic.0, cfg.ffn_factor * c);
         let site = site_hash(&b.full_name("ffn.2"));
         let eps = b.sub("norm").tensor("eps", &[NORM_EPS], &[])?;
         let ffn0 = Conv2d::new(&mut b.sub("ffn.0"), c, h, k, circ)?;
@@ -549,11 +539,10 @@ fn conv<B: Backend>(
     cin: usize,
     cout: usize,
     cfg: &DcaeConfig,
-    pad: Periodic,
     identity: bool,
 ) -> Result<Conv2d<B>> {
     let k = cfg.kernel_size;
-    let c = Conv2d::new(b, cin, cout, k, pad.0)?;
+    let c = Conv2d::new(b, cin, cout, k, cfg.periodic.0)?;
     if identity && cfg.identity_init {
         let mut eye = vec![0.0f32; cout * cin * k * k];
         let centre = (k / 2) * k + k / 2;
@@ -600,7 +589,6 @@ impl<B: Backend> Dcae<B> {
         cfg.validate()?;
         let (h, nb, n) = (&cfg.hid_channels, &cfg.hid_blocks, cfg.stages());
         let p2 = cfg.patch_size * cfg.patch_size;
-        let (enc_pad, dec_pad) = (cfg.periodic, cfg.decoder_padding());
 
         let mut enc = b.sub("encoder");
         let mut enc = enc.sub("descent");
@@ -614,7 +602,6 @@ impl<B: Backend> Dcae<B> {
                     p2 * cfg.pix_channels,
                     h[0],
                     cfg,
-                    enc_pad,
                     false,
                 )?));
             } else {
@@ -623,17 +610,11 @@ impl<B: Backend> Dcae<B> {
                     4 * h[i - 1],
                     h[i],
                     cfg,
-                    enc_pad,
                     true,
                 )?));
             }
             for j in 1..=nb[i] {
-                layers.push(Layer::Block(ResBlock::new(
-                    &mut s.sub(j),
-                    h[i],
-                    cfg,
-                    enc_pad,
-                )?));
+                layers.push(Layer::Block(ResBlock::new(&mut s.sub(j), h[i], cfg)?));
             }
             if i + 1 == n {
                 layers.push(Layer::Conv(conv(
@@ -641,7 +622,6 @@ impl<B: Backend> Dcae<B> {
                     h[i],
                     cfg.lat_channels,
                     cfg,
-                    enc_pad,
                     true,
                 )?));
             }
@@ -660,18 +640,12 @@ impl<B: Backend> Dcae<B> {
                     cfg.lat_channels,
                     h[i],
                     cfg,
-                    dec_pad,
                     true,
                 )?));
             }
             for _ in 0..nb[i] {
                 let j = layers.len();
-                layers.push(Layer::Block(ResBlock::new(
-                    &mut s.sub(j),
-                    h[i],
-                    cfg,
-                    dec_pad,
-                )?));
+                layers.push(Layer::Block(ResBlock::new(&mut s.sub(j), h[i], cfg)?));
             }
             let j = layers.len();
             if i > 0 {
@@ -680,7 +654,6 @@ impl<B: Backend> Dcae<B> {
                     h[i],
                     4 * h[i - 1],
                     cfg,
-                    dec_pad,
                     true,
                 )?));
             } else {
@@ -689,7 +662,6 @@ impl<B: Backend> Dcae<B> {
                     h[0],
                     p2 * cfg.pix_channels,
                     cfg,
-                    dec_pad,
                     false,
                 )?));
             }

@@ -276,36 +276,6 @@ fn padding_follows_each_axis() {
 }
 
 #[test]
-fn decoder_pads_on_its_own() {
-    // decoder_periodic = circular under a zeros encoder: the encoder is the zeros model's and the
-    // decoder the circular model's, with the same weights (they depend on the names alone).
-    let mut zeros = periodic_config();
-    zeros.periodic = false.into();
-    let mut split = zeros.clone();
-    split.decoder_periodic = Some(true.into());
-    assert_eq!(split.decoder_padding(), Periodic([true, true]));
-    assert_eq!(zeros.decoder_padding(), Periodic([false, false]));
-    let run = |cfg: &DcaeConfig| {
-        let (_s, model) = build(&CpuBackend, cfg, 7);
-        let s = [2, 3, 8, 12];
-        let x = Tensor::from_slice(&CpuBackend, &randn(4, 2 * 3 * 8 * 12), &s).unwrap();
-        let z = Tensor::from_slice(&CpuBackend, &randn(5, 2 * 2 * 4 * 6), &[2, 2, 4, 6]).unwrap();
-        no_grad(|| Ok::<_, Error>((host(&model.encode(&x)?), host(&model.decode(&z)?)))).unwrap()
-    };
-    let (z_split, y_split) = run(&split);
-    let (z_zeros, y_zeros) = run(&zeros);
-    let (_, y_circ) = run(&periodic_config());
-    assert_eq!(z_split, z_zeros, "the encoder pads with zeros");
-    assert_eq!(y_split, y_circ, "the decoder pads circularly");
-    assert!(common::max_abs_diff(&y_split, &y_zeros) > 1e-3);
-    // The key is left out of a configuration without it, so older files read and write alike.
-    let json = serde_json::to_value(&zeros).unwrap();
-    assert!(json.get("decoder_periodic").is_none(), "{json}");
-    let back: DcaeConfig = serde_json::from_value(serde_json::to_value(&split).unwrap()).unwrap();
-    assert_eq!(back, split);
-}
-
-#[test]
 fn decoder_loss_trains_the_decoder_alone() {
     let cfg = periodic_config();
     let (store, model) = build(&CpuBackend, &cfg, 11);

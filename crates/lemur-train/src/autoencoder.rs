@@ -169,10 +169,10 @@ fn padding(p: Periodic) -> &'static str {
 /// data: on the built-in periodic Euler data, 400 fine-tuning steps from the same weights
 /// reconstruct 11-12% better with circular padding than with zeros (Rayleigh-Bénard, periodic
 /// in x only: 5-7%). So a new run from a preset or from `--init` pads circularly along exactly
-/// the axes its data is periodic along (the weights are the same either way). With
-/// `--freeze-encoder` only the decoder's padding follows the data (`decoder_periodic`), since
-/// the encoder's makes the latents. A configuration file is taken as written, and a resumed run
-/// keeps its padding.
+/// the axes its data is periodic along (the weights are the same either way). A configuration
+/// file is taken as written, and a resumed run keeps its padding. With `--freeze-encoder` the
+/// run keeps `--init`'s padding: the encoder's makes the latents, and a decoder retrained alone
+/// to another padding than its encoder's reconstructed worse (crates/lemur-train/README.md).
 fn fit_padding_to_data(start: &mut Start, args: &AutoencoderArgs) {
     if start.resumed.is_some() || matches!(args.common.config, Some(ConfigSource::File(_))) {
         return;
@@ -180,45 +180,36 @@ fn fit_padding_to_data(start: &mut Start, args: &AutoencoderArgs) {
     let Some(periodic) = args.data.as_deref().and_then(data_periodic) else {
         return;
     };
-    let read = |key: &str| -> Option<Periodic> {
-        start
-            .model_config
-            .get(key)
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-    };
-    let encoder = read("periodic").unwrap_or_default();
-    let decoder = read("decoder_periodic").unwrap_or(encoder);
-    let frozen = start.options.freeze_encoder;
-    let new_encoder = if frozen { encoder } else { periodic };
-    if (encoder, decoder) == (new_encoder, periodic) {
+    let stored: Periodic = start
+        .model_config
+        .get("periodic")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    if stored == periodic {
         return;
     }
-    let cfg = start
-        .model_config
-        .as_object_mut()
-        .expect("a normalised configuration is an object");
-    let json = |p: Periodic| serde_json::to_value(p).expect("a padding serialises");
-    cfg.insert("periodic".into(), json(new_encoder));
-    match periodic == new_encoder {
-        true => cfg.remove("decoder_periodic"),
-        false => cfg.insert("decoder_periodic".into(), json(periodic)),
+    let Some((dir, _)) = &start.init else {
+        start.model_config["periodic"] =
+            serde_json::to_value(periodic).expect("a padding serialises");
+        return;
     };
-    if let Some((dir, _)) = &start.init {
-        let (what, old) = match (frozen, encoder == decoder) {
-            (true, _) => ("its decoder ", padding(decoder).to_string()),
-            (false, true) => ("", padding(encoder).to_string()),
-            (false, false) => (
-                "",
-                format!("{} (its decoder {})", padding(encoder), padding(decoder)),
-            ),
-        };
+    if start.options.freeze_encoder {
         eprintln!(
-            "lemur: --init {} pads {what}with {old}; the new run pads {what}with {}, as its \
-             data's boundaries ask",
+            "lemur: --init {} pads with {}; with its encoder frozen the new run keeps that \
+             padding, though its data's boundaries ask for {}",
             dir.display(),
+            padding(stored),
             padding(periodic),
         );
+        return;
     }
+    start.model_config["periodic"] = serde_json::to_value(periodic).expect("a padding serialises");
+    eprintln!(
+        "lemur: --init {} pads with {}; the new run pads with {}, as its data's boundaries ask",
+        dir.display(),
+        padding(stored),
+        padding(periodic),
+    );
 }
 
 /// With the encoder frozen, the step whose latents this run keeps (see

@@ -354,13 +354,7 @@ fn init_config(
 /// preset takes them from the data of a new run (`autoencoder::fit_preset_to_data`,
 /// `emulator::fit_preset_to_latents`, and the autoencoder's padding in
 /// `autoencoder::train`), or from the run it must match.
-const DATA_KEYS: [&str; 5] = [
-    "pix_channels",
-    "periodic",
-    "decoder_periodic",
-    "channels",
-    "label_features",
-];
+const DATA_KEYS: [&str; 4] = ["pix_channels", "periodic", "channels", "label_features"];
 
 /// `--config`'s configuration where it describes the `stored` run's model, else the keys that
 /// differ. Without `--dropout` the stored (possibly overridden) dropout stands, and a built-in
