@@ -1316,6 +1316,27 @@ fn vrmse(u: &[f32], v: &[f32]) -> f64 {
     (mse / (var + 1e-6)).sqrt()
 }
 
+/// `lemur eval` of `run` on one trajectory of `data`, 2 members of 2 sampler steps, into `out`.
+fn quick_eval<'a>(run: &'a Path, data: &'a Path, out: &'a Path, backend: &'a str) -> Vec<&'a str> {
+    vec![
+        "eval",
+        "--run",
+        s(run),
+        "--data",
+        s(data),
+        "--trajectories",
+        "1",
+        "--ensemble",
+        "2",
+        "--steps",
+        "2",
+        "--out",
+        s(out),
+        "--backend",
+        backend,
+    ]
+}
+
 /// `lemur eval` on the three kinds of run: CSV rows per field and lead time, plots, the table.
 fn evals(dir: &Path, ae: &Path) {
     let runs = [
@@ -1323,25 +1344,8 @@ fn evals(dir: &Path, ae: &Path) {
         (dir.join("surrogate-cpu"), 4),
         (ae.to_path_buf(), 8),
     ];
-    let eval = |run: &Path, out: &Path, backend: &str| {
-        ok(&[
-            "eval",
-            "--run",
-            s(run),
-            "--data",
-            s(&dataset()),
-            "--trajectories",
-            "1",
-            "--ensemble",
-            "2",
-            "--steps",
-            "2",
-            "--out",
-            s(out),
-            "--backend",
-            backend,
-        ])
-    };
+    let data = dataset();
+    let eval = |run: &Path, out: &Path, backend: &str| ok(&quick_eval(run, &data, out, backend));
     for (run, leads) in &runs {
         let out = dir.join(format!(
             "eval-{}",
@@ -1486,26 +1490,9 @@ fn evals(dir: &Path, ae: &Path) {
         }
     };
     recommend(2.into());
-    let data = dataset();
     let scored = |name: &str, extra: &[&str]| {
         let out = dir.join(name);
-        let mut a = vec![
-            "eval",
-            "--run",
-            s(&rec),
-            "--data",
-            s(&data),
-            "--trajectories",
-            "1",
-            "--ensemble",
-            "2",
-            "--steps",
-            "2",
-            "--out",
-            s(&out),
-            "--backend",
-            "cpu",
-        ];
+        let mut a = quick_eval(&rec, &data, &out, "cpu");
         a.extend(extra);
         let log = ok(&a);
         let summary: serde_json::Value =
@@ -2755,11 +2742,10 @@ fn init_fine_tunes_from_another_runs_weights() {
     assert!(!other.exists(), "a refused run left {}", other.display());
 }
 
-#[test]
-fn autoencoder_padding_follows_the_datas_boundaries() {
-    let dir = scratch("padding");
-    let open = dataset();
+/// A tiny periodic Euler dataset (3 trajectories, 5 frames, 16x16) in `dir/periodic`.
+fn periodic_dataset(dir: &Path, seed: u32) -> PathBuf {
     let periodic = dir.join("periodic");
+    let seed = seed.to_string();
     ok(&[
         "generate",
         "euler",
@@ -2771,10 +2757,18 @@ fn autoencoder_padding_follows_the_datas_boundaries() {
         "--size",
         "16x16",
         "--seed",
-        "1",
+        &seed,
         "--out",
         s(&periodic),
     ]);
+    periodic
+}
+
+#[test]
+fn autoencoder_padding_follows_the_datas_boundaries() {
+    let dir = scratch("padding");
+    let open = dataset();
+    let periodic = periodic_dataset(&dir, 1);
     let file = preset("autoencoder-tiny");
     let train = |run: &str, data: &Path, start: &[&str]| {
         let run = dir.join(run);
@@ -2868,22 +2862,7 @@ fn autoencoder_padding_follows_the_datas_boundaries() {
 #[test]
 fn freeze_encoder_trains_the_decoder_alone() {
     let dir = scratch("freeze-encoder");
-    let periodic = dir.join("periodic");
-    ok(&[
-        "generate",
-        "euler",
-        "--periodic",
-        "--trajectories",
-        "3",
-        "--frames",
-        "5",
-        "--size",
-        "16x16",
-        "--seed",
-        "2",
-        "--out",
-        s(&periodic),
-    ]);
+    let periodic = periodic_dataset(&dir, 2);
     // `lemur train autoencoder` on that data, which must succeed or fail; its output.
     let train = |run: &Path, extra: &[&str], succeed: bool| -> String {
         let mut a = vec![
