@@ -17,8 +17,9 @@ temporary name and renamed into place once all are converted, and the three mode
 total at most 12 MB (the browser's budget). The emulators must have learnt the autoencoder's
 latents (their recorded `autoencoder_step`, as the app checks). `--overlap N` records the
 window overlap the diffusion run is best rolled out with (`extra.rollout.overlap`, the default
-of `lemur eval`, `lemur rollout` and the app); without it a packed recommendation is kept. Python 3 standard library only. See
-web/pretrained/README.md for how the embedded sets were trained.
+of `lemur eval`, `lemur rollout` and the app); without it a packed recommendation is kept.
+Python 3 standard library only. See web/pretrained/README.md for how the embedded sets were
+trained.
 """
 
 import json

@@ -299,12 +299,10 @@ impl Bundle {
                 });
             }
             let step = v.pointer("/extra/autoencoder_step").and_then(Value::as_u64);
-            // A decoder fine-tuned with its encoder frozen keeps the latents of the step it
-            // records as `encoder_step` (`CheckpointMeta::latent_step` in lemur-train).
             let ae_step = ae_v
-                .pointer("/extra/encoder_step")
-                .or_else(|| ae_v.get("step"))
-                .and_then(Value::as_u64);
+                .get("step")
+                .and_then(Value::as_u64)
+                .map(|s| lemur_models::dcae::latent_step(s, &ae_v["extra"]));
             if step.is_some() && step != ae_step {
                 return Err(AppError::Checkpoint {
                     file: file.clone(),
@@ -315,22 +313,13 @@ impl Bundle {
                 });
             }
         }
-        let overlap = match dif_v.pointer("/extra/rollout/overlap") {
-            None => 1,
-            Some(v) => match v.as_u64().map(|o| o as usize) {
-                Some(o) if (1..window).contains(&o) => o,
-                _ => {
-                    return Err(AppError::Checkpoint {
-                        file: dif_file,
-                        field: "extra",
-                        detail: format!(
-                            "rollout.overlap {v}: windows of {window} frames overlap by 1 to {}",
-                            window.saturating_sub(1)
-                        ),
-                    });
-                }
-            },
-        };
+        let overlap = lemur_models::rollout::recommended_overlap(&dif_v["extra"], window)
+            .map_err(|detail| AppError::Checkpoint {
+                file: dif_file.clone(),
+                field: "extra",
+                detail,
+            })?
+            .unwrap_or(1);
         let grid: [usize; 2] = dif_v
             .pointer("/extra/physical_data/grid")
             .or_else(|| ae_v.pointer("/data/grid"))

@@ -558,6 +558,17 @@ fn conv<B: Backend>(
     Ok(c)
 }
 
+/// The autoencoder step that names a checkpoint's latents, from its `step` and `extra`:
+/// `extra.encoder_step` for a decoder fine-tuned with its encoder frozen (`lemur train
+/// autoencoder --freeze-encoder`: it encodes exactly as that step of its `--init` did), else
+/// its own step. Emulators record it as `autoencoder_step`; lemur and the app match the two.
+pub fn latent_step(step: u64, extra: &serde_json::Value) -> u64 {
+    extra
+        .get("encoder_step")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(step)
+}
+
 /// The DCAE autoencoder on backend `B` (see the module docs for the architecture).
 pub struct Dcae<B: Backend> {
     cfg: DcaeConfig,

@@ -26,6 +26,26 @@ pub struct RolloutPlan {
     pub frames: usize,
 }
 
+/// The window overlap a run recommends in its checkpoint's `extra` (`extra.rollout.overlap`,
+/// which `scripts/pack-pretrained.py --overlap` records), or `None`; `Err` says why windows of
+/// `window` frames cannot take the recorded value. `lemur eval`, `lemur rollout` and the app
+/// read it alike.
+pub fn recommended_overlap(
+    extra: &serde_json::Value,
+    window: usize,
+) -> std::result::Result<Option<usize>, String> {
+    let Some(v) = extra.pointer("/rollout/overlap") else {
+        return Ok(None);
+    };
+    match v.as_u64().map(|o| o as usize) {
+        Some(o) if (1..window).contains(&o) => Ok(Some(o)),
+        _ => Err(format!(
+            "rollout.overlap {v}: windows of {window} frames overlap by 1 to {}",
+            window.saturating_sub(1)
+        )),
+    }
+}
+
 impl RolloutPlan {
     pub fn validate(&self) -> Result<()> {
         let RolloutPlan {
@@ -285,6 +305,18 @@ impl<B: Backend> WindowEmulator<B> for SurrogateEmulator<'_, B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recommended_overlap_is_read_within_the_window() {
+        let extra = |v: serde_json::Value| serde_json::json!({ "rollout": { "overlap": v } });
+        assert_eq!(recommended_overlap(&serde_json::json!({}), 5), Ok(None));
+        assert_eq!(recommended_overlap(&extra(2.into()), 5), Ok(Some(2)));
+        assert_eq!(recommended_overlap(&extra(4.into()), 5), Ok(Some(4)));
+        for bad in [0.into(), 5.into(), (-1).into(), 1.5.into(), "2".into()] {
+            let e = recommended_overlap(&extra(bad), 5).unwrap_err();
+            assert!(e.ends_with("windows of 5 frames overlap by 1 to 4"), "{e}");
+        }
+    }
 
     #[test]
     fn windows_cover_the_horizon() {

@@ -348,20 +348,12 @@ impl<B: Backend> Emulation<B> {
     /// `scripts/pack-pretrained.py --overlap` records after comparing overlaps on validation),
     /// or `None`; a value outside 1..window is an error naming the checkpoint.
     pub fn recommended_overlap(&self) -> Result<Option<usize>> {
-        let Some(v) = self.meta.extra.pointer("/rollout/overlap") else {
-            return Ok(None);
-        };
-        match v.as_u64().map(|o| o as usize) {
-            Some(o) if (1..self.window).contains(&o) => Ok(Some(o)),
-            _ => Err(TrainError::Mismatch {
+        lemur_models::rollout::recommended_overlap(&self.meta.extra, self.window).map_err(|e| {
+            TrainError::Mismatch {
                 path: self.dir.join(crate::run::META_FILE),
-                detail: format!(
-                    "extra.rollout.overlap {v}: windows of {} frames overlap by 1 to {}",
-                    self.window,
-                    self.window - 1
-                ),
-            }),
-        }
+                detail: format!("extra.{e}"),
+            }
+        })
     }
 
     fn channels(&self) -> usize {

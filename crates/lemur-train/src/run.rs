@@ -103,16 +103,15 @@ pub struct CheckpointMeta {
 }
 
 impl CheckpointMeta {
-    /// The autoencoder step that names this autoencoder's latents: `extra.encoder_step` for a
-    /// decoder fine-tuned with the encoder frozen (`--freeze-encoder`: it encodes exactly as
-    /// that step of its `--init` did), else its own step. Emulators record it as
-    /// `autoencoder_step`, and decode with any checkpoint whose latent step is theirs.
+    /// The autoencoder step that names this autoencoder's latents
+    /// ([`lemur_models::dcae::latent_step`]); emulators decode with any checkpoint whose latent
+    /// step is their `autoencoder_step`.
     pub fn latent_step(&self) -> u32 {
-        self.extra
-            .get("encoder_step")
-            .and_then(serde_json::Value::as_u64)
-            .and_then(|s| u32::try_from(s).ok())
-            .unwrap_or(self.step)
+        u32::try_from(lemur_models::dcae::latent_step(
+            self.step.into(),
+            &self.extra,
+        ))
+        .unwrap_or(self.step)
     }
 }
 
