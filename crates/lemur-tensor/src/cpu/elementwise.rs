@@ -45,6 +45,7 @@ fn silu_df(x: f32) -> f32 {
     s * (1.0 + x * (1.0 - s))
 }
 
+#[inline(always)]
 pub(crate) fn unary_f(op: Unary, x: f32) -> f32 {
     match op {
         Unary::Neg => -x,
@@ -67,6 +68,7 @@ pub(crate) fn unary_f(op: Unary, x: f32) -> f32 {
 }
 
 /// f'(x).
+#[inline(always)]
 pub(crate) fn unary_df(op: Unary, x: f32) -> f32 {
     match op {
         Unary::Neg => -1.0,
@@ -123,18 +125,86 @@ fn map2(o: &mut [f32], x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32) {
     }
 }
 
+/// Runs `$body` with `$k` bound to `$op` rebuilt in a match arm, so that the variant is a
+/// constant there: [`unary_f`] and [`unary_df`] then inline to one formula and the loop in
+/// `$body` vectorises. Matching per element instead (a jump table and a call each) put 11%
+/// of a diffusion training step's CPU samples in `unary_backward` (perf); now under 4%.
+macro_rules! with_variant {
+    ($op:expr, |$k:ident| $body:expr) => {
+        match $op {
+            Unary::Neg => {
+                let $k = Unary::Neg;
+                $body
+            }
+            Unary::Silu => {
+                let $k = Unary::Silu;
+                $body
+            }
+            Unary::Exp => {
+                let $k = Unary::Exp;
+                $body
+            }
+            Unary::Log => {
+                let $k = Unary::Log;
+                $body
+            }
+            Unary::Sqrt => {
+                let $k = Unary::Sqrt;
+                $body
+            }
+            Unary::Rsqrt => {
+                let $k = Unary::Rsqrt;
+                $body
+            }
+            Unary::Square => {
+                let $k = Unary::Square;
+                $body
+            }
+            Unary::Sin => {
+                let $k = Unary::Sin;
+                $body
+            }
+            Unary::Cos => {
+                let $k = Unary::Cos;
+                $body
+            }
+            Unary::Abs => {
+                let $k = Unary::Abs;
+                $body
+            }
+            Unary::Softclip => {
+                let $k = Unary::Softclip;
+                $body
+            }
+            Unary::Scale(s) => {
+                let $k = Unary::Scale(s);
+                $body
+            }
+            Unary::AddScalar(s) => {
+                let $k = Unary::AddScalar(s);
+                $body
+            }
+            Unary::Clamp(lo, hi) => {
+                let $k = Unary::Clamp(lo, hi);
+                $body
+            }
+            Unary::Gt(s) => {
+                let $k = Unary::Gt(s);
+                $body
+            }
+            Unary::Gate => {
+                let $k = Unary::Gate;
+                $body
+            }
+        }
+    };
+}
+
 pub(crate) fn unary(op: Unary, x: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0; x.len()];
     par_chunks_mut(&mut out, CHUNK, |c, o| {
         let x = &x[c * CHUNK..][..o.len()];
-        // The hot ops get a loop of their own (vectorised); the rest go through the match.
-        match op {
-            Unary::Silu => map1(o, x, silu),
-            Unary::Scale(s) => map1(o, x, |v| v * s),
-            Unary::AddScalar(s) => map1(o, x, |v| v + s),
-            Unary::Square => map1(o, x, |v| v * v),
-            _ => map1(o, x, |v| unary_f(op, v)),
-        }
+        with_variant!(op, |k| map1(o, x, |v| unary_f(k, v)))
     });
     out
 }
@@ -143,10 +213,7 @@ pub(crate) fn unary_backward(op: Unary, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0; x.len()];
     par_chunks_mut(&mut out, CHUNK, |c, o| {
         let (x, dy) = (&x[c * CHUNK..][..o.len()], &dy[c * CHUNK..][..o.len()]);
-        match op {
-            Unary::Silu => map2(o, x, dy, |v, g| g * silu_df(v)),
-            _ => map2(o, x, dy, |v, g| g * unary_df(op, v)),
-        }
+        with_variant!(op, |k| map2(o, x, dy, |v, g| g * unary_df(k, v)))
     });
     out
 }

@@ -197,15 +197,64 @@ fn for_each_outer(
         .for_each(|(o, (yo, ro))| f(o, yo, ro));
 }
 
+/// Independent partial sums in a reduction: a single running sum is a chain of dependent
+/// adds that cannot vectorise, and on the attention rows of a training step that chain, not
+/// the exponentials, was most of softmax's time.
+const LANES: usize = 8;
+
+/// `sum(x)` in f64, over [`LANES`] interleaved partial sums.
+fn sum_f64(x: &[f32]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v as f64;
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// `sum(a * b)` in f64, over [`LANES`] interleaved partial sums.
+fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; LANES];
+    let split = n - n % LANES;
+    for (ca, cb) in a[..split]
+        .chunks_exact(LANES)
+        .zip(b[..split].chunks_exact(LANES))
+    {
+        for ((s, &x), &y) in acc.iter_mut().zip(ca).zip(cb) {
+            *s += x as f64 * y as f64;
+        }
+    }
+    let tail: f64 = (split..n).map(|i| a[i] as f64 * b[i] as f64).sum();
+    acc.iter().sum::<f64>() + tail
+}
+
+/// The largest element (NaN ignored, as `f32::max` does; -inf for an empty or all-NaN row).
+fn max_f32(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 2 * LANES];
+    let chunks = x.chunks_exact(2 * LANES);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = a.max(v);
+        }
+    }
+    acc.iter().copied().fold(tail, f32::max)
+}
+
 /// Softmax of one row in place, shifted by its maximum so that exp never overflows.
 pub(crate) fn softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = max_f32(row);
     row.iter_mut().for_each(|v| *v = exp_f32(*v - max));
-    let mut sum = 0.0f64;
-    for v in row.iter() {
-        sum += *v as f64;
-    }
-    let inv = (1.0 / sum) as f32;
+    let inv = (1.0 / sum_f64(row)) as f32;
     row.iter_mut().for_each(|v| *v *= inv);
 }
 
@@ -220,10 +269,59 @@ pub(crate) fn softmax_backward(y: &[f32], dy: &[f32], rows: usize, n: usize) -> 
     let mut dx = vec![0.0; rows * n];
     par_chunks_mut(&mut dx, n, |r, row| {
         let (yr, gr) = (&y[r * n..(r + 1) * n], &dy[r * n..(r + 1) * n]);
-        let dot: f64 = yr.iter().zip(gr).map(|(&a, &b)| a as f64 * b as f64).sum();
+        let dot = dot_f64(yr, gr);
         for ((o, &a), &b) in row.iter_mut().zip(yr).zip(gr) {
             *o = (a as f64 * (b as f64 - dot)) as f32;
         }
     });
     dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{dot_f64, max_f32, softmax_in_place, sum_f64};
+    use crate::rng::normal;
+
+    /// The lane-split reductions against one running sum, at lengths around the lane count.
+    #[test]
+    fn reductions_match_a_running_sum() {
+        for n in [0u64, 1, 7, 8, 9, 15, 16, 17, 31, 33, 320, 1001] {
+            let a: Vec<f32> = (0..n).map(|i| normal(7, i) * 3.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| normal(8, i)).collect();
+            let sum: f64 = a.iter().map(|&v| v as f64).sum();
+            let dot: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            let tol = 1e-12 * (1.0 + n as f64);
+            assert!(
+                (sum_f64(&a) - sum).abs() <= tol,
+                "sum n={n}: {} vs {sum}",
+                sum_f64(&a)
+            );
+            assert!((dot_f64(&a, &b) - dot).abs() <= tol, "dot n={n}");
+            let max = a.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(max_f32(&a), max, "max n={n}");
+        }
+        assert_eq!(max_f32(&[f32::NAN, -3.0, f32::NAN]), -3.0);
+        assert_eq!(max_f32(&[f32::NAN; 20]), f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_match_f64() {
+        for n in [1u64, 5, 17, 320] {
+            let x: Vec<f32> = (0..n).map(|i| normal(3, i) * 10.0).collect();
+            let mut y = x.clone();
+            softmax_in_place(&mut y);
+            let m = x
+                .iter()
+                .copied()
+                .fold(f64::NEG_INFINITY, |a, v| a.max(v as f64));
+            let z: f64 = x.iter().map(|&v| (v as f64 - m).exp()).sum();
+            for (&xi, &yi) in x.iter().zip(&y) {
+                let want = (xi as f64 - m).exp() / z;
+                assert!(
+                    (yi as f64 - want).abs() <= 4e-6 * want + 1e-30,
+                    "n={n}: {yi} vs {want}"
+                );
+            }
+        }
+    }
 }
