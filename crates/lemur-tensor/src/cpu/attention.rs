@@ -11,14 +11,16 @@ pub(crate) fn rope(x: &[f32], angles: &[f32], d: &RopeDesc, inverse: bool) -> Ve
     let (dim, half) = (d.dim, d.dim / 2);
     let mut out = vec![0.0; d.batch * d.heads * d.tokens * dim];
     let sign = if inverse { -1.0 } else { 1.0 };
+    // The angles do not depend on the batch: one sin_cos per angle, not per batch element.
+    let n = d.tokens * d.heads * half;
+    let sc: Vec<(f32, f32)> = angles[..n].iter().map(|&a| (sign * a).sin_cos()).collect();
     par_chunks_mut(&mut out, dim, |row, o| {
         // row = (b * heads + h) * T + t
         let t = row % d.tokens;
         let h = (row / d.tokens) % d.heads;
-        let a = &angles[t * d.heads * half + h * half..][..half];
+        let sc = &sc[t * d.heads * half + h * half..][..half];
         let xr = &x[row * dim..(row + 1) * dim];
-        for i in 0..half {
-            let (s, c) = (sign * a[i]).sin_cos();
+        for (i, &(s, c)) in sc.iter().enumerate() {
             let (x0, x1) = (xr[2 * i], xr[2 * i + 1]);
             o[2 * i] = x0 * c - x1 * s;
             o[2 * i + 1] = x0 * s + x1 * c;
