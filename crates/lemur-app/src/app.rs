@@ -42,6 +42,8 @@ pub struct LaunchOptions {
     pub seed: Option<u64>,
     pub steps: Option<usize>,
     pub horizon: Option<usize>,
+    /// The window overlap (`--overlap`, `overlap=`); unset: the run's recommendation.
+    pub overlap: Option<usize>,
     pub sampler: Option<String>,
     pub surrogate: bool,
     pub setup: Option<usize>,
@@ -63,6 +65,7 @@ impl Default for LaunchOptions {
             seed: None,
             steps: None,
             horizon: None,
+            overlap: None,
             sampler: None,
             surrogate: false,
             setup: None,
@@ -105,6 +108,7 @@ impl LaunchOptions {
                 "--ensemble" => "--ensemble",
                 "--steps" => "--steps",
                 "--horizon" => "--horizon",
+                "--overlap" => "--overlap",
                 "--seed" => "--seed",
                 "--setup" => "--setup",
                 "--sampler" => "--sampler",
@@ -146,6 +150,7 @@ impl LaunchOptions {
                 "--ensemble" => opts.ensemble = Some(number()?),
                 "--steps" => opts.steps = Some(number()?),
                 "--horizon" => opts.horizon = Some(number()?),
+                "--overlap" => opts.overlap = Some(number()?),
                 "--seed" => opts.seed = Some(number()? as u64),
                 "--setup" => opts.setup = Some(number()?),
                 "--sampler" => opts.sampler = Some(value.clone()),
@@ -177,6 +182,7 @@ impl LaunchOptions {
         if let Some(n) = self.horizon {
             s.horizon = n;
         }
+        s.overlap = self.overlap;
         if let Some(seed) = self.seed {
             s.seed = seed;
             s.initial = Initial::Random(seed);
@@ -635,6 +641,13 @@ impl LemurApp {
                 .is_some_and(|s| with_sim!(s, s => !s.job.done()))
     }
 
+    /// Windows emulated so far in the current rollout.
+    pub fn windows(&self) -> u64 {
+        self.session
+            .as_ref()
+            .map_or(0, |s| with_sim!(s, s => s.job.timings.windows()))
+    }
+
     /// Frames emulated and the total wanted.
     pub fn progress(&self) -> (usize, usize) {
         self.session.as_ref().map_or(
@@ -680,8 +693,12 @@ impl LemurApp {
         let mut switch = None;
         let (set, custom) = (self.opts.set, self.opts.weights.is_some());
         let loading = matches!(self.loading, Loading::Waiting(_));
-        let (named, description) = self.session.as_ref().map_or((true, None), |s| {
-            with_sim!(s, s => (crate::truth::has_named_setups(s.models.system), Some(s.truth.description.clone())))
+        let (named, description, windows) = self.session.as_ref().map_or((true, None, None), |s| {
+            with_sim!(s, s => (
+                crate::truth::has_named_setups(s.models.system),
+                Some(s.truth.description.clone()),
+                Some((s.models.window, s.models.overlap)),
+            ))
         });
         ui.horizontal_wrapped(|ui| {
             ui.strong("lemur");
@@ -737,6 +754,18 @@ impl LemurApp {
             ui.add(egui::DragValue::new(&mut s.context).range(1..=3));
             ui.label("horizon");
             ui.add(egui::DragValue::new(&mut s.horizon).range(1..=96));
+            if let Some((window, recommended)) = windows {
+                ui.label("overlap");
+                let mut o = s.overlap_with(recommended);
+                let drag = ui.add(egui::DragValue::new(&mut o).range(1..=window - 1));
+                drag.on_hover_text(format!(
+                    "frames each window takes from the previous one (the diffusion run recommends {recommended}; \
+                     more overlap, more denoiser calls per frame)"
+                ));
+                if o != s.overlap_with(recommended) {
+                    s.overlap = Some(o);
+                }
+            }
             ui.separator();
             // The named setups are Euler problems; other systems start from random ones.
             if named {

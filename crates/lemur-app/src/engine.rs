@@ -85,6 +85,9 @@ pub struct Settings {
     pub context: usize,
     /// Latent frames to predict after the context.
     pub horizon: usize,
+    /// Frames each later window takes from the previous one; `None`: the diffusion run's
+    /// recommendation (1 for the surrogate).
+    pub overlap: Option<usize>,
     pub initial: Initial,
 }
 
@@ -118,6 +121,7 @@ impl Settings {
             seed: 0,
             context: 1,
             horizon,
+            overlap: None,
             initial: Initial::Random(0),
         }
     }
@@ -128,6 +132,14 @@ impl Settings {
             ModelChoice::Diffusion => self.ensemble.max(1),
             ModelChoice::Surrogate => 1,
         }
+    }
+
+    /// The window overlap this rollout uses, given the diffusion run's recommended one.
+    pub fn overlap_with(&self, recommended: usize) -> usize {
+        self.overlap.unwrap_or(match self.model {
+            ModelChoice::Diffusion => recommended,
+            ModelChoice::Surrogate => 1,
+        })
     }
 
     pub fn validate(&self, window: usize) -> Result<()> {
@@ -148,6 +160,15 @@ impl Settings {
             return bad(
                 "context",
                 self.context.to_string(),
+                format!("must be 1-{} for windows of {window} frames", window - 1),
+            );
+        }
+        if let Some(o) = self.overlap
+            && (o == 0 || o >= window)
+        {
+            return bad(
+                "overlap",
+                o.to_string(),
                 format!("must be 1-{} for windows of {window} frames", window - 1),
             );
         }
@@ -329,6 +350,13 @@ pub struct Timings {
     pub finished_s: Option<f64>,
 }
 
+impl Timings {
+    /// Windows emulated so far.
+    pub fn windows(&self) -> u64 {
+        self.windows
+    }
+}
+
 /// A rollout in progress.
 pub struct Job<B: Compute> {
     pub settings: Settings,
@@ -438,10 +466,7 @@ impl<B: Compute> Job<B> {
                 let plan = RolloutPlan {
                     window: models.window,
                     context: s.context,
-                    overlap: match s.model {
-                        ModelChoice::Diffusion => models.overlap,
-                        ModelChoice::Surrogate => 1,
-                    },
+                    overlap: s.overlap_with(models.overlap),
                     frames: s.context + s.horizon,
                 };
                 self.cursor = Some(Cursor::new(&z0, &plan)?);

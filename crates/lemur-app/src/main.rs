@@ -51,6 +51,8 @@ options (all optional; every one can be changed in the window):
   --steps N                sampler steps per window (default 16, 8 on the CPU)
   --sampler NAME           ab, eab, euler, ddim, ddpm, heun or pc (default ab, order 3)
   --horizon N              latent frames to predict (default 24)
+  --overlap N              frames each window takes from the previous one (default: the
+                           diffusion run's recommendation, 1 for the embedded sets)
   --seed N                 sampler seed and random initial condition
   --setup K                a named initial condition (0-3, Euler only) instead of a random one
   --surrogate              start with the deterministic surrogate

@@ -388,7 +388,7 @@ mod imp {
     }
 
     /// Launch options from the page's query string: `set`, `ensemble`, `seed`, `steps`,
-    /// `horizon`, `sampler`, `model=surrogate`, `setup`, `field`, `backend=gpu|cpu`, `weights`
+    /// `horizon`, `overlap`, `sampler`, `model=surrogate`, `setup`, `field`, `backend=gpu|cpu`, `weights`
     /// (a base URL). An unknown `set` is an error on the page that names the accepted values.
     pub fn url_options() -> Result<LaunchOptions> {
         let mut o = LaunchOptions::default();
@@ -405,6 +405,7 @@ mod imp {
         o.ensemble = num("ensemble");
         o.steps = num("steps");
         o.horizon = num("horizon");
+        o.overlap = num("overlap");
         o.setup = num("setup");
         o.seed = params.get("seed").and_then(|v| v.parse().ok());
         o.sampler = params.get("sampler");

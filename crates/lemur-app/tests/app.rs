@@ -183,6 +183,28 @@ fn cpu_backend_rolls_out_on_a_worker_thread() {
     });
     let again = lemur_app::platform::reported("first-frame").unwrap();
     assert_ne!(again, fp, "another seed, another ensemble");
+
+    // The window overlap: 8 frames after 1 of context take windows of 5 frames 4 + 4 new
+    // frames at overlap 1 (the embedded run's recommendation), 4 + 3 + 3 at overlap 2.
+    for (overlap, windows) in [(None, 2), (Some(2), 3)] {
+        let mut s = h.state().settings.unwrap();
+        (s.horizon, s.overlap) = (8, overlap);
+        h.state_mut().settings = Some(s);
+        h.get_by_label("Rerun").click();
+        h.run_steps(2);
+        run_until(&mut h, 20_000, "the rerun", |a| {
+            a.progress() == (9, 9) && !a.rolling_out()
+        });
+        assert_eq!(h.state().windows(), windows, "overlap {overlap:?}");
+    }
+    // An overlap the windows cannot take is refused, naming it.
+    let mut s = h.state().settings.unwrap();
+    s.overlap = Some(5);
+    let err = s.validate(5).unwrap_err().to_string();
+    assert!(
+        err.contains("overlap") && err.contains("must be 1-4"),
+        "{err}"
+    );
 }
 
 /// Both exports write real files: a PNG of the panels and the rollout as safetensors with
@@ -433,9 +455,10 @@ fn both_embedded_sets_parse() {
     }
 }
 
-/// `--set` chooses the embedded runs; a bad value names the accepted ones.
+/// `--set` chooses the embedded runs (a bad value names the accepted ones); `--overlap` reaches
+/// the first settings.
 #[test]
-fn the_set_option_is_parsed() {
+fn the_launch_options_are_parsed() {
     use lemur_app::app::Command;
     use lemur_app::bundle::PretrainedSet;
     let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -463,6 +486,18 @@ fn the_set_option_is_parsed() {
     assert!(
         err.contains("--set") && err.contains("needs a value"),
         "{err}"
+    );
+    let Command::Window(o) = LaunchOptions::from_args(&args(&["--overlap", "2"])).unwrap() else {
+        panic!("--overlap opens the window");
+    };
+    assert_eq!(o.overlap, Some(2));
+    assert_eq!(o.settings(false, 24).unwrap().overlap, Some(2));
+    assert_eq!(
+        LaunchOptions::default()
+            .settings(false, 24)
+            .unwrap()
+            .overlap,
+        None
     );
     let err = LaunchOptions::from_args(&args(&["--steps", "x"]))
         .unwrap_err()
