@@ -388,8 +388,9 @@ mod imp {
     }
 
     /// Launch options from the page's query string: `set`, `ensemble`, `seed`, `steps`,
-    /// `horizon`, `overlap`, `sampler`, `model=surrogate`, `setup`, `field`, `backend=gpu|cpu`, `weights`
-    /// (a base URL). An unknown `set` is an error on the page that names the accepted values.
+    /// `horizon`, `overlap`, `sampler`, `model=surrogate`, `setup`, `field`, `backend=gpu|cpu`,
+    /// `weights` (a base URL). An unknown `set` is an error on the page that names the accepted
+    /// values.
     pub fn url_options() -> Result<LaunchOptions> {
         let mut o = LaunchOptions::default();
         let Some(search) = web_sys::window().and_then(|w| w.location().search().ok()) else {
