@@ -156,21 +156,17 @@ impl Settings {
         if self.steps == 0 || self.steps > 1024 {
             return bad("steps", self.steps.to_string(), "must be 1-1024".into());
         }
-        if self.context == 0 || self.context >= window {
-            return bad(
-                "context",
-                self.context.to_string(),
-                format!("must be 1-{} for windows of {window} frames", window - 1),
-            );
-        }
-        if let Some(o) = self.overlap
-            && (o == 0 || o >= window)
-        {
-            return bad(
-                "overlap",
-                o.to_string(),
-                format!("must be 1-{} for windows of {window} frames", window - 1),
-            );
+        // Context and overlap are both frames a window takes as known: 1 to window - 1.
+        for (name, frames) in [("context", Some(self.context)), ("overlap", self.overlap)] {
+            if let Some(n) = frames
+                && (n == 0 || n >= window)
+            {
+                return bad(
+                    name,
+                    n.to_string(),
+                    format!("must be 1-{} for windows of {window} frames", window - 1),
+                );
+            }
         }
         if self.horizon == 0 || self.horizon > 400 {
             return bad("horizon", self.horizon.to_string(), "must be 1-400".into());
