@@ -502,6 +502,25 @@ fn bad_inputs_are_clear_errors() {
         "cpu",
     ]);
     assert!(e.contains("already holds a run"), "{e}");
+    // A first frame past every trajectory's 9 frames.
+    let e = fails(&[
+        "train",
+        "autoencoder",
+        "--data",
+        s(&data),
+        "--config",
+        s(&tiny),
+        "--out",
+        s(&dir.join("too-late")),
+        "--first-frame",
+        "9",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        e.contains("no frames from frame 9 on (--first-frame)") && e.contains(s(&data)),
+        "{e}"
+    );
 
     // A configuration whose channel count does not fit the data (5 Euler channels).
     let mut cfg: serde_json::Value =
@@ -721,6 +740,41 @@ fn emulators_train_resume_and_check_their_latents() {
             );
         }
     }
+
+    // --first-frame trains on the later windows only (9 frames: starts 0-4), and is stored.
+    let later = dir.join("diffusion-later");
+    train(
+        "diffusion",
+        "denoiser-tiny",
+        &later,
+        "cpu",
+        &["--first-frame", "3", "--stop-after", "2"],
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(later.join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(meta["options"]["first_frame"], 3);
+    let err = fails(&[
+        "train",
+        "surrogate",
+        "--latents",
+        s(&latents),
+        "--config",
+        s(&preset("surrogate-tiny")),
+        "--out",
+        s(&dir.join("too-late")),
+        "--window",
+        "3",
+        "--stride",
+        "2",
+        "--first-frame",
+        "5",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        err.contains("starting at frame 5 or later (--first-frame)") && err.contains("[9, "),
+        "{err}"
+    );
 
     rollouts(&dir, &ae);
     evals(&dir, &ae);

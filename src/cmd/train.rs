@@ -137,6 +137,12 @@ pub struct TrainArgs {
     /// Emulators: cached frames between consecutive window frames [default: 4].
     #[arg(long)]
     pub stride: Option<usize>,
+    /// Train and validate only on what starts at this frame of each trajectory or later:
+    /// the autoencoder's frames, the emulators' windows. Skips an initial transient, such as
+    /// Rayleigh-Bénard's motionless conduction state (where `lemur eval` starts at frame 80).
+    /// Kept by --resume [default: 0].
+    #[arg(long)]
+    pub first_frame: Option<usize>,
     /// Stop after this step with a checkpoint, as if interrupted (resume continues the run).
     #[arg(long)]
     pub stop_after: Option<u32>,
@@ -203,6 +209,7 @@ impl TrainArgs {
                 window: self.window,
                 stride: self.stride,
                 freeze_encoder: None,
+                first_frame: self.first_frame,
             },
             backend: super::common::backend_kind(self.backend.as_deref())?,
             stop_after: self.stop_after,

@@ -358,12 +358,16 @@ fn train_on<B: Backend>(backend: B, args: &AutoencoderArgs, start: Start) -> Res
         length: 1,
         stride: 1,
     };
-    let train = WellDataset::open(&root, "train", spec)?;
-    let valid = WellDataset::open(&root, "valid", spec)?;
+    let first = start.options.first_frame;
+    let train = WellDataset::open(&root, "train", spec)?.starting_at(first);
+    let valid = WellDataset::open(&root, "valid", spec)?.starting_at(first);
     if train.is_empty() {
         return Err(TrainError::Data {
             path: root.clone(),
-            detail: "the train split has no frames".into(),
+            detail: match first {
+                0 => "the train split has no frames".into(),
+                f => format!("the train split has no frames from frame {f} on (--first-frame)"),
+            },
         });
     }
     let [_, _, h, w] = train.window_shape();

@@ -248,20 +248,28 @@ fn train_on<B: Backend>(
             ),
         });
     }
-    let (l, stride) = (start.options.window, start.options.stride);
+    let (l, stride, first) = (
+        start.options.window,
+        start.options.stride,
+        start.options.first_frame,
+    );
     let train = cache.split("train")?;
     let valid = cache.split("valid")?;
-    let train_index = train.windows(l, stride);
+    let train_index = train.windows(l, stride, first);
     if train_index.is_empty() {
+        let after = match first {
+            0 => String::new(),
+            f => format!(" starting at frame {f} or later (--first-frame)"),
+        };
         return Err(TrainError::Data {
             path: root.clone(),
             detail: format!(
-                "no training window of {l} frames {stride} apart: the trajectories have {:?} frames",
+                "no training window of {l} frames {stride} apart{after}: the trajectories have {:?} frames",
                 train.frames
             ),
         });
     }
-    let valid_index = valid.windows(l, stride);
+    let valid_index = valid.windows(l, stride, first);
     let mut params = ParamStore::new();
     let model = crate::models::build(
         kind,

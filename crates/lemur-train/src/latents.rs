@@ -433,12 +433,13 @@ impl LatentCache {
 }
 
 impl LatentSet {
-    /// `(trajectory, first frame)` of every window of `length` frames `stride` apart.
-    pub fn windows(&self, length: usize, stride: usize) -> Vec<(usize, usize)> {
+    /// `(trajectory, first frame)` of every window of `length` frames `stride` apart that
+    /// starts at frame `first` or later.
+    pub fn windows(&self, length: usize, stride: usize, first: usize) -> Vec<(usize, usize)> {
         let span = (length - 1) * stride + 1;
         let mut out = Vec::new();
         for (i, &t) in self.frames.iter().enumerate() {
-            for start in 0..(t + 1).saturating_sub(span) {
+            for start in first..(t + 1).saturating_sub(span) {
                 out.push((i, start));
             }
         }
@@ -456,5 +457,27 @@ impl LatentSet {
                     .copied()
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LatentSet;
+
+    #[test]
+    fn windows_start_at_the_first_frame() {
+        let set = LatentSet {
+            trajectories: vec![(0..9).map(|v| v as f32).collect(), vec![0.0; 11]],
+            frames: vec![9, 11],
+            labels: vec![vec![], vec![]],
+            frame_shape: [1, 1, 1],
+        };
+        // Windows of 3 frames 2 apart span 5 frames: starts 0-4 and 0-6.
+        assert_eq!(set.windows(3, 2, 0).len(), 5 + 7);
+        let later = set.windows(3, 2, 3);
+        assert_eq!(later, [(0, 3), (0, 4), (1, 3), (1, 4), (1, 5), (1, 6)]);
+        assert_eq!(set.window(0, 3, 3, 2), [3.0, 5.0, 7.0]);
+        assert_eq!(set.windows(3, 2, 5), [(1, 5), (1, 6)]);
+        assert!(set.windows(3, 2, 7).is_empty());
     }
 }

@@ -48,6 +48,10 @@ pub struct TrainOptions {
     /// the emulators trained on them) stay valid.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub freeze_encoder: bool,
+    /// Train and validate only on windows (autoencoder: frames) that start at this frame of
+    /// their trajectory or later, skipping an initial transient. Earlier checkpoints used all.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_frame: usize,
     /// The training loss: `vrmse`, `mse` or `mae` for the autoencoder; the emulators have
     /// one loss each (`edm`, `mse`).
     pub loss: String,
@@ -57,6 +61,10 @@ pub struct TrainOptions {
     pub val_batches: usize,
     /// A log line every this many steps.
     pub log_every: u32,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 fn adamw() -> String {
@@ -96,6 +104,7 @@ pub struct Overrides {
     pub window: Option<usize>,
     pub stride: Option<usize>,
     pub freeze_encoder: Option<bool>,
+    pub first_frame: Option<usize>,
 }
 
 impl TrainOptions {
@@ -121,6 +130,7 @@ impl TrainOptions {
             stride: 4,
             augment: true,
             freeze_encoder: false,
+            first_frame: 0,
             loss: "vrmse".into(),
             checkpoint_every: 100,
             val_batches: 4,
@@ -147,7 +157,8 @@ impl TrainOptions {
             seed,
             window,
             stride,
-            freeze_encoder
+            freeze_encoder,
+            first_frame
         );
         if let Some(l) = &o.loss {
             t.loss = l.clone();
@@ -206,7 +217,8 @@ impl TrainOptions {
             seed,
             window,
             stride,
-            freeze_encoder
+            freeze_encoder,
+            first_frame
         );
         if let Some(l) = &o.loss
             && *l != stored.loss

@@ -197,12 +197,33 @@ fn resume_allows_only_harmless_changes() {
         &Overrides {
             batch: Some(3),
             seed: Some(9),
+            first_frame: Some(40),
             ..Default::default()
         },
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("--batch") && e.contains("--seed"), "{e}");
+    assert!(
+        e.contains("--batch") && e.contains("--seed") && e.contains("--first-frame 40"),
+        "{e}"
+    );
+    // The first frame is stored (checkpoints written before it existed read as 0) and kept.
+    let later = TrainOptions::new_run(
+        TrainOptions::defaults(),
+        &Overrides {
+            first_frame: Some(40),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let json = serde_json::to_value(&later).unwrap();
+    assert_eq!(json["first_frame"], 40);
+    let old = serde_json::to_value(&stored).unwrap();
+    assert!(old.get("first_frame").is_none());
+    let read: TrainOptions = serde_json::from_value(old).unwrap();
+    assert_eq!(read.first_frame, 0);
+    let kept = TrainOptions::resume(&later, &Overrides::default()).unwrap();
+    assert_eq!(kept.first_frame, 40);
     assert!(
         TrainOptions::new_run(
             TrainOptions::defaults(),

@@ -543,6 +543,13 @@ impl WellDataset {
         })
     }
 
+    /// Only the windows that start at frame `first` or later of their trajectory: training
+    /// that skips an initial transient, such as Rayleigh-Bénard's motionless conduction state.
+    pub fn starting_at(mut self, first: usize) -> Self {
+        self.index.retain(|&(_, _, start)| start >= first);
+        self
+    }
+
     pub fn len(&self) -> usize {
         self.index.len()
     }

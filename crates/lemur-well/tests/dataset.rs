@@ -119,6 +119,33 @@ fn statistics_windows_and_labels() {
     let w = ds.window(7).unwrap(); // second file, trajectory b, start 1
     assert_eq!(w.labels, [1.4, 2.0, 2.0]);
     assert_eq!(ds.window(0).unwrap().labels, [1.13, 2.0, 2.0]);
+    // Skipping the first frame leaves starts 1 and 2; window 4 is then trajectory b's start 1.
+    let later = WellDataset::open(
+        &root,
+        "train",
+        WindowSpec {
+            length: 3,
+            stride: 4,
+        },
+    )
+    .unwrap()
+    .starting_at(1);
+    assert_eq!(later.len(), 6);
+    assert_eq!(later.window(4).unwrap(), ds.window(7).unwrap());
+    assert!(ds.window(8).unwrap() == later.window(5).unwrap());
+    assert!(
+        WellDataset::open(
+            &root,
+            "train",
+            WindowSpec {
+                length: 3,
+                stride: 4
+            }
+        )
+        .unwrap()
+        .starting_at(3)
+        .is_empty()
+    );
     for (l, t) in [1usize, 5, 9].into_iter().enumerate() {
         for ch in 0..5 {
             for x in 0..4 {
