@@ -18,7 +18,9 @@
 # the dataset, split 80/10/10), EXTRA_TRAJECTORIES (0: training trajectories added to it with
 # `lemur generate --extend`, the validation and test ones unchanged),
 # AE_OPTIMIZER (adamw or soap, for a new autoencoder run; a resumed one keeps its own),
-# AE_BATCH (16), EMU_BATCH (8: diffusion and surrogate) for new runs, and AE_TIME, DIF_TIME,
+# AE_BATCH (16), EMU_BATCH (8: diffusion and surrogate) and FIRST_FRAME (`lemur train
+# --first-frame`: 60 for rb128x32, past its motionless first frames; 0 for euler64) for new
+# runs, and AE_TIME, DIF_TIME,
 # SUR_TIME: a stage's time limit (`lemur train --time-limit`, e.g. 45m): its steps are then
 # fitted to the time, so set its *_STEPS high (scripts/device-train.sh does this on a GPU).
 set -euo pipefail
@@ -40,10 +42,11 @@ emu_batch=${EMU_BATCH:-8}
 
 case $set in
   # Periodic boundaries: with open ones the waves leave the domain and late frames empty.
-  euler64) generate=(euler --periodic --frames 101 --size 64x64) prefix=pretrained ;;
-  rb128x32) generate=(rayleigh-benard --frames 200 --size 128x32) prefix=pretrained-rb ;;
+  euler64) generate=(euler --periodic --frames 101 --size 64x64) prefix=pretrained first=0 ;;
+  rb128x32) generate=(rayleigh-benard --frames 200 --size 128x32) prefix=pretrained-rb first=60 ;;
   *) echo "scripts/pretrain.sh: unknown set '$set' (euler64 or rb128x32)" >&2; exit 2 ;;
 esac
+first=${FIRST_FRAME:-$first}
 # A set not embedded yet trains from the presets, at the larger learning rate of a fresh run.
 if [ -f "$here/web/pretrained/$set/autoencoder/checkpoint.json" ]; then
   ae_from=(--init "$prefix-autoencoder") dif_from=(--init "$prefix")
@@ -86,7 +89,7 @@ train() {
 
 train autoencoder ae "$ae_steps" "${AE_TIME:-}" "${ae_from[@]}" -- --data data \
   --batch "$ae_batch" --lr "$lr" --warmup 100 --optimizer "$ae_optimizer" --checkpoint-every 250 \
-  --log-every 50
+  --log-every 50 --first-frame "$first"
 
 # The latents belong to one autoencoder checkpoint and one dataset: encode again whenever
 # either moved on.
@@ -105,6 +108,8 @@ fi
 [ -d sur.prev ] && sur_from=(--init sur.prev)
 
 train diffusion dif "$dif_steps" "${DIF_TIME:-}" "${dif_from[@]}" -- --latents lat \
-  --batch "$emu_batch" --lr "$lr" --warmup 50 --checkpoint-every 250 --log-every 50
+  --batch "$emu_batch" --lr "$lr" --warmup 50 --checkpoint-every 250 --log-every 50 \
+  --first-frame "$first"
 train surrogate sur "$sur_steps" "${SUR_TIME:-}" "${sur_from[@]}" -- --latents lat \
-  --batch "$emu_batch" --lr "$lr" --warmup 50 --checkpoint-every 250 --log-every 50
+  --batch "$emu_batch" --lr "$lr" --warmup 50 --checkpoint-every 250 --log-every 50 \
+  --first-frame "$first"
