@@ -132,7 +132,7 @@ fn statistics_windows_and_labels() {
     .starting_at(1);
     assert_eq!(later.len(), 6);
     assert_eq!(later.window(4).unwrap(), ds.window(7).unwrap());
-    assert!(ds.window(8).unwrap() == later.window(5).unwrap());
+    assert_eq!(later.window(5).unwrap(), ds.window(8).unwrap());
     assert!(
         WellDataset::open(
             &root,
