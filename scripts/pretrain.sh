@@ -20,9 +20,9 @@
 # AE_OPTIMIZER (adamw or soap, for a new autoencoder run; a resumed one keeps its own),
 # AE_BATCH (16), EMU_BATCH (8: diffusion and surrogate) and FIRST_FRAME (`lemur train
 # --first-frame`: 60 for rb128x32, past its motionless first frames; 0 for euler64) for new
-# runs, and AE_TIME, DIF_TIME,
-# SUR_TIME: a stage's time limit (`lemur train --time-limit`, e.g. 45m): its steps are then
-# fitted to the time, so set its *_STEPS high (scripts/device-train.sh does this on a GPU).
+# runs, and AE_TIME, DIF_TIME, SUR_TIME: a stage's time limit (`lemur train --time-limit`,
+# e.g. 45m): its steps are then fitted to the time, so set its *_STEPS high
+# (scripts/device-train.sh does this on a GPU).
 set -euo pipefail
 
 set=${1:?usage: scripts/pretrain.sh euler64|rb128x32 WORKDIR}
