@@ -15,7 +15,7 @@ use crate::options::TrainOptions;
 use crate::provenance::{DataProvenance, FileEntry, absolute, git_revision};
 use crate::run::{CheckpointMeta, FORMAT, ModelKind};
 use crate::session::{self, CommonArgs, ConfigSource, Start};
-use crate::trainer::{Objective, Summary, Trainer};
+use crate::trainer::{Objective, Summary};
 
 /// Parses (and validates) a DCAE configuration, as the normalised JSON stored in checkpoints.
 pub fn normalise_config(v: Value) -> Result<Value> {
@@ -450,18 +450,6 @@ fn train_on<B: Backend>(backend: B, args: &AutoencoderArgs, start: Start) -> Res
         model_seed: batch::model_seed(seed, Stream::Model),
         val_seed: batch::model_seed(seed, Stream::ValModel),
     };
-    let mut trainer = Trainer {
-        run: start.run.clone(),
-        params: &params,
-        optimizer,
-        options: start.options.clone(),
-        template,
-        elapsed_before: start.resumed.as_ref().map_or(0.0, |m| m.elapsed_s),
-        stop_after: args.common.stop_after,
-        time_limit: args.common.time_limit,
-        prior_rate: session::measured_rate(&start, &backend.name()),
-        last_good: session::last_good(&start),
-        stop: args.common.stop.clone(),
-    };
+    let mut trainer = start.trainer(&args.common, &backend, &params, optimizer, template);
     trainer.train(&mut objective)
 }

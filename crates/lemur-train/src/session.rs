@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::error::{Result, TrainError, io_err, json_err};
 use crate::options::{Overrides, TrainOptions, apply_dropout};
 use crate::run::{CheckpointMeta, ModelKind, RunDir};
+use crate::trainer::Trainer;
 
 /// A model configuration as given to `--config`: a JSON file, or a preset embedded in the
 /// binary (so that an installed `lemur` needs no source tree).
@@ -72,6 +73,33 @@ pub struct Start {
     pub resumed: Option<CheckpointMeta>,
     /// The checkpoint directory and metadata a new run's weights start from (`--init`).
     pub init: Option<(PathBuf, CheckpointMeta)>,
+}
+
+impl Start {
+    /// The trainer of this session: the run's options, its earlier training time, the rate it
+    /// last trained at on `backend`, and the session's stop conditions from `args`.
+    pub fn trainer<'a, B: Backend>(
+        &self,
+        args: &CommonArgs,
+        backend: &B,
+        params: &'a ParamStore<B>,
+        optimizer: Optimizer<B>,
+        template: CheckpointMeta,
+    ) -> Trainer<'a, B> {
+        Trainer {
+            run: self.run.clone(),
+            params,
+            optimizer,
+            options: self.options.clone(),
+            template,
+            elapsed_before: self.resumed.as_ref().map_or(0.0, |m| m.elapsed_s),
+            stop_after: args.stop_after,
+            time_limit: args.time_limit,
+            prior_rate: measured_rate(self, &backend.name()),
+            last_good: last_good(self),
+            stop: args.stop.clone(),
+        }
+    }
 }
 
 /// The most parameters this machine can train: its available memory (Linux's
@@ -478,7 +506,7 @@ pub fn measured_rate(start: &Start, backend: &str) -> Option<f64> {
 }
 
 /// A description of the latest checkpoint for error messages.
-pub fn last_good(start: &Start) -> String {
+fn last_good(start: &Start) -> String {
     match &start.resumed {
         Some(meta) => format!(
             "{} (step {})",
