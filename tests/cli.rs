@@ -1477,13 +1477,49 @@ fn evals(dir: &Path, ae: &Path) {
         assert_eq!(summary["horizon"], *leads);
         // Only the diffusion run has an ensemble (2 members) and so a spread-skill ratio.
         let ss = &summary["fields"]["density"]["spread_skill"];
+        let ranges = &summary["mean"]["spread_skill_ranges"];
         if run == &runs[0].0 {
             assert!(
                 ss.as_f64().is_some_and(|v| v.is_finite() && v > 0.0),
                 "{summary}"
             );
+            // The mean over fields and leads of metrics.csv's spread_skill column, per lead
+            // range and past the first one (leads 2-4 of 4), as the second table prints it.
+            let col = header.iter().position(|&h| h == "spread_skill").unwrap();
+            let want = |a: usize, b: usize| {
+                let v: Vec<f64> = rows
+                    .iter()
+                    .filter(|r| (a..=b).contains(&r[1].parse::<usize>().unwrap()))
+                    .map(|r| r[col].parse::<f64>().unwrap())
+                    .collect();
+                v.iter().sum::<f64>() / v.len() as f64
+            };
+            let spans: Vec<(usize, usize, f64)> = ranges
+                .as_array()
+                .unwrap_or_else(|| panic!("{summary}"))
+                .iter()
+                .map(|r| {
+                    let l = &r["leads"];
+                    let (a, b) = (l[0].as_u64().unwrap(), l[1].as_u64().unwrap());
+                    (a as usize, b as usize, r["ratio"].as_f64().unwrap())
+                })
+                .collect();
+            let bounds: Vec<(usize, usize)> = spans.iter().map(|&(a, b, _)| (a, b)).collect();
+            assert_eq!(bounds, [(1, 1), (2, 2), (3, 4), (2, 4)], "{summary}");
+            for (a, b, got) in spans {
+                assert!((got - want(a, b)).abs() < 1e-5, "leads {a}-{b}: {got}");
+            }
+            let table = log.lines().skip_while(|l| !l.starts_with("spread-skill"));
+            let mean = table.filter(|l| l.starts_with("mean")).last();
+            let late: f64 = mean
+                .and_then(|l| l.split_whitespace().last())
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((late - want(2, 4)).abs() < 1e-4, "{log}");
         } else {
-            assert!(ss.is_null(), "{summary}");
+            assert!(ss.is_null() && ranges.is_null(), "{summary}");
+            assert!(!log.contains("spread-skill ("), "{log}");
             let density = log.lines().find(|l| l.starts_with("density")).unwrap();
             assert!(density.trim_end().ends_with("n/a"), "{log}");
         }

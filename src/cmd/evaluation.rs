@@ -240,6 +240,9 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
     }
     header.push_str(&format!(" {:>12} {:>12}", "ae floor", "spread-skill"));
     println!("{header}");
+    // A deterministic model (surrogate, autoencoder) or a single member has no spread: its
+    // spread-skill ratio means nothing.
+    let has_spread = em.kind == ModelKind::Diffusion && members > 1;
     let mut summary_fields = serde_json::Map::new();
     for (c, name) in channels.iter().enumerate() {
         let mut line = format!("{name:<14}");
@@ -254,9 +257,7 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
             avg(c, all, &|x| x.ae_vrmse),
             avg(c, all, &|x| x.spread_skill),
         );
-        // A deterministic model (surrogate, autoencoder) or a single member has no spread:
-        // its spread-skill ratio means nothing.
-        let ss = (em.kind == ModelKind::Diffusion && members > 1).then_some(ss);
+        let ss = has_spread.then_some(ss);
         match ss {
             Some(ss) => line.push_str(&format!(" {ae:>12.4} {ss:>12.4}")),
             None => line.push_str(&format!(" {ae:>12.4} {:>12}", "n/a")),
@@ -264,18 +265,75 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         println!("{line}");
         summary_fields.insert(
             name.clone(),
-            serde_json::json!({"vrmse": by_range, "ae_vrmse": ae, "spread_skill": ss}),
+            serde_json::json!({
+                "vrmse": by_range,
+                "ae_vrmse": ae,
+                "spread_skill": ss,
+                "spread_skill_ranges": null,
+            }),
         );
     }
+    let fields = channels.len() as f64;
+    let mean = |r: (usize, usize), f: &dyn Fn(&LeadMetrics) -> f64| {
+        (0..channels.len()).map(|c| avg(c, r, f)).sum::<f64>() / fields
+    };
     let mut line = format!("{:<14}", "mean");
+    let mut mean_vrmse = Vec::new();
     for &r in &ranges {
-        let v = (0..channels.len())
-            .map(|c| avg(c, r, &|x| x.vrmse))
-            .sum::<f64>()
-            / channels.len() as f64;
+        let v = mean(r, &|x| x.vrmse);
+        mean_vrmse.push(serde_json::json!({"leads": [r.0, r.1], "vrmse": v}));
         line.push_str(&format!(" {v:>12.4}"));
     }
+    let all = (1, horizon);
+    let mean_ae = mean(all, &|x| x.ae_vrmse);
+    line.push_str(&format!(" {mean_ae:>12.4}"));
+    let mean_ss = has_spread.then(|| mean(all, &|x| x.spread_skill));
+    match mean_ss {
+        Some(ss) => line.push_str(&format!(" {ss:>12.4}")),
+        None => line.push_str(&format!(" {:>12}", "n/a")),
+    }
     println!("{line}");
+    let mut mean_summary = serde_json::json!({
+        "vrmse": mean_vrmse,
+        "ae_vrmse": mean_ae,
+        "spread_skill": mean_ss,
+        "spread_skill_ranges": null,
+    });
+    if has_spread {
+        // The ratio per lead range, and past the first range as one figure (the paper's
+        // calibration is judged once the ensemble has had time to spread).
+        let mut spans = ranges.clone();
+        if ranges.len() > 1 {
+            spans.push((ranges[1].0, horizon));
+        }
+        println!("spread-skill (the ensemble's spread over its mean's error; 1 = calibrated)");
+        let mut header = format!("{:<14}", "field");
+        for (a, b) in &spans {
+            header.push_str(&format!(" {:>12}", format!("leads {a}-{b}")));
+        }
+        println!("{header}");
+        let ratios = |f: &dyn Fn((usize, usize)) -> f64| {
+            spans
+                .iter()
+                .map(|&r| serde_json::json!({"leads": [r.0, r.1], "ratio": f(r)}))
+                .collect::<Vec<_>>()
+        };
+        for (c, name) in channels.iter().enumerate() {
+            let mut line = format!("{name:<14}");
+            for &r in &spans {
+                line.push_str(&format!(" {:>12.4}", avg(c, r, &|x| x.spread_skill)));
+            }
+            println!("{line}");
+            summary_fields[name]["spread_skill_ranges"] =
+                ratios(&|r| avg(c, r, &|x| x.spread_skill)).into();
+        }
+        let mut line = format!("{:<14}", "mean");
+        for &r in &spans {
+            line.push_str(&format!(" {:>12.4}", mean(r, &|x| x.spread_skill)));
+        }
+        println!("{line}");
+        mean_summary["spread_skill_ranges"] = ratios(&|r| mean(r, &|x| x.spread_skill)).into();
+    }
     for (c, name) in channels.iter().enumerate() {
         if let Some((lead, r)) = collapsed_variance(&m, c, 0.1) {
             println!(
@@ -303,6 +361,7 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
         "sampler": opts.sampler.method.to_string(),
         "steps": opts.sampler.steps,
         "fields": summary_fields,
+        "mean": mean_summary,
         "timings_s": {"encode": enc, "emulate": emu, "decode": dec},
     });
     write_file(
