@@ -312,27 +312,23 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
             header.push_str(&format!(" {:>12}", format!("leads {a}-{b}")));
         }
         println!("{header}");
-        let ratios = |f: &dyn Fn((usize, usize)) -> f64| {
-            spans
-                .iter()
-                .map(|&r| serde_json::json!({"leads": [r.0, r.1], "ratio": f(r)}))
-                .collect::<Vec<_>>()
-        };
-        for (c, name) in channels.iter().enumerate() {
-            let mut line = format!("{name:<14}");
+        // Prints one row and returns it for summary.json.
+        let row = |label: &str, f: &dyn Fn((usize, usize)) -> f64| {
+            let mut line = format!("{label:<14}");
+            let mut ratios = Vec::new();
             for &r in &spans {
-                line.push_str(&format!(" {:>12.4}", avg(c, r, &|x| x.spread_skill)));
+                let v = f(r);
+                line.push_str(&format!(" {v:>12.4}"));
+                ratios.push(serde_json::json!({"leads": [r.0, r.1], "ratio": v}));
             }
             println!("{line}");
+            serde_json::Value::from(ratios)
+        };
+        for (c, name) in channels.iter().enumerate() {
             summary_fields[name]["spread_skill_ranges"] =
-                ratios(&|r| avg(c, r, &|x| x.spread_skill)).into();
+                row(name, &|r| avg(c, r, &|x| x.spread_skill));
         }
-        let mut line = format!("{:<14}", "mean");
-        for &r in &spans {
-            line.push_str(&format!(" {:>12.4}", mean(r, &|x| x.spread_skill)));
-        }
-        println!("{line}");
-        mean_summary["spread_skill_ranges"] = ratios(&|r| mean(r, &|x| x.spread_skill)).into();
+        mean_summary["spread_skill_ranges"] = row("mean", &|r| mean(r, &|x| x.spread_skill));
     }
     for (c, name) in channels.iter().enumerate() {
         if let Some((lead, r)) = collapsed_variance(&m, c, 0.1) {
