@@ -243,6 +243,7 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
     // A deterministic model (surrogate, autoencoder) or a single member has no spread: its
     // spread-skill ratio means nothing.
     let has_spread = em.kind == ModelKind::Diffusion && members > 1;
+    let ss_cell = |ss: Option<f64>| ss.map_or(format!(" {:>12}", "n/a"), |v| format!(" {v:>12.4}"));
     let mut summary_fields = serde_json::Map::new();
     for (c, name) in channels.iter().enumerate() {
         let mut line = format!("{name:<14}");
@@ -258,10 +259,7 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
             avg(c, all, &|x| x.spread_skill),
         );
         let ss = has_spread.then_some(ss);
-        match ss {
-            Some(ss) => line.push_str(&format!(" {ae:>12.4} {ss:>12.4}")),
-            None => line.push_str(&format!(" {ae:>12.4} {:>12}", "n/a")),
-        }
+        line.push_str(&format!(" {ae:>12.4}{}", ss_cell(ss)));
         println!("{line}");
         summary_fields.insert(
             name.clone(),
@@ -286,12 +284,8 @@ fn run_on<B: Backend>(backend: B, args: &EvalArgs) -> Result<()> {
     }
     let all = (1, horizon);
     let mean_ae = mean(all, &|x| x.ae_vrmse);
-    line.push_str(&format!(" {mean_ae:>12.4}"));
     let mean_ss = has_spread.then(|| mean(all, &|x| x.spread_skill));
-    match mean_ss {
-        Some(ss) => line.push_str(&format!(" {ss:>12.4}")),
-        None => line.push_str(&format!(" {:>12}", "n/a")),
-    }
+    line.push_str(&format!(" {mean_ae:>12.4}{}", ss_cell(mean_ss)));
     println!("{line}");
     let mut mean_summary = serde_json::json!({
         "vrmse": mean_vrmse,
