@@ -713,22 +713,18 @@ impl<B: Backend> Tensor<B> {
 
     /// Batched matmul: (..., M, K) @ (..., K, N), or @ (K, N) shared by the batch.
     pub fn matmul(&self, other: &Self) -> Result<Self> {
-        let (a, b) = (self.flatten_batch()?, other.flatten_batch()?);
-        let out = Tensor::mm(&a, &b, false, false, None)?;
-        let batch = if self.rank() > 2 {
-            &self.shape()[..self.rank() - 2]
-        } else {
-            &other.shape()[..other.rank() - 2]
-        };
-        let mut shape = batch.to_vec();
-        shape.extend_from_slice(&out.shape()[out.rank() - 2..]);
-        out.reshape(&shape)
+        self.batched_mm(other, false)
     }
 
     /// Batched `self @ other^T`: (..., M, K) @ (..., N, K)^T.
     pub fn matmul_t(&self, other: &Self) -> Result<Self> {
+        self.batched_mm(other, true)
+    }
+
+    /// `mm` over the leading batch axes of either operand, restoring them on the result.
+    fn batched_mm(&self, other: &Self, transpose_other: bool) -> Result<Self> {
         let (a, b) = (self.flatten_batch()?, other.flatten_batch()?);
-        let out = Tensor::mm(&a, &b, false, true, None)?;
+        let out = Tensor::mm(&a, &b, false, transpose_other, None)?;
         let batch = if self.rank() > 2 {
             &self.shape()[..self.rank() - 2]
         } else {

@@ -5,6 +5,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 
+/// Calls `$m!` with the plain-valued options that change the computation: a new run may set
+/// them, a resumed run must keep them. One list, so that the two cannot drift apart.
+macro_rules! fixed_options {
+    ($m:ident) => {
+        $m!(
+            batch,
+            accum,
+            lr,
+            warmup,
+            clip,
+            weight_decay,
+            precondition_frequency,
+            max_precond_dim,
+            seed,
+            window,
+            stride,
+            freeze_encoder,
+            first_frame
+        )
+    };
+}
+
 /// Resolved optimisation settings, stored in every checkpoint so that `--resume` continues
 /// with exactly the same ones.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -145,21 +167,7 @@ impl TrainOptions {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = o.$f { t.$f = v; } )* };
         }
-        set!(
-            batch,
-            accum,
-            lr,
-            warmup,
-            clip,
-            weight_decay,
-            precondition_frequency,
-            max_precond_dim,
-            seed,
-            window,
-            stride,
-            freeze_encoder,
-            first_frame
-        );
+        fixed_options!(set);
         if let Some(l) = &o.loss {
             t.loss = l.clone();
         }
@@ -205,21 +213,7 @@ impl TrainOptions {
                 diffs.push(format!("--{} {:?} (the run has {:?})", stringify!($f).replace('_', "-"), v, stored.$f));
             } )* };
         }
-        same!(
-            batch,
-            accum,
-            lr,
-            warmup,
-            clip,
-            weight_decay,
-            precondition_frequency,
-            max_precond_dim,
-            seed,
-            window,
-            stride,
-            freeze_encoder,
-            first_frame
-        );
+        fixed_options!(same);
         if let Some(l) = &o.loss
             && *l != stored.loss
         {
