@@ -5,6 +5,7 @@
 
 mod common;
 
+use lemur_tensor::test_device;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+use lemur_tensor::test_device;
 use std::path::PathBuf;
 
 use common::{Fixture, assert_rel, host};

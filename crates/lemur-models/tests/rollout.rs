@@ -10,6 +10,7 @@ use lemur_models::nn::Builder;
 use lemur_models::rollout::{DiffusionEmulator, RolloutPlan, WindowEmulator, rollout};
 use lemur_models::sampling::{Method, Sampler};
 use lemur_models::vit::VitConfig;
+use lemur_tensor::test_device;
 use lemur_tensor::{Backend, ParamStore, Tensor};
 
 const C: usize = 2;

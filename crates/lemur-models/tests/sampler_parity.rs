@@ -9,6 +9,7 @@ use lemur_models::diffusion::Denoiser;
 use lemur_models::nn::Builder;
 use lemur_models::sampling::{Conditioned, Method, Observation, Sampler};
 use lemur_models::vit::VitConfig;
+use lemur_tensor::test_device;
 use lemur_tensor::{Backend, ParamStore, no_grad};
 
 fn samplers_parity<B: Backend>(b: &B) {

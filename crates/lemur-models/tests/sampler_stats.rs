@@ -8,6 +8,7 @@ mod common;
 use lemur_models::diffusion::Schedule;
 use lemur_models::sampling::{Denoise, ExactGaussian, Method, Observation, Sampler};
 use lemur_models::vit::ScheduleConfig;
+use lemur_tensor::test_device;
 use lemur_tensor::{Backend, CpuBackend, Tensor};
 
 const N: usize = 12_000;

@@ -9,6 +9,7 @@ use lemur_models::diffusion::{Denoiser, TrainDraw, context_mask};
 use lemur_models::nn::Builder;
 use lemur_models::surrogate::Surrogate;
 use lemur_models::vit::VitConfig;
+use lemur_tensor::test_device;
 use lemur_tensor::{Backend, CpuBackend, ParamStore, Tensor, no_grad};
 
 fn denoiser_parity<B: Backend>(b: &B) {

@@ -11,6 +11,7 @@ mod common;
 use common::{assert_rel, host};
 use lemur_models::nn::Builder;
 use lemur_models::vit::{PatchSize, Vit, VitConfig, vit_param_count};
+use lemur_tensor::test_device;
 use lemur_tensor::{Backend, ParamStore, Tensor, no_grad};
 
 fn config(patch: &str) -> VitConfig {

@@ -9,6 +9,7 @@ mod common;
 use common::{assert_close, cpu, randn, read, upload};
 use lemur_tensor::backend::*;
 use lemur_tensor::gpu::GemmKernel;
+use lemur_tensor::test_device;
 
 /// (B, heads, T, D).
 const ROPE_SHAPES: [(usize, usize, usize, usize); 5] = [

@@ -6,6 +6,7 @@ mod common;
 use common::{assert_close, randn, randu, read, upload};
 use lemur_tensor::backend::*;
 use lemur_tensor::cpu::CpuBackend;
+use lemur_tensor::test_device;
 
 const SIZES: [usize; 4] = [1, 7, 33, 1030];
 

@@ -14,6 +14,7 @@ use common::{assert_close, randn, read, upload};
 use lemur_tensor::backend::*;
 use lemur_tensor::cpu::CpuBackend;
 use lemur_tensor::gpu::GemmKernel;
+use lemur_tensor::test_device;
 
 /// Absolute tolerance for f32 sums of `k` unit-variance products (see the module comment).
 fn tol(k: usize) -> f32 {

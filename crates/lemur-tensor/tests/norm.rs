@@ -10,6 +10,7 @@ mod common;
 
 use common::{assert_close, cpu, randn, randu, read, upload};
 use lemur_tensor::backend::*;
+use lemur_tensor::test_device;
 
 const KINDS: [NormKind; 3] = [NormKind::Layer, NormKind::LayerUnbiased, NormKind::Rms];
 const EPS: f32 = 1e-5;

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use lemur_tensor::backend::{MAX_SAMPLER_SLOTS, SamplerUpdate};
+use lemur_tensor::test_device;
 use lemur_tensor::{Backend, rng};
 
 fn obs_of(n: usize, seed: u64) -> Vec<f32> {

@@ -4,6 +4,7 @@
 
 mod common;
 
+use lemur_tensor::test_device;
 use std::collections::BTreeMap;
 
 use lemur_tensor::HostTensors;

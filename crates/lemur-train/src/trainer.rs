@@ -497,7 +497,8 @@ mod tests {
     use super::*;
     use crate::provenance::DataProvenance;
     use crate::run::ModelKind;
-    use lemur_tensor::{CpuBackend, GpuBackend};
+    use lemur_tensor::CpuBackend;
+    use lemur_tensor::testing::gpu;
     use lemur_well::dataset::Stats;
 
     /// A two-weight model whose loss can be made NaN at one micro-batch and fail at a step;
@@ -639,13 +640,6 @@ mod tests {
             elapsed_s: 0.0,
             created_unix: 0,
         }
-    }
-
-    fn gpu() -> Option<GpuBackend> {
-        if lemur_tensor::testing::skip_gpu("the GPU backend") {
-            return None;
-        }
-        Some(GpuBackend::new_blocking().unwrap_or_else(|e| panic!("{e}")))
     }
 
     fn reads_once_per_interval<B: Backend>(b: &B, tag: &str) {

@@ -1,39 +1,11 @@
 //! Shared test harness: the backends under test, the fixture runs and comparisons against the
 //! output's scale (as `lemur-models`' parity tests). Each test file uses only part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 
-use lemur_tensor::{Backend, GpuBackend};
-
-/// The GPU backend for tests. `LEMUR_TEST_CPU_ONLY=1` skips GPU tests explicitly; otherwise a
-/// missing adapter fails the test (install Mesa's lavapipe).
-pub fn gpu() -> Option<GpuBackend> {
-    // Recorded as skipped (stderr and scripts/test.sh's count), not a silent "ok".
-    if lemur_tensor::testing::skip_gpu("the GPU backend") {
-        return None;
-    }
-    Some(GpuBackend::new_blocking().unwrap_or_else(|e| panic!("{e}")))
-}
-
-/// `test_device!(name, body)` defines `name::cpu` and `name::gpu`, each calling `body(&backend)`.
-#[macro_export]
-macro_rules! test_device {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[test]
-            fn cpu() {
-                super::$body(&lemur_tensor::CpuBackend);
-            }
-            #[test]
-            fn gpu() {
-                if let Some(g) = $crate::common::gpu() {
-                    super::$body(&g);
-                }
-            }
-        }
-    };
-}
+use lemur_tensor::Backend;
+pub use lemur_tensor::testing::{assert_rel, gpu, scale};
 
 /// The reference runs: `$LEMUR_LOLA_RUNS_DIR` when set, else `$LEMUR_FIXTURES_DIR/lola-runs`,
 /// else the shared folder beside the workspace.
@@ -81,31 +53,6 @@ pub fn copy_run(src: &Path, dst: &Path) {
         perm.set_readonly(false);
         std::fs::set_permissions(&p, perm).unwrap();
     }
-}
-
-/// The largest absolute value (the output's scale).
-pub fn scale(x: &[f32]) -> f32 {
-    x.iter().fold(f32::MIN_POSITIVE, |m, v| m.max(v.abs()))
-}
-
-/// Asserts `max |got - want| <= tol * max |want|` and returns that relative error.
-#[track_caller]
-pub fn assert_rel(what: &str, got: &[f32], want: &[f32], tol: f32) -> f32 {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let d = got.iter().zip(want).fold(0.0f32, |m, (g, w)| {
-        if g.is_finite() != w.is_finite() {
-            f32::NAN
-        } else {
-            m.max((g - w).abs())
-        }
-    });
-    let rel = d / scale(want);
-    assert!(
-        rel <= tol,
-        "{what}: max |diff| {d:e} = {rel:e} x scale {:e} > {tol:e}",
-        scale(want)
-    );
-    rel
 }
 
 pub fn host<B: Backend>(t: &lemur_tensor::Tensor<B>) -> Vec<f32> {

@@ -1,42 +1,13 @@
 //! Shared test harness for the model tests (DCAE, ViT, ...): the backends under test, the
 //! reference fixtures and comparisons that report the worst error against the output's scale.
 //! Each test file uses only part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use lemur_tensor::{Backend, GpuBackend, Tensor};
-
-/// The GPU backend for tests. Set `LEMUR_TEST_CPU_ONLY=1` to skip GPU tests explicitly;
-/// otherwise a missing adapter fails the test with the message that says how to get one
-/// (install Mesa's lavapipe).
-pub fn gpu() -> Option<GpuBackend> {
-    if lemur_tensor::testing::skip_gpu("the GPU backend") {
-        return None;
-    }
-    Some(GpuBackend::new_blocking().unwrap_or_else(|e| panic!("{e}")))
-}
-
-/// One generic test body run on both backends: `test_device!(name, body)` defines
-/// `name::cpu` and `name::gpu`, each calling `body(&backend)` where `body<B: Backend>(b: &B)`.
-#[macro_export]
-macro_rules! test_device {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[test]
-            fn cpu() {
-                super::$body(&lemur_tensor::CpuBackend);
-            }
-            #[test]
-            fn gpu() {
-                if let Some(g) = $crate::common::gpu() {
-                    super::$body(&g);
-                }
-            }
-        }
-    };
-}
+pub use lemur_tensor::testing::{assert_rel, gpu, max_abs_diff, scale};
+use lemur_tensor::{Backend, Tensor};
 
 /// The reference fixtures: `$LEMUR_REFERENCE_DIR` when set, so that the same tests can check
 /// further reference files, else `$LEMUR_FIXTURES_DIR/reference` (every fixture set in one
@@ -129,47 +100,4 @@ pub fn safetensors_metadata(bytes: &[u8], path: &Path) -> BTreeMap<String, Strin
 /// Host copy of a tensor.
 pub fn host<B: Backend>(t: &Tensor<B>) -> Vec<f32> {
     t.to_vec().expect("readback")
-}
-
-/// The largest absolute value (the output's scale), at least `f32::MIN_POSITIVE`.
-pub fn scale(x: &[f32]) -> f32 {
-    x.iter().fold(f32::MIN_POSITIVE, |m, v| m.max(v.abs()))
-}
-
-/// The largest absolute difference (NaN if any value is not finite where the other is).
-pub fn max_abs_diff(got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "length {} != expected {}",
-        got.len(),
-        want.len()
-    );
-    got.iter().zip(want).fold(0.0f32, |m, (g, w)| {
-        if g.is_finite() != w.is_finite() {
-            f32::NAN
-        } else {
-            m.max((g - w).abs())
-        }
-    })
-}
-
-/// Asserts `max |got - want| <= tol * max |want|` and returns that relative error; the failure
-/// names the quantity, the first bad index and both values there.
-#[track_caller]
-pub fn assert_rel(what: &str, got: &[f32], want: &[f32], tol: f32) -> f32 {
-    let (d, s) = (max_abs_diff(got, want), scale(want));
-    let rel = d / s;
-    if rel.is_nan() || rel > tol {
-        let i = got
-            .iter()
-            .zip(want)
-            .position(|(g, w)| (g - w).is_nan() || (g - w).abs() > tol * s)
-            .unwrap_or(0);
-        panic!(
-            "{what}: max |diff| {d:e} = {rel:e} x scale {s:e} > {tol:e}; first bad index {i}: got {} expected {}",
-            got[i], want[i]
-        );
-    }
-    rel
 }

@@ -362,10 +362,9 @@ mod tests {
     /// change the weight gradient.
     #[test]
     fn chunked_weight_grad_matches_single_pass() {
-        if crate::testing::skip_gpu("the GPU backend") {
+        let Some(g) = crate::testing::gpu() else {
             return;
-        }
-        let g = GpuBackend::new_blocking().unwrap_or_else(|e| panic!("{e}"));
+        };
         let d = ConvDesc {
             batch: 5,
             cin: 3,

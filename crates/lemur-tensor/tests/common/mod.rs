@@ -1,17 +1,9 @@
 //! Shared test harness: the backends under test, seeded inputs and comparisons that print the
 //! failing index with both values.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use lemur_tensor::{Backend, CpuBackend, GpuBackend, rng};
-
-/// The GPU backend for tests. Set `LEMUR_TEST_CPU_ONLY=1` to skip GPU tests explicitly;
-/// otherwise a missing adapter fails the test with the message that says how to get one.
-pub fn gpu() -> Option<GpuBackend> {
-    if lemur_tensor::testing::skip_gpu("the GPU backend") {
-        return None;
-    }
-    Some(GpuBackend::new_blocking().unwrap_or_else(|e| panic!("{e}")))
-}
+pub use lemur_tensor::testing::gpu;
+use lemur_tensor::{Backend, CpuBackend, rng};
 
 /// A device created the way an application (eframe) would, outside `GpuBackend`, with the
 /// limits and features lemur asks for, or `limits` instead when given. `None` exactly when
@@ -78,26 +70,6 @@ pub fn drive<F: std::future::Future>(device: &wgpu::Device, fut: F) -> F::Output
         device.poll(wgpu::PollType::Poll).expect("device.poll");
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-}
-
-/// One test body, run on the CPU backend and on the GPU backend:
-/// `test_device!(name, body)` defines `name_cpu` and `name_gpu` calling `body(&backend)`.
-#[macro_export]
-macro_rules! test_device {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[test]
-            fn cpu() {
-                super::$body(&lemur_tensor::CpuBackend);
-            }
-            #[test]
-            fn gpu() {
-                if let Some(g) = $crate::common::gpu() {
-                    super::$body(&g);
-                }
-            }
-        }
-    };
 }
 
 /// `n` standard-normal values from stream `seed`.
