@@ -6,7 +6,7 @@
 mod common;
 use common::lookup3;
 
-use hdf5_pure::{AttrValue, FileBuilder};
+use hdf5_pure::AttrValue;
 use lemur_well::{BoundaryType, TrajectoryData, WellError, WellFile, to_bytes};
 
 /// One trajectory of 2 steps on a 4 x 4 grid: every t0 field is 2*4*4 f32 = 128 bytes.
@@ -116,47 +116,20 @@ fn contiguous_extent_must_match_the_shape_and_fit() {
 /// A minimal Well file: one field `density` on a 4 x 3 grid, 2 steps, shaped
 /// `[n_trajectories, 2, 4, 3]` when sample-varying, else `[2, 4, 3]`.
 fn minimal(n_trajectories: AttrValue, sample_varying: Option<u64>) -> Vec<u8> {
-    let mut b = FileBuilder::new();
-    b.set_attr("dataset_name", AttrValue::String("minimal".into()));
-    b.set_attr("grid_type", AttrValue::String("cartesian".into()));
-    b.set_attr("n_spatial_dims", AttrValue::I64(2));
-    b.set_attr("n_trajectories", n_trajectories);
-    b.set_attr("simulation_parameters", AttrValue::StringArray(vec![]));
-    let mut g = b.create_group("dimensions");
-    g.set_attr(
-        "spatial_dims",
-        AttrValue::StringArray(vec!["x".into(), "y".into()]),
-    );
-    g.create_dataset("time").with_f32_data(&[0.0, 1.0]);
-    g.create_dataset("x").with_f32_data(&[0.0, 1.0, 2.0, 3.0]);
-    g.create_dataset("y").with_f32_data(&[0.0, 1.0, 2.0]);
-    b.add_group(g.finish());
-    for name in ["boundary_conditions", "scalars", "t1_fields", "t2_fields"] {
-        let mut g = b.create_group(name);
-        g.set_attr("field_names", AttrValue::StringArray(vec![]));
-        b.add_group(g.finish());
-    }
-    let mut g = b.create_group("t0_fields");
-    g.set_attr(
-        "field_names",
-        AttrValue::StringArray(vec!["density".into()]),
-    );
     let mut shape = vec![2u64, 4, 3];
     if let Some(nb) = sample_varying {
         shape.insert(0, nb);
     }
     let n: u64 = shape.iter().product();
     let data: Vec<f32> = (0..n).map(|i| i as f32).collect();
-    let ds = g
-        .create_dataset("density")
-        .with_f32_data(&data)
-        .with_shape(&shape);
-    ds.set_attr(
-        "sample_varying",
-        AttrValue::I8(i8::from(sample_varying.is_some())),
-    );
-    b.add_group(g.finish());
-    b.finish().unwrap()
+    let varying = AttrValue::I8(i8::from(sample_varying.is_some()));
+    common::density_file(
+        "minimal",
+        n_trajectories,
+        &data,
+        &shape,
+        Some(("sample_varying", varying)),
+    )
 }
 
 #[test]

@@ -10,7 +10,7 @@ mod mutate;
 
 use std::path::Path;
 
-use hdf5_pure::{AttrValue, FileBuilder};
+use hdf5_pure::AttrValue;
 use lemur_well::dataset::{Stats, Transform, labels};
 use lemur_well::{BoundaryType, TrajectoryData, WellFile, to_bytes};
 use mutate::{Rng, campaign, mutate_bytes, mutate_json, seeds};
@@ -40,39 +40,14 @@ fn ours() -> Vec<u8> {
 
 /// One field shared by every trajectory (not sample-varying), built with hdf5-pure directly.
 fn shared() -> Vec<u8> {
-    let mut b = FileBuilder::new();
-    b.set_attr("dataset_name", AttrValue::String("shared".into()));
-    b.set_attr("grid_type", AttrValue::String("cartesian".into()));
-    b.set_attr("n_spatial_dims", AttrValue::I64(2));
-    b.set_attr("n_trajectories", AttrValue::I64(2));
-    b.set_attr("simulation_parameters", AttrValue::StringArray(vec![]));
-    let mut g = b.create_group("dimensions");
-    g.set_attr(
-        "spatial_dims",
-        AttrValue::StringArray(vec!["x".into(), "y".into()]),
-    );
-    g.create_dataset("time").with_f32_data(&[0.0, 1.0]);
-    g.create_dataset("x").with_f32_data(&[0.0, 1.0, 2.0, 3.0]);
-    g.create_dataset("y").with_f32_data(&[0.0, 1.0, 2.0]);
-    b.add_group(g.finish());
-    for name in ["boundary_conditions", "scalars", "t1_fields", "t2_fields"] {
-        let mut g = b.create_group(name);
-        g.set_attr("field_names", AttrValue::StringArray(vec![]));
-        b.add_group(g.finish());
-    }
-    let mut g = b.create_group("t0_fields");
-    g.set_attr(
-        "field_names",
-        AttrValue::StringArray(vec!["density".into()]),
-    );
     let data: Vec<f32> = (0..24).map(|i| i as f32).collect();
-    let ds = g
-        .create_dataset("density")
-        .with_f32_data(&data)
-        .with_shape(&[2, 4, 3]);
-    ds.set_attr("sample_varying", AttrValue::I8(0));
-    b.add_group(g.finish());
-    b.finish().unwrap()
+    common::density_file(
+        "shared",
+        AttrValue::I64(2),
+        &data,
+        &[2, 4, 3],
+        Some(("sample_varying", AttrValue::I8(0))),
+    )
 }
 
 /// The file h5py wrote (chunked and compact layouts, string attributes of h5py's kinds).

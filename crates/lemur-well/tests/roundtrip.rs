@@ -1,6 +1,8 @@
 //! Write trajectories, read them back frame by frame, and check that bad files are refused
 //! with errors naming the file and the dataset.
 
+mod common;
+
 use lemur_well::{BoundaryType, TrajectoryData, WellError, WellFile, to_bytes, write_file};
 
 fn trajectory(seed: u32, nx: usize, ny: usize, nt: usize) -> TrajectoryData {
@@ -168,38 +170,14 @@ fn bad_files_are_errors_naming_file_and_dataset() {
 
 /// A minimal Well file whose single field has shape `field_shape` on a 4 x 3 grid, 2 steps.
 fn minimal(field_shape: &[u64]) -> Vec<u8> {
-    use hdf5_pure::{AttrValue, FileBuilder};
-    let mut b = FileBuilder::new();
-    b.set_attr("dataset_name", AttrValue::String("minimal".into()));
-    b.set_attr("grid_type", AttrValue::String("cartesian".into()));
-    b.set_attr("n_spatial_dims", AttrValue::I64(2));
-    b.set_attr("n_trajectories", AttrValue::I64(1));
-    b.set_attr("simulation_parameters", AttrValue::StringArray(vec![]));
-    let mut g = b.create_group("dimensions");
-    g.set_attr(
-        "spatial_dims",
-        AttrValue::StringArray(vec!["x".into(), "y".into()]),
-    );
-    g.create_dataset("time").with_f32_data(&[0.0, 1.0]);
-    g.create_dataset("x").with_f32_data(&[0.0, 1.0, 2.0, 3.0]);
-    g.create_dataset("y").with_f32_data(&[0.0, 1.0, 2.0]);
-    b.add_group(g.finish());
-    for name in ["boundary_conditions", "scalars", "t1_fields", "t2_fields"] {
-        let mut g = b.create_group(name);
-        g.set_attr("field_names", AttrValue::StringArray(vec![]));
-        b.add_group(g.finish());
-    }
-    let mut g = b.create_group("t0_fields");
-    g.set_attr(
-        "field_names",
-        AttrValue::StringArray(vec!["density".into()]),
-    );
     let n: u64 = field_shape.iter().product();
-    g.create_dataset("density")
-        .with_f32_data(&vec![1.0; n as usize])
-        .with_shape(field_shape);
-    b.add_group(g.finish());
-    b.finish().unwrap()
+    common::density_file(
+        "minimal",
+        hdf5_pure::AttrValue::I64(1),
+        &vec![1.0; n as usize],
+        field_shape,
+        None,
+    )
 }
 
 #[test]
