@@ -2,7 +2,9 @@
 //! file and the axis (it used to divide by zero in `Trajectory::strided`), and `strided` of
 //! an empty trajectory is empty.
 
+use hdf5_pure::AttrValue;
 use lemur_train::emulate::{Trajectory, read_trajectory_file};
+use lemur_well::testing::density_file;
 use lemur_well::{BoundaryType, TrajectoryData, write_file};
 
 fn trajectory(nt: usize) -> TrajectoryData {
@@ -23,39 +25,14 @@ fn trajectory(nt: usize) -> TrajectoryData {
 /// A Well file with an empty time axis whose one field, `density` on a 4 x 3 grid, is
 /// constant in time.
 fn timeless() -> Vec<u8> {
-    use hdf5_pure::{AttrValue, FileBuilder};
-    let mut b = FileBuilder::new();
-    b.set_attr("dataset_name", AttrValue::String("timeless".into()));
-    b.set_attr("grid_type", AttrValue::String("cartesian".into()));
-    b.set_attr("n_spatial_dims", AttrValue::I64(2));
-    b.set_attr("n_trajectories", AttrValue::I64(1));
-    b.set_attr("simulation_parameters", AttrValue::StringArray(vec![]));
-    let mut g = b.create_group("dimensions");
-    g.set_attr(
-        "spatial_dims",
-        AttrValue::StringArray(vec!["x".into(), "y".into()]),
-    );
-    g.create_dataset("time").with_f32_data(&[]).with_shape(&[0]);
-    g.create_dataset("x").with_f32_data(&[0.0, 1.0, 2.0, 3.0]);
-    g.create_dataset("y").with_f32_data(&[0.0, 1.0, 2.0]);
-    b.add_group(g.finish());
-    for name in ["boundary_conditions", "scalars", "t1_fields", "t2_fields"] {
-        let mut g = b.create_group(name);
-        g.set_attr("field_names", AttrValue::StringArray(vec![]));
-        b.add_group(g.finish());
-    }
-    let mut g = b.create_group("t0_fields");
-    g.set_attr(
-        "field_names",
-        AttrValue::StringArray(vec!["density".into()]),
-    );
-    let ds = g
-        .create_dataset("density")
-        .with_f32_data(&[1.0; 12])
-        .with_shape(&[1, 4, 3]);
-    ds.set_attr("time_varying", AttrValue::I8(0));
-    b.add_group(g.finish());
-    b.finish().unwrap()
+    density_file(
+        "timeless",
+        AttrValue::I64(1),
+        &[],
+        &[1.0; 12],
+        &[1, 4, 3],
+        Some(("time_varying", AttrValue::I8(0))),
+    )
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod read;
 mod write;
 
 pub mod dataset;
+pub mod testing;
 
 pub use error::{Result, WellError};
 pub use format::{BoundaryCondition, BoundaryType, Field, Scalar, WellMeta};

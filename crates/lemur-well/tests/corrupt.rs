@@ -7,6 +7,7 @@ mod common;
 use common::lookup3;
 
 use hdf5_pure::AttrValue;
+use lemur_well::testing::density_file;
 use lemur_well::{BoundaryType, TrajectoryData, WellError, WellFile, to_bytes};
 
 /// One trajectory of 2 steps on a 4 x 4 grid: every t0 field is 2*4*4 f32 = 128 bytes.
@@ -123,9 +124,10 @@ fn minimal(n_trajectories: AttrValue, sample_varying: Option<u64>) -> Vec<u8> {
     let n: u64 = shape.iter().product();
     let data: Vec<f32> = (0..n).map(|i| i as f32).collect();
     let varying = AttrValue::I8(i8::from(sample_varying.is_some()));
-    common::density_file(
+    density_file(
         "minimal",
         n_trajectories,
+        &[0.0, 1.0],
         &data,
         &shape,
         Some(("sample_varying", varying)),

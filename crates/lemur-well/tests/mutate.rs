@@ -12,6 +12,7 @@ use std::path::Path;
 
 use hdf5_pure::AttrValue;
 use lemur_well::dataset::{Stats, Transform, labels};
+use lemur_well::testing::density_file;
 use lemur_well::{BoundaryType, TrajectoryData, WellFile, to_bytes};
 use mutate::{Rng, campaign, mutate_bytes, mutate_json, seeds};
 
@@ -41,9 +42,10 @@ fn ours() -> Vec<u8> {
 /// One field shared by every trajectory (not sample-varying), built with hdf5-pure directly.
 fn shared() -> Vec<u8> {
     let data: Vec<f32> = (0..24).map(|i| i as f32).collect();
-    common::density_file(
+    density_file(
         "shared",
         AttrValue::I64(2),
+        &[0.0, 1.0],
         &data,
         &[2, 4, 3],
         Some(("sample_varying", AttrValue::I8(0))),

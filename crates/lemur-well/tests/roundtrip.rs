@@ -1,8 +1,7 @@
 //! Write trajectories, read them back frame by frame, and check that bad files are refused
 //! with errors naming the file and the dataset.
 
-mod common;
-
+use lemur_well::testing::density_file;
 use lemur_well::{BoundaryType, TrajectoryData, WellError, WellFile, to_bytes, write_file};
 
 fn trajectory(seed: u32, nx: usize, ny: usize, nt: usize) -> TrajectoryData {
@@ -171,9 +170,10 @@ fn bad_files_are_errors_naming_file_and_dataset() {
 /// A minimal Well file whose single field has shape `field_shape` on a 4 x 3 grid, 2 steps.
 fn minimal(field_shape: &[u64]) -> Vec<u8> {
     let n: u64 = field_shape.iter().product();
-    common::density_file(
+    density_file(
         "minimal",
         hdf5_pure::AttrValue::I64(1),
+        &[0.0, 1.0],
         &vec![1.0; n as usize],
         field_shape,
         None,
