@@ -753,6 +753,50 @@ fn emulators_train_resume_and_check_their_latents() {
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(later.join("checkpoint.json")).unwrap()).unwrap();
     assert_eq!(meta["options"]["first_frame"], 3);
+    assert!(meta["options"].get("context_noise").is_none());
+    // --context-noise is stored, kept by --resume, and checked.
+    let noisy = dir.join("surrogate-noisy");
+    train(
+        "surrogate",
+        "surrogate-tiny",
+        &noisy,
+        "cpu",
+        &["--context-noise", "0.25", "--stop-after", "2"],
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(noisy.join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(meta["options"]["context_noise"], 0.25);
+    let err = fails(&[
+        "train",
+        "surrogate",
+        "--resume",
+        s(&noisy),
+        "--context-noise",
+        "0.5",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        err.contains("--context-noise 0.5 (the run has 0.25)"),
+        "{err}"
+    );
+    let err = fails(&[
+        "train",
+        "diffusion",
+        "--latents",
+        s(&latents),
+        "--config",
+        s(&preset("denoiser-tiny")),
+        "--out",
+        s(&dir.join("negative-noise")),
+        "--context-noise=-0.1",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        err.contains("--context-noise -0.1 must be a number >= 0"),
+        "{err}"
+    );
     let err = fails(&[
         "train",
         "surrogate",

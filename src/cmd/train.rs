@@ -27,6 +27,8 @@ pub enum TrainCommand {
         #[arg(long)]
         latents: Option<PathBuf>,
         #[command(flatten)]
+        emulator: EmulatorArgs,
+        #[command(flatten)]
         common: TrainArgs,
     },
     /// The deterministic surrogate on windows of a latent cache (`lemur encode`).
@@ -35,11 +37,24 @@ pub enum TrainCommand {
         #[arg(long)]
         latents: Option<PathBuf>,
         #[command(flatten)]
+        emulator: EmulatorArgs,
+        #[command(flatten)]
         common: TrainArgs,
     },
     /// Training throughput (samples/s of one optimizer step) of the small presets and the
     /// issue's fixed configurations, on each backend.
     Bench(super::bench_training::BenchTrainingArgs),
+}
+
+/// Options of the emulators alone.
+#[derive(clap::Args, Clone, Debug)]
+pub struct EmulatorArgs {
+    /// Standard deviation of Gaussian noise on the context frames of training windows
+    /// (normalised latent units; the targets and validation stay clean), so that the emulator
+    /// learns to predict from a slightly wrong state, as in a rollout. Kept by --resume
+    /// [default: 0, the reference's training].
+    #[arg(long)]
+    pub context_noise: Option<f32>,
 }
 
 /// The measuring options of `lemur bench training` (and its alias `lemur train bench`).
@@ -210,6 +225,7 @@ impl TrainArgs {
                 stride: self.stride,
                 freeze_encoder: None,
                 first_frame: self.first_frame,
+                context_noise: None,
             },
             backend: super::common::backend_kind(self.backend.as_deref())?,
             stop_after: self.stop_after,
@@ -370,22 +386,32 @@ fn run_command(command: TrainCommand) -> Result<()> {
                 &lemur_train::autoencoder::train(&args)?,
             )?;
         }
-        TrainCommand::Diffusion { latents, common } => {
-            emulator(ModelKind::Diffusion, latents, &common)?
-        }
-        TrainCommand::Surrogate { latents, common } => {
-            emulator(ModelKind::Surrogate, latents, &common)?
-        }
+        TrainCommand::Diffusion {
+            latents,
+            emulator: options,
+            common,
+        } => emulator(ModelKind::Diffusion, latents, &options, &common)?,
+        TrainCommand::Surrogate {
+            latents,
+            emulator: options,
+            common,
+        } => emulator(ModelKind::Surrogate, latents, &options, &common)?,
         TrainCommand::Bench(args) => super::bench_training::run(&args)?,
     }
     Ok(())
 }
 
-fn emulator(kind: ModelKind, latents: Option<PathBuf>, common: &TrainArgs) -> Result<()> {
+fn emulator(
+    kind: ModelKind,
+    latents: Option<PathBuf>,
+    options: &EmulatorArgs,
+    common: &TrainArgs,
+) -> Result<()> {
     let mut args = lemur_train::emulator::EmulatorArgs {
         latents,
         common: common.common(kind)?,
     };
+    args.common.overrides.context_noise = options.context_noise;
     if let (Some(config), Some(latents)) = (&mut args.common.config, &args.latents) {
         lemur_train::emulator::fit_preset_to_latents(config, latents)?;
     }

@@ -279,6 +279,29 @@ impl<B: Backend> Denoiser<B> {
         draw: TrainDraw,
         train: bool,
     ) -> Result<Tensor<B>> {
+        self.loss_with_context(x, x, label, mask, draw, train)
+    }
+
+    /// [`Self::loss`] with the context positions clamped to `sqrt(a^2 + s^2) c` for a context
+    /// `c` (B, C, L, H, W) other than the target `x`, such as `x` with noise on it: the model
+    /// is asked for the clean `x` at the other positions from a perturbed condition, and for
+    /// `c` itself at the context positions. `c`'s other positions are unused.
+    pub fn loss_with_context(
+        &self,
+        x: &Tensor<B>,
+        context: &Tensor<B>,
+        label: Option<&Tensor<B>>,
+        mask: &Tensor<B>,
+        draw: TrainDraw,
+        train: bool,
+    ) -> Result<Tensor<B>> {
+        if context.shape() != x.shape() {
+            return Err(Error::Input {
+                model: "denoiser loss context",
+                got: context.shape().to_vec(),
+                expected: format!("the target's shape {:?}", x.shape()),
+            });
+        }
         let be = x.backend().clone();
         let s = x.shape().to_vec();
         let bsz = s[0];
@@ -296,12 +319,16 @@ impl<B: Backend> Denoiser<B> {
         let eps = Tensor::randn(&be, &s, draw.stream(2), 0)?;
         let noisy = col(&a)?.mul(x)?.add(&col(&sg)?.mul(&eps)?)?;
         let mask = mask.broadcast_to(&s)?;
-        let x_t = Tensor::select(&mask, &col(&norm)?.mul(x)?, &noisy)?;
+        let x_t = Tensor::select(&mask, &col(&norm)?.mul(context)?, &noisy)?;
         let cond = self.config.masked.then_some(&mask);
         let dropout = train.then(|| Dropout {
             seed: draw.stream(3),
         });
         let (mean, var) = self.forward_with(&x_t, &t, label, cond, dropout)?;
-        Ok(mean.sub(x)?.square()?.div(&var.detach())?.mean_all()?)
+        // The context positions ask for what the model was shown, as with a clean context: a
+        // noisy context is not to be denoised there, where the 1 / var weights would let its
+        // noise drown the target frames' signal.
+        let target = Tensor::select(&mask, context, x)?;
+        Ok(mean.sub(&target)?.square()?.div(&var.detach())?.mean_all()?)
     }
 }

@@ -99,10 +99,33 @@ impl<B: Backend> Surrogate<B> {
         draw: TrainDraw,
         train: bool,
     ) -> Result<Tensor<B>> {
+        self.loss_with_context(x, x, label, mask, draw, train)
+    }
+
+    /// `mean((t - S(c * mask, mask))^2)` with `t = c` at the context positions and `x` at the
+    /// others: [`Self::loss`] seen through a context `c` (B, C, L, H, W) other than the target
+    /// `x`, such as `x` with noise on it.
+    pub fn loss_with_context(
+        &self,
+        x: &Tensor<B>,
+        context: &Tensor<B>,
+        label: Option<&Tensor<B>>,
+        mask: &Tensor<B>,
+        draw: TrainDraw,
+        train: bool,
+    ) -> Result<Tensor<B>> {
+        if context.shape() != x.shape() {
+            return Err(Error::Input {
+                model: "surrogate loss context",
+                got: context.shape().to_vec(),
+                expected: format!("the target's shape {:?}", x.shape()),
+            });
+        }
         let dropout = train.then(|| Dropout {
             seed: draw.stream(3),
         });
-        let y = self.forward_with(x, mask, label, dropout)?;
-        Ok(x.sub(&y)?.square()?.mean_all()?)
+        let y = self.forward_with(context, mask, label, dropout)?;
+        let target = Tensor::select(&mask.broadcast_to(x.shape())?, context, x)?;
+        Ok(target.sub(&y)?.square()?.mean_all()?)
     }
 }

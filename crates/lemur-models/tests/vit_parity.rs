@@ -457,3 +457,73 @@ fn same_draw_same_loss() {
     assert_eq!(l1, l2);
     assert_ne!(l1, l3);
 }
+
+/// `loss_with_context` reads the context at the mask's positions and the target everywhere:
+/// a context that differs from the target only outside the mask gives `loss`'s value, one
+/// that differs inside it gives another, for the denoiser and the surrogate.
+#[test]
+fn losses_read_the_context_at_the_mask_alone() {
+    let b = CpuBackend;
+    let cfg = other_config();
+    let s = [3, 3, 2, 2, 4]; // patch 2 in (L, H, W)
+    let x = Tensor::randn(&b, &s, 9, 0).unwrap();
+    let m = context_mask(3, 2, 0.66, 5);
+    let mask = Tensor::from_slice(&b, &m, &[3, 1, 2, 1, 1]).unwrap();
+    let inside = mask.broadcast_to(&s).unwrap();
+    let outside = inside.scale(-1.0).unwrap().add_scalar(1.0).unwrap();
+    let noise = Tensor::randn(&b, &s, 10, 0).unwrap();
+    let off_mask = x.add(&noise.mul(&outside).unwrap()).unwrap();
+    let on_mask = x.add(&noise.mul(&inside).unwrap()).unwrap();
+    let d = TrainDraw {
+        seed: 4,
+        step: 7,
+        micro: 1,
+    };
+    let mut store = ParamStore::new();
+    let den = Denoiser::new(&cfg, &mut Builder::new(&b, &mut store, 3)).unwrap();
+    let mut scfg = other_config();
+    scfg.schedule = None;
+    let mut sstore = ParamStore::new();
+    let sur = Surrogate::new(&scfg, &mut Builder::new(&b, &mut sstore, 3)).unwrap();
+    let den_loss = |c: &Tensor<CpuBackend>| {
+        no_grad(|| den.loss_with_context(&x, c, None, &mask, d, true))
+            .unwrap()
+            .item()
+            .unwrap()
+    };
+    let sur_loss = |c: &Tensor<CpuBackend>| {
+        no_grad(|| sur.loss_with_context(&x, c, None, &mask, d, true))
+            .unwrap()
+            .item()
+            .unwrap()
+    };
+    let den_plain = no_grad(|| den.loss(&x, None, &mask, d, true))
+        .unwrap()
+        .item()
+        .unwrap();
+    let sur_plain = no_grad(|| sur.loss(&x, None, &mask, d, true))
+        .unwrap()
+        .item()
+        .unwrap();
+    assert_eq!(den_loss(&off_mask), den_plain);
+    assert_eq!(sur_loss(&off_mask), sur_plain);
+    assert!((den_loss(&on_mask) - den_plain).abs() > 1e-4 * den_plain.abs());
+    assert!((sur_loss(&on_mask) - sur_plain).abs() > 1e-4 * sur_plain.abs());
+    let wrong = Tensor::randn(&b, &[3, 3, 2, 2, 3], 11, 0).unwrap();
+    let e = den
+        .loss_with_context(&x, &wrong, None, &mask, d, true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("context") && e.contains("[3, 3, 2, 2, 3]"),
+        "{e}"
+    );
+    let e = sur
+        .loss_with_context(&x, &wrong, None, &mask, d, true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("context") && e.contains("[3, 3, 2, 2, 3]"),
+        "{e}"
+    );
+}

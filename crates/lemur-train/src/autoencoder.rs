@@ -332,6 +332,13 @@ pub fn train(args: &AutoencoderArgs) -> Result<Summary> {
                 .into(),
         ));
     }
+    if start.options.context_noise != 0.0 {
+        return Err(TrainError::Options(
+            "--context-noise perturbs the context frames of the emulators' windows; an \
+             autoencoder has none"
+                .into(),
+        ));
+    }
     fit_padding_to_data(&mut start, args);
     let backend = AnyBackend::open_blocking(args.common.backend)?;
     eprintln!("lemur: backend {}", backend.name());

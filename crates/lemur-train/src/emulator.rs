@@ -277,6 +277,7 @@ fn train_on<B: Backend>(
         &backend,
         &mut params,
         start.options.seed,
+        start.options.context_noise,
     )
     .map_err(|e| session::model_error(&args.common, e))?;
     let optimizer = session::restore(&start, &params)?;

@@ -22,7 +22,8 @@ macro_rules! fixed_options {
             window,
             stride,
             freeze_encoder,
-            first_frame
+            first_frame,
+            context_noise
         )
     };
 }
@@ -74,6 +75,13 @@ pub struct TrainOptions {
     /// their trajectory or later, skipping an initial transient. Earlier checkpoints used all.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub first_frame: usize,
+    /// Emulators: the standard deviation of Gaussian noise added to the context frames of
+    /// training windows (normalised latent units), so that the model learns to predict from a
+    /// slightly wrong state, as it must in a rollout, where each context is its own earlier
+    /// prediction. The targets and validation windows stay clean. 0 (the reference's
+    /// training, and checkpoints written before the option existed) adds none.
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    pub context_noise: f32,
     /// The training loss: `vrmse`, `mse` or `mae` for the autoencoder; the emulators have
     /// one loss each (`edm`, `mse`).
     pub loss: String,
@@ -87,6 +95,10 @@ pub struct TrainOptions {
 
 fn is_zero(v: &usize) -> bool {
     *v == 0
+}
+
+fn is_zero_f32(v: &f32) -> bool {
+    *v == 0.0
 }
 
 fn adamw() -> String {
@@ -127,6 +139,7 @@ pub struct Overrides {
     pub stride: Option<usize>,
     pub freeze_encoder: Option<bool>,
     pub first_frame: Option<usize>,
+    pub context_noise: Option<f32>,
 }
 
 impl TrainOptions {
@@ -153,6 +166,7 @@ impl TrainOptions {
             augment: true,
             freeze_encoder: false,
             first_frame: 0,
+            context_noise: 0.0,
             loss: "vrmse".into(),
             checkpoint_every: 100,
             val_batches: 4,
@@ -282,6 +296,12 @@ impl TrainOptions {
             return bad(format!(
                 "--precondition-frequency {} and --max-precond-dim {} must be positive",
                 self.precondition_frequency, self.max_precond_dim
+            ));
+        }
+        if !(self.context_noise >= 0.0 && self.context_noise.is_finite()) {
+            return bad(format!(
+                "--context-noise {} must be a number >= 0",
+                self.context_noise
             ));
         }
         if self.window == 0 || self.stride == 0 {
