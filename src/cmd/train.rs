@@ -50,7 +50,7 @@ pub enum TrainCommand {
 #[derive(clap::Args, Clone, Debug)]
 pub struct EmulatorArgs {
     /// Standard deviation of Gaussian noise on the context frames of training windows
-    /// (normalised latent units; the targets and validation stay clean), so that the emulator
+    /// (the latent cache's units; the targets and validation stay clean), so that the emulator
     /// learns to predict from a slightly wrong state, as in a rollout. Kept by --resume
     /// [default: 0, the reference's training].
     #[arg(long)]

@@ -76,7 +76,7 @@ pub struct TrainOptions {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub first_frame: usize,
     /// Emulators: the standard deviation of Gaussian noise added to the context frames of
-    /// training windows (normalised latent units), so that the model learns to predict from a
+    /// training windows (the latent cache's units), so that the model learns to predict from a
     /// slightly wrong state, as it must in a rollout, where each context is its own earlier
     /// prediction. The targets and validation windows stay clean. 0 (the reference's
     /// training, and checkpoints written before the option existed) adds none.
