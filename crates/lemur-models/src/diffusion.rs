@@ -295,13 +295,7 @@ impl<B: Backend> Denoiser<B> {
         draw: TrainDraw,
         train: bool,
     ) -> Result<Tensor<B>> {
-        if context.shape() != x.shape() {
-            return Err(Error::Input {
-                model: "denoiser loss context",
-                got: context.shape().to_vec(),
-                expected: format!("the target's shape {:?}", x.shape()),
-            });
-        }
+        crate::error::check_context("denoiser loss context", x, context)?;
         let be = x.backend().clone();
         let s = x.shape().to_vec();
         let bsz = s[0];
@@ -329,6 +323,10 @@ impl<B: Backend> Denoiser<B> {
         // noisy context is not to be denoised there, where the 1 / var weights would let its
         // noise drown the target frames' signal.
         let target = Tensor::select(&mask, context, x)?;
-        Ok(mean.sub(&target)?.square()?.div(&var.detach())?.mean_all()?)
+        Ok(mean
+            .sub(&target)?
+            .square()?
+            .div(&var.detach())?
+            .mean_all()?)
     }
 }

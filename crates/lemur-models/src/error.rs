@@ -16,3 +16,19 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The error of a loss given a context (B, C, L, H, W) of another shape than its target's.
+pub(crate) fn check_context<B: lemur_tensor::Backend>(
+    model: &'static str,
+    x: &lemur_tensor::Tensor<B>,
+    context: &lemur_tensor::Tensor<B>,
+) -> Result<()> {
+    if context.shape() == x.shape() {
+        return Ok(());
+    }
+    Err(Error::Input {
+        model,
+        got: context.shape().to_vec(),
+        expected: format!("the target's shape {:?}", x.shape()),
+    })
+}

@@ -114,13 +114,7 @@ impl<B: Backend> Surrogate<B> {
         draw: TrainDraw,
         train: bool,
     ) -> Result<Tensor<B>> {
-        if context.shape() != x.shape() {
-            return Err(Error::Input {
-                model: "surrogate loss context",
-                got: context.shape().to_vec(),
-                expected: format!("the target's shape {:?}", x.shape()),
-            });
-        }
+        crate::error::check_context("surrogate loss context", x, context)?;
         let dropout = train.then(|| Dropout {
             seed: draw.stream(3),
         });
