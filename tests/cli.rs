@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 #[path = "support/cli.rs"]
 mod support;
 
-use support::{LEMUR, fails, lemur, ok, preset, s, walk};
+use support::{LEMUR, checkpoint_meta, fails, lemur, ok, preset, s, walk};
 
 fn scratch(name: &str) -> PathBuf {
     support::scratch_in("cli", name)
@@ -151,8 +151,7 @@ fn autoencoder_trains_and_encodes_on_each_backend() {
     for backend in gpu_too() {
         let run = train_autoencoder(&dir, backend);
         assert_falls(&run);
-        let meta: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(run.join("checkpoint.json")).unwrap()).unwrap();
+        let meta = checkpoint_meta(&run);
         assert_eq!(meta["step"], 40);
         assert_eq!(meta["dir"], "step-00000040");
         assert!(meta["val_loss"].as_f64().is_some());
@@ -699,9 +698,7 @@ fn emulators_train_resume_and_check_their_latents() {
                 tail < 0.85 * first,
                 "{kind} on {backend}: loss did not fall: {log:?}"
             );
-            let meta: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(run.join("checkpoint.json")).unwrap())
-                    .unwrap();
+            let meta = checkpoint_meta(&run);
             assert_eq!(meta["step"], 40);
             assert_eq!(meta["extra"]["latent_shape"], serde_json::json!([4, 8, 8]));
         }
@@ -750,8 +747,7 @@ fn emulators_train_resume_and_check_their_latents() {
         "cpu",
         &["--first-frame", "3", "--stop-after", "2"],
     );
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(later.join("checkpoint.json")).unwrap()).unwrap();
+    let meta = checkpoint_meta(&later);
     assert_eq!(meta["options"]["first_frame"], 3);
     assert!(meta["options"].get("context_noise").is_none());
     // --context-noise is stored, kept by --resume, and checked.
@@ -763,8 +759,7 @@ fn emulators_train_resume_and_check_their_latents() {
         "cpu",
         &["--context-noise", "0.25", "--stop-after", "2"],
     );
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(noisy.join("checkpoint.json")).unwrap()).unwrap();
+    let meta = checkpoint_meta(&noisy);
     assert_eq!(meta["options"]["context_noise"], 0.25);
     let err = fails(&[
         "train",
@@ -2062,9 +2057,7 @@ fn pack_pretrained_rounds_f32_runs_and_keeps_f16_ones() {
         );
         let want = tensors(&set.join(kind).join("model.safetensors"));
         assert_eq!(tensors(&file), want, "{kind}: the values changed");
-        let meta: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(packed.join("checkpoint.json")).unwrap())
-                .unwrap();
+        let meta = checkpoint_meta(&packed);
         assert_eq!(meta["dir"], ".", "{kind}");
     }
     // Packed again into the same place: a run with the same weights at the same step keeps
@@ -2120,8 +2113,7 @@ fn pack_pretrained_rounds_f32_runs_and_keeps_f16_ones() {
     // decoder fine-tuned with that step's encoder frozen (`encoder_step`) is not.
     let shifted = dir.join("sur-shifted");
     write_run(&shifted, header.as_bytes(), &data);
-    let mut meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(shifted.join("checkpoint.json")).unwrap()).unwrap();
+    let mut meta = checkpoint_meta(&shifted);
     let learnt = meta["extra"]["autoencoder_step"].as_u64().unwrap() + 7;
     meta["extra"]["autoencoder_step"] = learnt.into();
     std::fs::write(shifted.join("checkpoint.json"), meta.to_string()).unwrap();
@@ -2143,9 +2135,7 @@ fn pack_pretrained_rounds_f32_runs_and_keeps_f16_ones() {
         decoder.join("model.safetensors"),
     )
     .unwrap();
-    let mut ae: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(set.join("autoencoder/checkpoint.json")).unwrap())
-            .unwrap();
+    let mut ae = checkpoint_meta(&set.join("autoencoder"));
     ae["step"] = (learnt + 100).into();
     ae["extra"]["encoder_step"] = learnt.into();
     std::fs::write(decoder.join("checkpoint.json"), ae.to_string()).unwrap();
@@ -2739,8 +2729,7 @@ fn max_weight_diff(a: &Path, b: &Path) -> f32 {
 }
 
 fn latest_checkpoint(run: &Path) -> (PathBuf, serde_json::Value) {
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("checkpoint.json")).unwrap()).unwrap();
+    let meta = checkpoint_meta(run);
     (run.join(meta["dir"].as_str().unwrap()), meta)
 }
 

@@ -112,3 +112,10 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// The `checkpoint.json` of a run (its latest checkpoint) or of a packed directory.
+pub fn checkpoint_meta(dir: &Path) -> serde_json::Value {
+    let path = dir.join("checkpoint.json");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
