@@ -738,6 +738,84 @@ fn emulators_train_resume_and_check_their_latents() {
         }
     }
 
+    // --ema: the same bit-identical resume with a weight average, whose model file is the
+    // average and whose optimizer file keeps the raw weights; the decay is stored and kept.
+    let averaged = dir.join("diffusion-ema");
+    let averaged_parted = dir.join("diffusion-ema-parted");
+    train(
+        "diffusion",
+        "denoiser-tiny",
+        &averaged,
+        "cpu",
+        &["--ema", "0.9"],
+    );
+    train(
+        "diffusion",
+        "denoiser-tiny",
+        &averaged_parted,
+        "cpu",
+        &["--ema", "0.9", "--stop-after", "13"],
+    );
+    ok(&[
+        "train",
+        "diffusion",
+        "--resume",
+        s(&averaged_parted),
+        "--backend",
+        "cpu",
+    ]);
+    for f in ["model.safetensors", "optimizer.safetensors"] {
+        let a = std::fs::read(averaged.join("step-00000040").join(f)).unwrap();
+        let b = std::fs::read(averaged_parted.join("step-00000040").join(f)).unwrap();
+        assert!(
+            a == b,
+            "{f} differs between the resumed and the uninterrupted --ema run"
+        );
+    }
+    assert_eq!(checkpoint_meta(&averaged)["options"]["ema"], 0.9);
+    let model = tensors(&averaged.join("step-00000040/model.safetensors"));
+    let optim = tensors(&averaged.join("step-00000040/optimizer.safetensors"));
+    let plain = tensors(&dir.join("diffusion-cpu/step-00000040/model.safetensors"));
+    let (mut raw_is_plain, mut avg_differs) = (0, 0);
+    for (name, values) in &model {
+        let raw = &optim[&format!("{name}.raw")];
+        raw_is_plain += usize::from(*raw == plain[name]);
+        avg_differs += usize::from(raw != values);
+    }
+    // Averaging does not change the training: the raw weights are the plain run's.
+    assert_eq!(raw_is_plain, model.len());
+    assert!(
+        avg_differs > model.len() / 2,
+        "{avg_differs} of {}",
+        model.len()
+    );
+    let err = fails(&[
+        "train",
+        "diffusion",
+        "--resume",
+        s(&averaged),
+        "--ema",
+        "0.99",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(err.contains("--ema 0.99 (the run has 0.9)"), "{err}");
+    let err = fails(&[
+        "train",
+        "surrogate",
+        "--latents",
+        s(&latents),
+        "--config",
+        s(&preset("surrogate-tiny")),
+        "--out",
+        s(&dir.join("ema-one")),
+        "--ema",
+        "1",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(err.contains("--ema 1 must be a decay in [0, 1)"), "{err}");
+
     // --first-frame trains on the later windows only (9 frames: starts 0-4), and is stored.
     let later = dir.join("diffusion-later");
     train(

@@ -158,6 +158,12 @@ pub struct TrainArgs {
     /// Kept by --resume [default: 0].
     #[arg(long)]
     pub first_frame: Option<usize>,
+    /// Keep an exponential moving average of the weights with this decay (0.999 averages about
+    /// the last 1000 steps): checkpoints, validation, eval, rollouts and --init use the
+    /// average, training goes on from the raw weights. Kept by --resume [default: 0, none, the
+    /// reference's training].
+    #[arg(long)]
+    pub ema: Option<f32>,
     /// Stop after this step with a checkpoint, as if interrupted (resume continues the run).
     #[arg(long)]
     pub stop_after: Option<u32>,
@@ -226,6 +232,7 @@ impl TrainArgs {
                 freeze_encoder: None,
                 first_frame: self.first_frame,
                 context_noise: None,
+                ema: self.ema,
             },
             backend: super::common::backend_kind(self.backend.as_deref())?,
             stop_after: self.stop_after,

@@ -421,7 +421,7 @@ fn train_on<B: Backend>(backend: B, args: &AutoencoderArgs, start: Start) -> Res
         ),
     )
     .map_err(|e| session::model_error(&args.common, e))?;
-    let optimizer = session::restore(&start, &params)?;
+    let restored = session::restore(&start, &params)?;
     let template = CheckpointMeta {
         format: FORMAT.into(),
         kind: ModelKind::Autoencoder,
@@ -457,6 +457,6 @@ fn train_on<B: Backend>(backend: B, args: &AutoencoderArgs, start: Start) -> Res
         model_seed: batch::model_seed(seed, Stream::Model),
         val_seed: batch::model_seed(seed, Stream::ValModel),
     };
-    let mut trainer = start.trainer(&args.common, &backend, &params, optimizer, template);
+    let mut trainer = start.trainer(&args.common, &backend, &params, restored, template);
     trainer.train(&mut objective)
 }

@@ -4,6 +4,7 @@
 //! - [`session`]: starting or resuming a run, with the configuration checks.
 //! - [`trainer`]: the loop (accumulation, AdamW + cosine schedule, clipping, validation,
 //!   non-finite loss detection, progress).
+//! - [`ema`]: the exponential moving average of the weights (`--ema`).
 //! - [`batch`]: batches as pure functions of `(seed, step, micro-batch)`.
 //! - [`autoencoder`]: the DCAE on dataset frames.
 //! - [`emulator`]: the diffusion denoiser and the surrogate on windows of a latent cache.
@@ -15,6 +16,7 @@
 pub mod autoencoder;
 pub mod batch;
 pub mod bench;
+pub mod ema;
 pub mod emulate;
 pub mod emulator;
 mod error;

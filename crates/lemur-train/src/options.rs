@@ -23,7 +23,8 @@ macro_rules! fixed_options {
             stride,
             freeze_encoder,
             first_frame,
-            context_noise
+            context_noise,
+            ema
         )
     };
 }
@@ -82,6 +83,11 @@ pub struct TrainOptions {
     /// training, and checkpoints written before the option existed) adds none.
     #[serde(default, skip_serializing_if = "is_zero_f32")]
     pub context_noise: f32,
+    /// The decay of an exponential moving average of the weights (see [`crate::ema`]): the
+    /// checkpoints' model files hold the average. 0 (the reference's training, and checkpoints
+    /// written before the option existed) keeps none.
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    pub ema: f32,
     /// The training loss: `vrmse`, `mse` or `mae` for the autoencoder; the emulators have
     /// one loss each (`edm`, `mse`).
     pub loss: String,
@@ -140,6 +146,7 @@ pub struct Overrides {
     pub freeze_encoder: Option<bool>,
     pub first_frame: Option<usize>,
     pub context_noise: Option<f32>,
+    pub ema: Option<f32>,
 }
 
 impl TrainOptions {
@@ -167,6 +174,7 @@ impl TrainOptions {
             freeze_encoder: false,
             first_frame: 0,
             context_noise: 0.0,
+            ema: 0.0,
             loss: "vrmse".into(),
             checkpoint_every: 100,
             val_batches: 4,
@@ -302,6 +310,12 @@ impl TrainOptions {
             return bad(format!(
                 "--context-noise {} must be a number >= 0",
                 self.context_noise
+            ));
+        }
+        if !(0.0..1.0).contains(&self.ema) {
+            return bad(format!(
+                "--ema {} must be a decay in [0, 1) (0: no average)",
+                self.ema
             ));
         }
         if self.window == 0 || self.stride == 0 {

@@ -5,8 +5,9 @@
 //!   checkpoint.json          pointer: the latest complete checkpoint's metadata + its "dir"
 //!   log.jsonl                one JSON object per line (see LogLine)
 //!   step-00000100/           a complete checkpoint
-//!     model.safetensors      weights (reference parameter names)
-//!     optimizer.safetensors  AdamW moments (<param>.exp_avg, <param>.exp_avg_sq)
+//!     model.safetensors      weights (reference parameter names); with --ema, their average
+//!     optimizer.safetensors  AdamW moments (<param>.exp_avg, <param>.exp_avg_sq), or SOAP's;
+//!                            with --ema also the raw weights training goes on from (<param>.raw)
 //!     checkpoint.json        the same metadata as the pointer
 //!   step-00000200/ ...       the previous checkpoint is kept too (KEEP)
 //! ```

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use lemur_tensor::{Backend, BackendKind, Optimizer, ParamStore};
 use serde_json::Value;
 
+use crate::ema::Ema;
 use crate::error::{Result, TrainError, io_err, json_err};
 use crate::options::{Overrides, TrainOptions, apply_dropout};
 use crate::run::{CheckpointMeta, ModelKind, RunDir};
@@ -83,13 +84,14 @@ impl Start {
         args: &CommonArgs,
         backend: &B,
         params: &'a ParamStore<B>,
-        optimizer: Optimizer<B>,
+        (optimizer, ema): (Optimizer<B>, Option<Ema<B>>),
         template: CheckpointMeta,
     ) -> Trainer<'a, B> {
         Trainer {
             run: self.run.clone(),
             params,
             optimizer,
+            ema,
             options: self.options.clone(),
             template,
             elapsed_before: self.resumed.as_ref().map_or(0.0, |m| m.elapsed_s),
@@ -443,9 +445,14 @@ pub fn imported(meta: &CheckpointMeta) -> bool {
 }
 
 /// After the model is built: an optimizer, with the checkpoint's weights and moments loaded
-/// when resuming.
-pub fn restore<B: Backend>(start: &Start, params: &ParamStore<B>) -> Result<Optimizer<B>> {
+/// when resuming, and the run's weight average (`--ema`) if it keeps one.
+pub fn restore<B: Backend>(
+    start: &Start,
+    params: &ParamStore<B>,
+) -> Result<(Optimizer<B>, Option<Ema<B>>)> {
     let mut optimizer = start.options.optimizer();
+    let decay = start.options.ema;
+    let mut ema = None;
     if let Some((dir, _)) = &start.init {
         let (path, weights) = crate::run::read_weights_at(dir)?;
         params.load_host(&weights, &path)?;
@@ -453,7 +460,10 @@ pub fn restore<B: Backend>(start: &Start, params: &ParamStore<B>) -> Result<Opti
     if let Some(meta) = &start.resumed {
         let (path, weights) = start.run.read_weights(meta)?;
         params.load_host(&weights, &path)?;
-        let (_, moments) = start.run.read_optimizer(meta)?;
+        let (path, mut moments) = start.run.read_optimizer(meta)?;
+        if decay > 0.0 {
+            ema = Some(Ema::resume(params, decay, &mut moments, &path)?);
+        }
         // Every key is `<parameter>.<one of this optimizer's state tensors>`.
         let suffixes = optimizer.state_suffixes();
         let known = |key: &String| {
@@ -479,7 +489,10 @@ pub fn restore<B: Backend>(start: &Start, params: &ParamStore<B>) -> Result<Opti
         }
         optimizer.load_state(params, &moments, meta.step)?;
     }
-    Ok(optimizer)
+    if ema.is_none() && decay > 0.0 {
+        ema = Some(Ema::new(params, decay)?);
+    }
+    Ok((optimizer, ema))
 }
 
 /// Steps per second of a resumed run's last session, for a time-limited session to fit its

@@ -17,6 +17,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use lemur_tensor::{Backend, Optimizer, ParamStore, Tensor, no_grad};
 
+use crate::ema::Ema;
 use crate::error::{Result, TrainError};
 use crate::options::TrainOptions;
 use crate::run::{CheckpointMeta, LogLine, RunDir};
@@ -38,6 +39,9 @@ pub struct Trainer<'a, B: Backend> {
     pub run: RunDir,
     pub params: &'a ParamStore<B>,
     pub optimizer: Optimizer<B>,
+    /// The weight average of a run trained with `--ema`: updated after every step, it is what
+    /// validation measures and what the checkpoints' model files hold.
+    pub ema: Option<Ema<B>>,
     pub options: TrainOptions,
     /// Metadata of the checkpoints to write (step, losses and timing are filled in).
     pub template: CheckpointMeta,
@@ -399,6 +403,9 @@ impl<B: Backend> Trainer<'_, B> {
         }
         pending.steps += 1;
         self.optimizer.step(self.params)?;
+        if let Some(ema) = &mut self.ema {
+            ema.update(self.params)?;
+        }
         // Submits the step and waits for the one before: the device runs while the next step
         // is recorded, and an interrupt waits for at most one step.
         if let Some(backend) = backend {
@@ -449,14 +456,29 @@ impl<B: Backend> Trainer<'_, B> {
         }
     }
 
-    fn validate(&self, objective: &mut dyn Objective<B>) -> Result<Option<f32>> {
+    /// The validation loss, of the averaged weights when the run keeps an average.
+    fn validate(&mut self, objective: &mut dyn Objective<B>) -> Result<Option<f32>> {
         if self.options.val_batches == 0 {
             return Ok(None);
         }
+        let Some(ema) = &mut self.ema else {
+            return Self::validate_current(&self.options, objective);
+        };
+        ema.swap(self.params)?;
+        let loss = Self::validate_current(&self.options, objective);
+        // The raw weights come back even when validation failed: training goes on from them.
+        ema.swap(self.params)?;
+        loss
+    }
+
+    fn validate_current(
+        options: &TrainOptions,
+        objective: &mut dyn Objective<B>,
+    ) -> Result<Option<f32>> {
         no_grad(|| {
             // The batches' losses stay on the device and are read together.
-            let mut losses = Vec::with_capacity(self.options.val_batches);
-            for i in 0..self.options.val_batches {
+            let mut losses = Vec::with_capacity(options.val_batches);
+            for i in 0..options.val_batches {
                 let Some(loss) = objective.val_loss(i)? else {
                     return Ok(None);
                 };
@@ -465,7 +487,7 @@ impl<B: Backend> Trainer<'_, B> {
             let refs: Vec<&Tensor<B>> = losses.iter().collect();
             let values = Tensor::concat(&refs, 0)?.to_vec()?;
             let sum: f64 = values.iter().map(|&v| f64::from(v)).sum();
-            Ok(Some((sum / self.options.val_batches as f64) as f32))
+            Ok(Some((sum / options.val_batches as f64) as f32))
         })
     }
 
@@ -477,8 +499,16 @@ impl<B: Backend> Trainer<'_, B> {
         val_loss: Option<f32>,
         elapsed: f64,
     ) -> Result<()> {
-        let weights = pollster::block_on(self.params.to_host())?;
-        let moments = pollster::block_on(self.optimizer.state_to_host(self.params))?;
+        let mut weights = pollster::block_on(self.params.to_host())?;
+        let mut moments = pollster::block_on(self.optimizer.state_to_host(self.params))?;
+        if let Some(ema) = &self.ema {
+            // The model file holds the weights to use, the optimizer file the ones to train on.
+            let raw =
+                std::mem::replace(&mut weights, pollster::block_on(ema.to_host(self.params))?);
+            for (name, tensor) in raw {
+                moments.insert(format!("{name}.{}", crate::ema::RAW_SUFFIX), tensor);
+            }
+        }
         let mut meta = self.template.clone();
         meta.step = step;
         meta.loss = loss;
@@ -580,6 +610,33 @@ mod tests {
         train_limited(dir, o, toy, params, None, None)
     }
 
+    /// Trains the toy from scratch in `dir` with a weight average and a stopping step.
+    fn run_with<B: Backend>(
+        dir: &std::path::Path,
+        o: TrainOptions,
+        toy: &mut Toy<B>,
+        params: &ParamStore<B>,
+        ema: Option<Ema<B>>,
+        stop_after: Option<u32>,
+    ) -> Result<Summary> {
+        let template = toy_meta(dir, &o);
+        let mut trainer = Trainer {
+            run: RunDir::create(dir)?,
+            params,
+            optimizer: o.optimizer(),
+            ema,
+            options: o,
+            template,
+            elapsed_before: 0.0,
+            stop_after,
+            time_limit: None,
+            prior_rate: None,
+            last_good: "none".into(),
+            stop: None,
+        };
+        trainer.train(toy)
+    }
+
     /// [`train`] with a time limit in seconds.
     fn train_limited<B: Backend>(
         dir: &std::path::Path,
@@ -594,6 +651,7 @@ mod tests {
             run: RunDir::create(dir)?,
             params,
             optimizer: o.optimizer(),
+            ema: None,
             options: o,
             template,
             elapsed_before: 0.0,
@@ -679,6 +737,59 @@ mod tests {
             let _ = std::fs::remove_dir_all(&each);
         }
     }
+
+    /// A run with `--ema`: its checkpoint's model file holds the average of the raw weights
+    /// after each step (computed here from runs without an average stopped at each step), its
+    /// optimizer file the raw weights, bit for bit those of a run without an average, and its
+    /// validation losses are the average's.
+    fn averages_the_weights<B: Backend>(b: &B) {
+        let decay = 0.75f32;
+        let raw_at = |k: u32| {
+            let dir = scratch(&format!("ema-raw-{}-{k}", b.name()));
+            let (mut toy, params) = new_toy(b, None, None);
+            run_with(&dir, options(1), &mut toy, &params, None, Some(k)).unwrap();
+            pollster::block_on(params.to_host()).unwrap()["w"].1.clone()
+        };
+        let mut want = vec![0.3f64, -0.2];
+        let mut raw = Vec::new();
+        for k in 1..=12 {
+            raw = raw_at(k);
+            for (a, &w) in want.iter_mut().zip(&raw) {
+                *a = f64::from(decay) * *a + f64::from(1.0 - decay) * f64::from(w);
+            }
+        }
+        let dir = scratch(&format!("ema-{}", b.name()));
+        let (mut toy, params) = new_toy(b, None, None);
+        let o = TrainOptions {
+            ema: decay,
+            ..options(1)
+        };
+        let ema = Ema::new(&params, decay).unwrap();
+        let summary = run_with(&dir, o, &mut toy, &params, Some(ema), None).unwrap();
+        assert_eq!(summary.step, 12);
+        let read = |f: &str| {
+            let path = dir.join("step-00000012").join(f);
+            lemur_tensor::params::read_safetensors(&std::fs::read(&path).unwrap(), &path).unwrap()
+        };
+        let model = read(crate::run::MODEL_FILE);
+        for (i, (&g, &e)) in model["w"].1.iter().zip(&want).enumerate() {
+            assert!((f64::from(g) - e).abs() < 1e-6, "w[{i}]: {g} vs {e}");
+        }
+        assert!(model["w"].1 != raw, "the average is the raw weights");
+        let optimizer = read(crate::run::OPTIM_FILE);
+        assert_eq!(optimizer["w.raw"].1, raw);
+        assert!(optimizer.contains_key("w.exp_avg"));
+        // Training left the raw weights in the parameters.
+        assert_eq!(pollster::block_on(params.to_host()).unwrap()["w"].1, raw);
+        // The toy's validation loss: mean(w^2) + the batch index, over batches 0 and 1.
+        let avg: Vec<f64> = model["w"].1.iter().map(|&v| f64::from(v)).collect();
+        let val = avg.iter().map(|v| v * v).sum::<f64>() / 2.0 + 0.5;
+        let logged = RunDir::open(&dir).unwrap().read_log().unwrap();
+        let last = logged.last().unwrap().val_loss.unwrap();
+        assert!((f64::from(last) - val).abs() < 1e-5, "{last} vs {val}");
+    }
+
+    lemur_tensor::test_device!(a_run_with_ema_averages_the_weights, averages_the_weights);
 
     #[test]
     fn losses_are_read_once_per_log_interval_not_per_step_cpu() {
