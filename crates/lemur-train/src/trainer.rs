@@ -610,7 +610,29 @@ mod tests {
         train_limited(dir, o, toy, params, None, None)
     }
 
-    /// Trains the toy from scratch in `dir` with a weight average and a stopping step.
+    /// A trainer of the toy, from scratch in `dir`, with nothing but the options set.
+    fn toy_trainer<'a, B: Backend>(
+        dir: &std::path::Path,
+        o: TrainOptions,
+        params: &'a ParamStore<B>,
+    ) -> Result<Trainer<'a, B>> {
+        Ok(Trainer {
+            run: RunDir::create(dir)?,
+            params,
+            optimizer: o.optimizer(),
+            ema: None,
+            template: toy_meta(dir, &o),
+            options: o,
+            elapsed_before: 0.0,
+            stop_after: None,
+            time_limit: None,
+            prior_rate: None,
+            last_good: "none".into(),
+            stop: None,
+        })
+    }
+
+    /// [`train`] with a weight average and a stopping step.
     fn run_with<B: Backend>(
         dir: &std::path::Path,
         o: TrainOptions,
@@ -619,21 +641,9 @@ mod tests {
         ema: Option<Ema<B>>,
         stop_after: Option<u32>,
     ) -> Result<Summary> {
-        let template = toy_meta(dir, &o);
-        let mut trainer = Trainer {
-            run: RunDir::create(dir)?,
-            params,
-            optimizer: o.optimizer(),
-            ema,
-            options: o,
-            template,
-            elapsed_before: 0.0,
-            stop_after,
-            time_limit: None,
-            prior_rate: None,
-            last_good: "none".into(),
-            stop: None,
-        };
+        let mut trainer = toy_trainer(dir, o, params)?;
+        trainer.ema = ema;
+        trainer.stop_after = stop_after;
         trainer.train(toy)
     }
 
@@ -646,21 +656,9 @@ mod tests {
         time_limit: Option<f64>,
         prior_rate: Option<f64>,
     ) -> Result<Summary> {
-        let template = toy_meta(dir, &o);
-        let mut trainer = Trainer {
-            run: RunDir::create(dir)?,
-            params,
-            optimizer: o.optimizer(),
-            ema: None,
-            options: o,
-            template,
-            elapsed_before: 0.0,
-            stop_after: None,
-            time_limit,
-            prior_rate,
-            last_good: "none".into(),
-            stop: None,
-        };
+        let mut trainer = toy_trainer(dir, o, params)?;
+        trainer.time_limit = time_limit;
+        trainer.prior_rate = prior_rate;
         trainer.train(toy)
     }
 
