@@ -710,21 +710,17 @@ fn emulators_train_resume_and_check_their_latents() {
     // resumed run reloads exactly the f32 values it saved. Fails when resume loses or
     // re-rounds state (the step, the learning-rate schedule, AdamW's moments, the data
     // order), or when a GPU kernel is nondeterministic.
-    for backend in gpu_too() {
-        let whole = dir.join(format!("diffusion-{backend}"));
-        let parted = dir.join(format!("diffusion-parted-{backend}"));
-        train(
-            "diffusion",
-            "denoiser-tiny",
-            &parted,
-            backend,
-            &["--stop-after", "13"],
-        );
+    // Trains `parted` with `extra` to step 13, resumes it, and compares its last checkpoint's
+    // files with those of `whole`, trained with `extra` uninterrupted.
+    let resumes_bitwise = |whole: &Path, parted: &Path, backend: &str, extra: &[&str]| {
+        let mut first = extra.to_vec();
+        first.extend(["--stop-after", "13"]);
+        train("diffusion", "denoiser-tiny", parted, backend, &first);
         ok(&[
             "train",
             "diffusion",
             "--resume",
-            s(&parted),
+            s(parted),
             "--backend",
             backend,
         ]);
@@ -733,9 +729,14 @@ fn emulators_train_resume_and_check_their_latents() {
             let b = std::fs::read(parted.join("step-00000040").join(f)).unwrap();
             assert!(
                 a == b,
-                "{f} differs between the resumed and the uninterrupted run on {backend}"
+                "{f} differs between the resumed and the uninterrupted run on {backend} {extra:?}"
             );
         }
+    };
+    for backend in gpu_too() {
+        let whole = dir.join(format!("diffusion-{backend}"));
+        let parted = dir.join(format!("diffusion-parted-{backend}"));
+        resumes_bitwise(&whole, &parted, backend, &[]);
     }
 
     // --ema: the same bit-identical resume with a weight average, whose model file is the
@@ -749,29 +750,7 @@ fn emulators_train_resume_and_check_their_latents() {
         "cpu",
         &["--ema", "0.9"],
     );
-    train(
-        "diffusion",
-        "denoiser-tiny",
-        &averaged_parted,
-        "cpu",
-        &["--ema", "0.9", "--stop-after", "13"],
-    );
-    ok(&[
-        "train",
-        "diffusion",
-        "--resume",
-        s(&averaged_parted),
-        "--backend",
-        "cpu",
-    ]);
-    for f in ["model.safetensors", "optimizer.safetensors"] {
-        let a = std::fs::read(averaged.join("step-00000040").join(f)).unwrap();
-        let b = std::fs::read(averaged_parted.join("step-00000040").join(f)).unwrap();
-        assert!(
-            a == b,
-            "{f} differs between the resumed and the uninterrupted --ema run"
-        );
-    }
+    resumes_bitwise(&averaged, &averaged_parted, "cpu", &["--ema", "0.9"]);
     assert_eq!(checkpoint_meta(&averaged)["options"]["ema"], 0.9);
     let model = tensors(&averaged.join("step-00000040/model.safetensors"));
     let optim = tensors(&averaged.join("step-00000040/optimizer.safetensors"));
